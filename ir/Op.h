@@ -1,0 +1,37 @@
+//===- Op.h - op kinds and the static op table ------------------*- C++ -*-===//
+#ifndef MEG_IR_OP_H
+#define MEG_IR_OP_H
+
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <optional>
+
+namespace meg::ir {
+
+enum class OpKind : uint16_t {
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) Enum,
+#include "ir/Ops.def"
+};
+
+constexpr unsigned kNumOpKinds = 0
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) +1
+#include "ir/Ops.def"
+    ;
+
+struct OpInfo {
+  OpKind kind;
+  llvm::StringRef name;
+  int minOperands;
+  int maxOperands; // -1 = variadic
+  int numResults;
+  llvm::StringRef summary;
+};
+
+const OpInfo &opInfo(OpKind k);
+llvm::StringRef opName(OpKind k);
+std::optional<OpKind> parseOpKind(llvm::StringRef name);
+
+} // namespace meg::ir
+
+#endif
