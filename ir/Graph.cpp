@@ -72,6 +72,23 @@ void Graph::replaceAllUsesWith(Value *from, Value *to, Node *except) {
   }
 }
 
+void Graph::reorder(llvm::ArrayRef<Node *> order) {
+  assert(order.size() == nodes.size() && "reorder: not a permutation of the graph's nodes");
+  llvm::DenseMap<const Node *, unsigned> position;
+  for (unsigned i = 0; i < order.size(); ++i) {
+    bool inserted = position.try_emplace(order[i], i).second;
+    assert(inserted && "reorder: a node is listed twice");
+    (void)inserted;
+  }
+  std::vector<std::unique_ptr<Node>> reordered(nodes.size());
+  for (auto &n : nodes) {
+    auto it = position.find(n.get());
+    assert(it != position.end() && "reorder: a node of the graph is missing from the order");
+    reordered[it->second] = std::move(n);
+  }
+  nodes = std::move(reordered);
+}
+
 llvm::SmallVector<Node *, 0> Graph::getNodes() const {
   llvm::SmallVector<Node *, 0> out;
   out.reserve(nodes.size());

@@ -97,6 +97,8 @@ public:
   void erase(Node *n);
   /// Every use of `from` becomes a use of `to`, except in `except` (if given).
   void replaceAllUsesWith(Value *from, Value *to, Node *except = nullptr);
+  /// Puts the nodes in `order`, which must be a permutation of the graph's nodes (the caller keeps it topological).
+  void reorder(llvm::ArrayRef<Node *> order);
 
   size_t size() const { return nodes.size(); }
   /// Program order.

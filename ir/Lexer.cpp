@@ -2,7 +2,7 @@
 #include "ir/Lexer.h"
 
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/Format.h"
+#include "llvm/ADT/Twine.h"
 #include "llvm/Support/raw_ostream.h"
 
 using namespace meg::ir;
@@ -17,9 +17,9 @@ std::string Token::describe() const {
   case Eof:
     return "end of file";
   case String:
-    return "string " + spelling.str();
+    return ("string " + spelling).str();
   default:
-    return "'" + spelling.str() + "'";
+    return ("'" + spelling + "'").str();
   }
 }
 

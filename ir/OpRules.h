@@ -12,6 +12,7 @@
 #include "llvm/Support/Error.h"
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 namespace meg::ir {
@@ -31,6 +32,32 @@ llvm::Expected<std::array<std::string, 3>> parseContractSpec(llvm::StringRef spe
 using FlopRule = double (*)(const Node &n);
 FlopRule flopRule(OpKind k);
 double countFlops(const Node &n);
+
+/// The index structure of an op, from which sharding propagation derives everything (as MLIR's ShardingInterface).
+/// The op is a loop nest over `loops`; each operand and result dim is indexed by one loop (or -1: a broadcast
+/// size-1 dim, or a dim the loop nest does not index). A loop is Parallel (each rank may own a block of it), a Sum or
+/// Max reduction (a rank owning a block produces a partial(sum|max) result), or Whole (every rank needs all of it).
+struct ShardingSpec {
+  enum class Loop : uint8_t { Parallel, Sum, Max, Whole };
+  /// How pending reductions of operands pass through the op.
+  enum class Partial : uint8_t {
+    None,     // nonlinear: every operand must be free of pending reductions
+    Additive, // add/sub: the result is partial(sum) if ALL float operands are partial(sum) on the same axis
+    Linear,   // linear in exactly one operand: at most one of `linearOperands` may be partial(sum)
+    MaxPass,  // partial(max) passes (reduce_max)
+  };
+  llvm::SmallVector<Loop, 6> loops;
+  llvm::SmallVector<llvm::SmallVector<int, 6>, 4> operandDims;
+  llvm::SmallVector<llvm::SmallVector<int, 6>, 1> resultDims;
+  Partial partial = Partial::None;
+  /// For Partial::Linear: which operands the op is linear in (bit i = operand i).
+  unsigned linearOperands = 0;
+};
+
+/// Sharding rule: the op's index structure, from its operand types and attributes (already verified).
+using ShardingRule = ShardingSpec (*)(const Node &n);
+ShardingRule shardingRule(OpKind k);
+ShardingSpec shardingSpec(const Node &n);
 
 } // namespace meg::ir
 

@@ -337,10 +337,14 @@ Expected<Types> inferTranspose(ArrayRef<TensorType> ops, const AttrDict &a) {
 Expected<Types> inferSlice(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &x = ops[0];
   auto dim = intAttr(a, "dim");
+  if (!dim)
+    return dim.takeError();
   auto start = intAttr(a, "start");
+  if (!start)
+    return start.takeError();
   auto size = intAttr(a, "size");
-  if (!dim || !start || !size)
-    return llvm::joinErrors(llvm::joinErrors(dim.takeError(), start.takeError()), size.takeError());
+  if (!size)
+    return size.takeError();
   if (auto e = checkDim(*dim, x.rank()))
     return e;
   if (*start < 0 || *size <= 0 || *start + *size > x.shape[*dim])
@@ -354,9 +358,11 @@ Expected<Types> inferSlice(ArrayRef<TensorType> ops, const AttrDict &a) {
 Expected<Types> inferSelect(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &x = ops[0];
   auto dim = intAttr(a, "dim");
+  if (!dim)
+    return dim.takeError();
   auto index = intAttr(a, "index");
-  if (!dim || !index)
-    return llvm::joinErrors(dim.takeError(), index.takeError());
+  if (!index)
+    return index.takeError();
   if (auto e = checkDim(*dim, x.rank()))
     return e;
   if (*index < 0 || *index >= x.shape[*dim])

@@ -5,7 +5,7 @@
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
-#include "llvm/Support/FormatVariadic.h"
+#include "llvm/ADT/Twine.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <array>
@@ -16,20 +16,22 @@ using namespace meg::ir;
 std::string meg::ir::arityProblem(OpKind k, unsigned numOperands, unsigned numResults) {
   const OpInfo &info = opInfo(k);
   int n = numOperands;
+  auto plural = [](int count, llvm::StringRef noun) {
+    return (llvm::Twine(count) + " " + noun + (count == 1 ? "" : "s")).str();
+  };
   if (n < info.minOperands || (info.maxOperands >= 0 && n > info.maxOperands)) {
+    std::string want;
     if (info.minOperands == info.maxOperands)
-      return llvm::formatv("expects {0} operand{1}, got {2}", info.minOperands, info.minOperands == 1 ? "" : "s",
-                           n);
-    if (info.maxOperands < 0)
-      return llvm::formatv("expects at least {0} operand{1}, got {2}", info.minOperands,
-                           info.minOperands == 1 ? "" : "s", n);
-    return llvm::formatv("expects {0} to {1} operands, got {2}", info.minOperands, info.maxOperands, n);
+      want = plural(info.minOperands, "operand");
+    else if (info.maxOperands < 0)
+      want = "at least " + plural(info.minOperands, "operand");
+    else
+      want = (llvm::Twine(info.minOperands) + " to " + llvm::Twine(info.maxOperands) + " operands").str();
+    return "expects " + want + ", got " + std::to_string(n);
   }
   if (int(numResults) != info.numResults) {
-    if (info.numResults == 0)
-      return llvm::formatv("expects no results, got {0}", numResults);
-    return llvm::formatv("expects {0} result{1}, got {2}", info.numResults, info.numResults == 1 ? "" : "s",
-                         numResults);
+    std::string want = info.numResults == 0 ? std::string("no results") : plural(info.numResults, "result");
+    return "expects " + want + ", got " + std::to_string(numResults);
   }
   return "";
 }
@@ -47,9 +49,13 @@ namespace {
 
 std::string shapeStr(llvm::ArrayRef<int64_t> s) {
   std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i)
-    out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i)
+      out += ',';
+    out += std::to_string(s[i]);
+  }
+  out += ']';
+  return out;
 }
 
 class Verifier {
@@ -139,8 +145,9 @@ std::string Verifier::checkSharding(const Node &n) {
     const TensorType &t = n.getResult(r)->getType();
     std::string where = "result #" + std::to_string(r);
     if (t.sharding.dims.size() > t.rank())
-      return llvm::formatv("{0} sharding names {1} dims but the type has rank {2}", where, t.sharding.dims.size(),
-                           t.rank());
+      return (where + " sharding names " + llvm::Twine(t.sharding.dims.size()) + " dims but the type has rank " +
+              llvm::Twine(t.rank()))
+          .str();
     std::array<int, kNumMeshAxes> splitDim;
     splitDim.fill(-1);
     for (unsigned d = 0; d < t.rank(); ++d) {
@@ -150,12 +157,15 @@ std::string Verifier::checkSharding(const Node &n) {
       llvm::StringRef axisName = meshAxisName(*axis);
       int &prev = splitDim[unsigned(*axis)];
       if (prev >= 0)
-        return llvm::formatv("{0} splits dims {1} and {2} over mesh axis '{3}'", where, prev, d, axisName);
+        return (where + " splits dims " + llvm::Twine(prev) + " and " + llvm::Twine(d) + " over mesh axis '" +
+                axisName + "'")
+            .str();
       prev = d;
       int64_t axisSize = mesh.size[unsigned(*axis)];
       if (t.shape[d] % axisSize != 0)
-        return llvm::formatv("{0} dim {1} of size {2} is not divisible by {3}={4}", where, d, t.shape[d], axisName,
-                             axisSize);
+        return (where + " dim " + llvm::Twine(d) + " of size " + llvm::Twine(t.shape[d]) + " is not divisible by " +
+                axisName + "=" + llvm::Twine(axisSize))
+            .str();
     }
   }
   return "";
@@ -171,11 +181,10 @@ std::string Verifier::checkNode(const Node &n, const llvm::DenseSet<const Value 
   for (unsigned i = 0; i < n.getNumOperands(); ++i) {
     const Value *v = n.getOperand(i);
     if (!v)
-      return llvm::formatv("operand #{0} is null", i);
+      return "operand #" + std::to_string(i) + " is null";
     if (!defined.contains(v))
-      return llvm::formatv(all.contains(v) ? "operand #{0} is used before its definition"
-                                           : "operand #{0} is not a value of this graph",
-                           i);
+      return "operand #" + std::to_string(i) +
+             (all.contains(v) ? " is used before its definition" : " is not a value of this graph");
   }
 
   if (info.maxOperands != 0) {
@@ -183,17 +192,22 @@ std::string Verifier::checkNode(const Node &n, const llvm::DenseSet<const Value 
     for (const Value *v : n.getOperands())
       operandTypes.push_back(v->getType());
     auto inferred = inferTypes(n.getKind(), operandTypes, n.getAttrs());
-    if (!inferred)
-      return llvm::toString(inferred.takeError());
+    if (!inferred) {
+      // One line per diagnostic, even when a rule joins several errors.
+      std::string msg = llvm::toString(inferred.takeError());
+      for (size_t pos; (pos = msg.find('\n')) != std::string::npos;)
+        msg.replace(pos, 1, "; ");
+      return msg;
+    }
     if (inferred->size() != n.getNumResults())
-      return llvm::formatv("shape rule gives {0} results for {1} declared", inferred->size(), n.getNumResults());
+      return "shape rule gives " + std::to_string(inferred->size()) + " results for " +
+             std::to_string(n.getNumResults()) + " declared";
     for (unsigned r = 0; r < n.getNumResults(); ++r) {
       const TensorType &declared = n.getResult(r)->getType();
       const TensorType &want = (*inferred)[r];
       if (declared.dtype != want.dtype || declared.shape != want.shape)
-        return llvm::formatv("result #{0} is declared {1} but inferred {2}", r,
-                             TensorType(declared.dtype, declared.shape).str(),
-                             TensorType(want.dtype, want.shape).str());
+        return "result #" + std::to_string(r) + " is declared " + TensorType(declared.dtype, declared.shape).str() +
+               " but inferred " + TensorType(want.dtype, want.shape).str();
     }
   }
 

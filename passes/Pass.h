@@ -49,6 +49,10 @@ struct PassInfo {
   PassFactory create;
 };
 
+// One factory per registered pass, defined in the pass's own file.
+#define PASS(Factory, Name, Summary) llvm::Expected<std::unique_ptr<Pass>> create##Factory##Pass(const PassOptions &);
+#include "passes/Passes.def"
+
 /// Every registered pass, in Passes.def order.
 llvm::ArrayRef<PassInfo> registeredPasses();
 

@@ -8,13 +8,10 @@
 #include "llvm/Support/Timer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <deque>
+
 using namespace meg;
 using namespace meg::passes;
-
-namespace meg::passes {
-#define PASS(Factory, Name, Summary) llvm::Expected<std::unique_ptr<Pass>> create##Factory##Pass(const PassOptions &);
-#include "passes/Passes.def"
-} // namespace meg::passes
 
 static const PassInfo kPasses[] = {
 #define PASS(Factory, Name, Summary) {Name, Summary, &create##Factory##Pass},
@@ -100,13 +97,14 @@ llvm::Expected<PassManager> PassManager::parse(llvm::StringRef pipeline) {
     else if (!rest.empty())
       return fail("pipeline: expected ',' before '" + rest + "'");
   }
-  return std::move(pm);
+  return pm;
 }
 
 llvm::Error PassManager::run(ir::Graph &g, const PipelineConfig &config) const {
   llvm::TimerGroup timers("megc", "pass execution times");
+  std::deque<llvm::Timer> passTimers; // kept alive: a group prints by itself when its last timer is destroyed
   for (const auto &pass : passes) {
-    llvm::Timer timer(pass->getName(), pass->getName(), timers);
+    llvm::Timer &timer = passTimers.emplace_back(pass->getName(), pass->getName(), timers);
     if (config.timePasses)
       timer.startTimer();
     if (auto err = pass->run(g))
@@ -124,6 +122,6 @@ llvm::Error PassManager::run(ir::Graph &g, const PipelineConfig &config) const {
     }
   }
   if (config.timePasses)
-    timers.print(llvm::errs());
+    timers.print(llvm::errs(), /*ResetAfterPrint=*/true);
   return llvm::Error::success();
 }

@@ -20,6 +20,6 @@ public:
 
 llvm::Expected<std::unique_ptr<Pass>> meg::passes::createVerifyPass(const PassOptions &opts) {
   if (auto err = opts.checkKnown("verify", {}))
-    return std::move(err);
+    return err;
   return std::make_unique<VerifyPass>();
 }

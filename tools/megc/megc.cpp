@@ -1,3 +1,267 @@
-// megc: the meg compiler driver (placeholder until the frontend lands).
+//===- megc.cpp - the meg compiler driver -----------------------------------===//
+//
+//   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
+//        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
+//        [--time-passes]
+//
+// A .json input is a model description (frontend); anything else is textual IR. Output goes to stdout or to -o,
+// which is written only on success (temp file + rename). Every error is one line `megc: error: <message>` on
+// stderr and exit code 1.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/Frontend.h"
+#include "frontend/ModelConfig.h"
+#include "frontend/Report.h"
+#include "ir/Parser.h"
+#include "ir/Printer.h"
+#include "ir/Verifier.h"
+#include "passes/Pipeline.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
-int main() { llvm::errs() << "megc: not built yet\n"; return 1; }
+
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+#include <optional>
+
+using namespace meg;
+namespace cl = llvm::cl;
+
+namespace {
+
+cl::OptionCategory megCategory("megc options");
+
+cl::opt<std::string> inputPath(cl::Positional, cl::desc("<MODEL.json | FILE.mir>"), cl::Required,
+                               cl::cat(megCategory));
+cl::opt<int> tpSize("tp", cl::desc("Tensor-parallel size (mesh axis tp)"), cl::value_desc("N"), cl::init(1),
+                    cl::cat(megCategory));
+cl::opt<int> dpSize("dp", cl::desc("Data-parallel size (mesh axis dp)"), cl::value_desc("N"), cl::init(1),
+                    cl::cat(megCategory));
+cl::opt<int> microBatch("micro-batch", cl::desc("Micro-batch size (overrides the model description)"),
+                        cl::value_desc("B"), cl::cat(megCategory));
+cl::opt<int> seqLen("seq", cl::desc("Sequence length (overrides the model description)"), cl::value_desc("S"),
+                    cl::cat(megCategory));
+cl::opt<std::string> mode("mode", cl::desc("Graph to build: train (loss) or infer (logits, no dropout)"),
+                          cl::value_desc("train|infer"), cl::init("train"), cl::cat(megCategory));
+cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or dot"),
+                          cl::value_desc("ir|plan|report|dot"), cl::init("ir"), cl::cat(megCategory));
+cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"), cl::value_desc("PATH"),
+                                cl::init("-"), cl::cat(megCategory));
+cl::opt<std::string> passes("passes", cl::desc("Pass pipeline to run, e.g. 'autodiff,partition'"),
+                            cl::value_desc("P"), cl::cat(megCategory));
+cl::opt<bool> printIrAfterAll("print-ir-after-all", cl::desc("Print the IR after every pass (to stderr)"),
+                              cl::cat(megCategory));
+cl::list<std::string> printIrAfter("print-ir-after", cl::desc("Print the IR after the named pass (to stderr)"),
+                                   cl::value_desc("NAME"), cl::CommaSeparated, cl::cat(megCategory));
+cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass (report on stderr)"), cl::cat(megCategory));
+
+llvm::Error makeError(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+std::string lowerFirst(llvm::StringRef s) {
+  std::string out = s.str();
+  if (!out.empty())
+    out[0] = llvm::toLower(out[0]);
+  return out;
+}
+
+int fail(llvm::StringRef msg) {
+  // One line, whatever the message.
+  llvm::errs() << "megc: error: " << msg.take_until([](char c) { return c == '\n'; }).rtrim() << '\n';
+  return 1;
+}
+
+/// Writes `text` to stdout, or atomically to `path` (temp file in the same directory, then rename).
+llvm::Error writeOutput(llvm::StringRef path, llvm::StringRef text) {
+  if (path == "-") {
+    llvm::outs() << text;
+    llvm::outs().flush();
+    return llvm::Error::success();
+  }
+  auto temp = llvm::sys::fs::TempFile::create(path + ".tmp-%%%%%%");
+  if (!temp)
+    return makeError(path + ": " + lowerFirst(llvm::toString(temp.takeError())));
+  {
+    llvm::raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
+    os << text;
+    os.flush();
+    if (os.has_error()) {
+      std::string msg = os.error().message();
+      os.clear_error();
+      llvm::consumeError(temp->discard());
+      return makeError(path + ": " + lowerFirst(msg));
+    }
+  }
+  if (auto err = temp->keep(path))
+    return makeError(path + ": " + lowerFirst(llvm::toString(std::move(err))));
+  return llvm::Error::success();
+}
+
+/// Checks the flags that do not depend on the input.
+llvm::Error checkFlags(bool isModel) {
+  if (tpSize < 1)
+    return makeError("--tp must be positive (got " + llvm::Twine(int(tpSize)) + ")");
+  if (dpSize < 1)
+    return makeError("--dp must be positive (got " + llvm::Twine(int(dpSize)) + ")");
+  if (microBatch.getNumOccurrences() && microBatch < 1)
+    return makeError("--micro-batch must be positive (got " + llvm::Twine(int(microBatch)) + ")");
+  if (seqLen.getNumOccurrences() && seqLen < 1)
+    return makeError("--seq must be positive (got " + llvm::Twine(int(seqLen)) + ")");
+  if (!frontend::parseBuildMode(mode))
+    return makeError("unknown --mode '" + mode + "' (expected train or infer)");
+  if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
+    return makeError("unknown --emit '" + emit + "' (expected ir, plan, report or dot)");
+  if (!isModel)
+    for (const cl::Option *o : {static_cast<const cl::Option *>(&microBatch),
+                                static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode)})
+      if (o->getNumOccurrences())
+        return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
+  if (emit == "dot")
+    return makeError("--emit " + emit + " is not implemented yet");
+  if (emit == "plan" && outputPath == "-")
+    return makeError("--emit plan needs -o DIR");
+  return llvm::Error::success();
+}
+
+/// Runs the compiler and returns the output text.
+llvm::Expected<std::string> run() {
+  bool isModel = llvm::StringRef(inputPath).endswith(".json");
+  if (auto err = checkFlags(isModel))
+    return err;
+
+  std::unique_ptr<ir::Graph> graph;
+  std::optional<frontend::ModelConfig> config;
+  frontend::BuildMode buildMode = *frontend::parseBuildMode(mode);
+  if (isModel) {
+    frontend::ConfigOverrides overrides;
+    if (microBatch.getNumOccurrences())
+      overrides.microBatch = microBatch;
+    if (seqLen.getNumOccurrences())
+      overrides.seq = seqLen;
+    auto loaded = frontend::loadModelConfig(inputPath, overrides);
+    if (!loaded)
+      return loaded.takeError();
+    config = std::move(*loaded);
+    auto built = frontend::buildModel(*config, {buildMode});
+    if (!built)
+      return built.takeError();
+    graph = std::move(*built);
+    if (auto err = ir::verifyGraph(*graph, inputPath))
+      return makeError("internal error: the frontend built an invalid graph: " + llvm::toString(std::move(err)));
+  } else {
+    auto parsed = ir::parseGraphFile(inputPath);
+    if (!parsed)
+      return parsed.takeError();
+    graph = std::move(*parsed);
+  }
+
+  // Passes: --passes runs that pipeline (then --emit ir prints its result); --emit plan otherwise runs the default
+  // pipeline (passes/Pipeline.cpp). Plain --emit ir prints the graph as built.
+  passes::PipelineConfig pipelineConfig;
+  pipelineConfig.timePasses = timePasses;
+  pipelineConfig.printStream = &llvm::errs();
+  if (printIrAfterAll)
+    pipelineConfig.printIRAfter.push_back("*");
+  pipelineConfig.printIRAfter.insert(pipelineConfig.printIRAfter.end(), printIrAfter.begin(), printIrAfter.end());
+  if (!passes.empty() || emit == "plan") {
+    auto pm = passes.empty() ? passes::buildDefaultPipeline({}) : passes::PassManager::parse(passes);
+    if (!pm)
+      return pm.takeError();
+    if (auto err = pm->run(*graph, pipelineConfig))
+      return err;
+  }
+
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  if (emit == "ir") {
+    ir::printGraph(*graph, os);
+  } else if (emit == "report") {
+    frontend::ReportContext ctx;
+    if (config) {
+      ctx.config = &*config;
+      ctx.mode = buildMode;
+    }
+    frontend::printReport(*graph, ctx, os);
+    auto lines = passes::planReportLines(*graph);
+    if (!lines)
+      return lines.takeError();
+    for (const std::string &line : *lines)
+      os << line << '\n';
+  } else if (emit == "plan") {
+    passes::PlanMetadata meta;
+    if (isModel) {
+      auto text = llvm::MemoryBuffer::getFile(inputPath);
+      if (!text)
+        return makeError(inputPath + ": " + text.getError().message());
+      meta.modelJson = (*text)->getBuffer().str();
+      meta.mode = frontend::buildModeName(buildMode).str();
+    } else {
+      meta.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
+    }
+    if (auto err = passes::writePlans(*graph, meta, outputPath))
+      return err;
+  }
+  os.flush();
+  return out;
+}
+
+/// Parses the command line. llvm::cl prints some problems itself to stderr (a bad option value, a missing value),
+/// so stderr is captured while parsing and every problem becomes one line of ours.
+bool parseCommandLine(int argc, char **argv, std::string &error) {
+  std::string clErrors;
+  llvm::raw_string_ostream clErrs(clErrors);
+  llvm::errs().flush();
+  FILE *capture = std::tmpfile();
+  int savedStderr = capture ? ::dup(2) : -1;
+  if (savedStderr >= 0)
+    ::dup2(::fileno(capture), 2);
+  bool ok = cl::ParseCommandLineOptions(
+      argc, argv, "meg compiler: model description or textual IR -> IR, report or per-rank plans\n", &clErrs);
+  llvm::errs().flush();
+  if (savedStderr >= 0) {
+    ::dup2(savedStderr, 2);
+    ::close(savedStderr);
+    std::rewind(capture);
+    std::string printed;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), capture)) > 0;)
+      printed.append(buf, n);
+    clErrors = printed + clErrs.str();
+  }
+  if (capture)
+    std::fclose(capture);
+  if (ok)
+    return true;
+  // First line, without cl's "<program>: " prefix and "  Try: '<program> --help'" tail.
+  llvm::StringRef msg = llvm::StringRef(clErrors).trim();
+  msg = msg.take_until([](char c) { return c == '\n'; });
+  std::string program = llvm::sys::path::filename(argv[0]).str();
+  if (msg.consume_front(program))
+    msg = msg.ltrim(": ");
+  msg = msg.split("  Try:").first.rtrim(" .!");
+  error = msg.empty() ? "bad command line" : lowerFirst(msg);
+  return false;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  cl::HideUnrelatedOptions(megCategory);
+  std::string clError;
+  if (!parseCommandLine(argc, argv, clError))
+    return fail(clError);
+
+  auto out = run();
+  if (!out)
+    return fail(llvm::toString(out.takeError()));
+  if (emit != "plan") // the plan directory is already written
+    if (auto err = writeOutput(outputPath, *out))
+    return fail(llvm::toString(std::move(err)));
+  return 0;
+}

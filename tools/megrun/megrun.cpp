@@ -1,3 +1,223 @@
-// megrun: the meg plan executor (placeholder).
+//===- megrun.cpp - the meg plan executor ------------------------------------===//
+//
+// megrun PLAN_DIR: load and verify the plan set -> create a backend per rank -> init or load weights -> run steps
+// over batches -> log, dump, save. A thin driver: everything it does is a runtime/ library call.
+// Every user error is one line `megrun: error: <what>` and exit code 1; output files are written atomically and only
+// once everything before them has succeeded.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/AtomicFile.h"
+#include "runtime/BatchData.h"
+#include "runtime/Plan.h"
+#include "runtime/Safetensors.h"
+#include "runtime/Session.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
-int main() { llvm::errs() << "usage: megrun PLAN_DIR [options]\n"; return 1; }
+
+#include <chrono>
+#include <cstdio>
+
+using namespace meg;
+using namespace meg::runtime;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory megrunCategory("megrun options");
+
+static cl::opt<std::string> planDir(cl::Positional, cl::desc("PLAN_DIR"), cl::Required, cl::cat(megrunCategory));
+static cl::opt<std::string> backendName("backend", cl::desc("Backend: cpu (cuda arrives with the CUDA backend)"),
+                                        cl::value_desc("cpu|cuda"), cl::init("cpu"), cl::cat(megrunCategory));
+static cl::opt<std::string> ranksMode("ranks", cl::desc("How ranks run: threads (one process); mpi arrives later"),
+                                      cl::value_desc("threads|mpi"), cl::init("threads"), cl::cat(megrunCategory));
+// Numbers are parsed here rather than by cl::opt<int>, whose value errors bypass the one-line error format.
+static cl::opt<std::string> stepsText("steps",
+                              cl::desc("Steps to run (default 1). Forward only for now: on a train plan each step "
+                                       "computes and logs the loss; training (backward + optimizer) arrives with "
+                                       "autodiff. 0 runs no step (with --save-weights: the seeded initial weights)"),
+                              cl::value_desc("N"), cl::init("1"), cl::cat(megrunCategory));
+static cl::opt<std::string> dataPath("data",
+                                     cl::desc("Token data: a token file (MEGTOK01) or a text file (byte-level ids, "
+                                              "needs vocab >= 256); default: seeded random tokens"),
+                                     cl::value_desc("FILE"), cl::cat(megrunCategory));
+static cl::opt<std::string> seedText("seed", cl::desc("Seed of init, data order and dropout (default 1234)"),
+                                     cl::value_desc("S"), cl::init("1234"), cl::cat(megrunCategory));
+static cl::opt<std::string> logPath("log", cl::desc("Write one JSON object per step"), cl::value_desc("FILE.jsonl"),
+                                    cl::cat(megrunCategory));
+static cl::opt<std::string> loadWeightsPath("load-weights",
+                                            cl::desc("Load full weights (Hugging Face names and shapes)"),
+                                            cl::value_desc("W.safetensors"), cl::cat(megrunCategory));
+static cl::opt<std::string> saveWeightsPath("save-weights",
+                                            cl::desc("Save full weights (Hugging Face names and shapes) and "
+                                                     "config.json beside them"),
+                                            cl::value_desc("W.safetensors"), cl::cat(megrunCategory));
+static cl::opt<std::string> dumpDir("dump",
+                                    cl::desc("After the first step write batch.safetensors and loss.json (parity)"),
+                                    cl::value_desc("DIR"), cl::cat(megrunCategory));
+static cl::opt<bool> evalMode("eval", cl::desc("Evaluate on the valid split instead of running steps"),
+                              cl::cat(megrunCategory));
+static cl::opt<std::string> evalBatchesText("eval-batches",
+                                            cl::desc("Batches of the valid split to evaluate (default 8)"),
+                                            cl::value_desc("N"), cl::init("8"), cl::cat(megrunCategory));
+static cl::opt<std::string> validFractionText("valid-fraction",
+                                              cl::desc("Fraction of the data (at its end) held out as the valid "
+                                                       "split (default 0.1)"),
+                                              cl::value_desc("F"), cl::init("0.1"), cl::cat(megrunCategory));
+static cl::opt<bool> noDropout("no-dropout", cl::desc("Run steps with dropout off (as in evaluation), for parity"),
+                               cl::cat(megrunCategory));
+static cl::opt<std::string> saveCkpt("save", cl::desc("Checkpoint (arrives with training)"), cl::value_desc("CKPT"),
+                                     cl::cat(megrunCategory));
+static cl::opt<std::string> resumeCkpt("resume", cl::desc("Resume from a checkpoint (arrives with training)"),
+                                       cl::value_desc("CKPT"), cl::cat(megrunCategory));
+
+static int fail(const llvm::Twine &what) {
+  llvm::errs() << "megrun: error: " << what << "\n";
+  return 1;
+}
+static int fail(llvm::Error err) { return fail(llvm::toString(std::move(err))); }
+
+static std::string formatNumber(const char *format, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, value);
+  return buf;
+}
+
+/// {"loss": x} with the float loss in full double precision.
+static std::string lossJson(double loss) { return "{\"loss\": " + formatNumber("%.17g", loss) + "}\n"; }
+
+static llvm::Error writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss) {
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+    return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
+  SafetensorsWriter writer;
+  for (const auto &[name, t] : batch.tensors)
+    if (auto err = writer.addI32(name, t.shape, t.data))
+      return err;
+  llvm::SmallString<256> path(dir);
+  llvm::sys::path::append(path, "batch.safetensors");
+  if (auto err = writer.write(path))
+    return err;
+  if (!loss)
+    return llvm::Error::success();
+  path = dir;
+  llvm::sys::path::append(path, "loss.json");
+  return writeFileAtomically(path, llvm::StringRef(lossJson(*loss)));
+}
+
+int main(int argc, char **argv) {
+  cl::HideUnrelatedOptions(megrunCategory);
+  std::string clErrors;
+  llvm::raw_string_ostream clErrs(clErrors);
+  if (!cl::ParseCommandLineOptions(argc, argv,
+                                   "meg plan executor: runs the per-rank plans that megc --emit plan wrote\n\n"
+                                   "  Forward only for now: training (backward + optimizer) arrives with autodiff.\n",
+                                   &clErrs)) {
+    llvm::StringRef first = llvm::StringRef(clErrs.str()).split('\n').first.trim();
+    first.consume_front("megrun: ");
+    return fail(first);
+  }
+
+  if (backendName != "cpu" && backendName != "cuda")
+    return fail("unknown --backend '" + backendName + "' (expected cpu or cuda)");
+  if (backendName == "cuda")
+    return fail("--backend cuda: this megrun was built without the CUDA backend");
+  if (ranksMode != "threads" && ranksMode != "mpi")
+    return fail("unknown --ranks '" + ranksMode + "' (expected threads or mpi)");
+  if (ranksMode == "mpi")
+    return fail("--ranks mpi is not available yet (use --ranks threads)");
+  if (!saveCkpt.empty() || !resumeCkpt.empty())
+    return fail("--save/--resume: checkpoints arrive with training");
+  int64_t steps, evalBatches;
+  uint64_t seed;
+  double validFraction;
+  if (llvm::StringRef(stepsText).getAsInteger(10, steps))
+    return fail("--steps: '" + stepsText + "' is not an integer");
+  if (llvm::StringRef(evalBatchesText).getAsInteger(10, evalBatches))
+    return fail("--eval-batches: '" + evalBatchesText + "' is not an integer");
+  if (llvm::StringRef(seedText).getAsInteger(10, seed))
+    return fail("--seed: '" + seedText + "' is not a non-negative integer");
+  if (llvm::StringRef(validFractionText).getAsDouble(validFraction))
+    return fail("--valid-fraction: '" + validFractionText + "' is not a number");
+  if (steps < 0)
+    return fail(llvm::formatv("--steps must be >= 0 (got {0})", steps));
+  if (evalBatches < 1)
+    return fail(llvm::formatv("--eval-batches must be >= 1 (got {0})", evalBatches));
+  if (!(validFraction >= 0 && validFraction < 1))
+    return fail(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
+  if (evalMode && validFraction == 0)
+    return fail("--eval needs a valid split (--valid-fraction > 0)");
+  if (!loadWeightsPath.empty() && !saveWeightsPath.empty() && loadWeightsPath == saveWeightsPath)
+    return fail("--load-weights and --save-weights name the same file");
+
+  auto plans = loadPlanSet(planDir);
+  if (!plans)
+    return fail(plans.takeError());
+
+  // The data source (checked before anything runs or is written).
+  std::unique_ptr<BatchSource> source;
+  if (evalMode || steps > 0) {
+    DataOptions options;
+    options.path = dataPath;
+    options.seed = seed;
+    options.split = evalMode ? DataSplit::Valid : DataSplit::Train;
+    options.validFraction = validFraction;
+    auto created = BatchSource::create((*plans)[0], options);
+    if (!created)
+      return fail(created.takeError());
+    source = std::move(*created);
+  }
+
+  auto session = Session::create(std::move(*plans), backendName);
+  if (!session)
+    return fail(session.takeError());
+  Session &s = **session;
+  if (!loadWeightsPath.empty()) {
+    if (auto err = s.loadWeights(loadWeightsPath))
+      return fail(std::move(err));
+  } else if (auto err = s.initWeights(seed)) {
+    return fail(std::move(err));
+  }
+
+  if (evalMode) {
+    auto result = evaluate(s, *source, evalBatches, seed);
+    if (!result)
+      return fail(result.takeError());
+    llvm::outs() << llvm::formatv("eval: loss {0:F6} ppl {1:F4} over {2} tokens\n", result->loss, result->perplexity,
+                                  result->tokens);
+  }
+
+  std::string log;
+  for (int64_t t = 0; !evalMode && t < steps; ++t) {
+    auto batch = source->batch(uint64_t(t));
+    if (!batch)
+      return fail(batch.takeError());
+    if (auto err = s.feed(*batch))
+      return fail(std::move(err));
+    StepContext ctx;
+    ctx.seed = seed;
+    ctx.step = uint32_t(t);
+    ctx.dropout = !noDropout;
+    auto start = std::chrono::steady_clock::now();
+    auto loss = s.forward(ctx);
+    if (!loss)
+      return fail(loss.takeError());
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double tokensPerSecond = double(source->microBatch() * source->seqLen()) / std::max(seconds, 1e-9);
+    std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
+    llvm::outs() << llvm::formatv("step {0}: loss {1} ({2:F1} tokens/s)\n", t + 1, lossText, tokensPerSecond);
+    log += "{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
+           ",\"lr\":0,\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond) + "}\n";
+    if (t == 0 && !dumpDir.empty())
+      if (auto err = writeDump(dumpDir, *batch, *loss))
+        return fail(std::move(err));
+  }
+  if (!logPath.empty())
+    if (auto err = writeFileAtomically(logPath, llvm::StringRef(log)))
+      return fail(std::move(err));
+  if (!saveWeightsPath.empty())
+    if (auto err = s.saveWeights(saveWeightsPath))
+      return fail(std::move(err));
+  return 0;
+}

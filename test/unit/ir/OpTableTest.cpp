@@ -15,6 +15,7 @@ TEST(OpTable, EveryOpHasEveryRule) {
     EXPECT_EQ(parseOpKind(opName(k)), k);
     EXPECT_NE(shapeRule(k), nullptr);
     EXPECT_NE(flopRule(k), nullptr);
+    EXPECT_NE(shardingRule(k), nullptr);
   }
 }
 

@@ -1,0 +1,44 @@
+//===- Frontend.h - model description -> ir::Graph --------------*- C++ -*-===//
+//
+// Builds the forward graph (+ loss) of a model described by a ModelConfig. Parameter names are Hugging Face's
+// state_dict keys (GPT2LMHeadModel, BertForPreTraining, MegatronBertForPreTraining); IR shapes name the heads
+// where the sharding needs them, with the HF shape in the `hf_shape` attribute (same element order).
+//
+//   train: inputs + labels -> output "loss" (f32[])
+//   infer: inputs only -> output "logits" (GPT-2), "prediction_logits" + "seq_relationship_logits" (BERT); no
+//          dropout nodes
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_FRONTEND_FRONTEND_H
+#define MEG_FRONTEND_FRONTEND_H
+
+#include "frontend/ModelConfig.h"
+#include "ir/Graph.h"
+
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <optional>
+
+namespace meg::frontend {
+
+enum class BuildMode { Train, Infer };
+
+llvm::StringRef buildModeName(BuildMode m);
+std::optional<BuildMode> parseBuildMode(llvm::StringRef s);
+
+struct BuildOptions {
+  BuildMode mode = BuildMode::Train;
+};
+
+/// Builds the graph of any supported family.
+llvm::Expected<std::unique_ptr<ir::Graph>> buildModel(const ModelConfig &config, const BuildOptions &options = {});
+
+/// GPT2LMHeadModel (frontend/Gpt.cpp).
+llvm::Expected<std::unique_ptr<ir::Graph>> buildGpt(const ModelConfig &config, const BuildOptions &options);
+/// BertForPreTraining (post-LN) or MegatronBertForPreTraining (pre-LN) (frontend/Bert.cpp).
+llvm::Expected<std::unique_ptr<ir::Graph>> buildBert(const ModelConfig &config, const BuildOptions &options);
+
+} // namespace meg::frontend
+
+#endif

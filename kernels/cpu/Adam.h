@@ -1,0 +1,34 @@
+// AdamW (torch.optim.AdamW semantics) and the sum of squares for global-norm gradient clipping.
+//
+// At step t >= 1, per element:
+//   p *= 1 - lr * wd                            (decoupled weight decay, applied first)
+//   m  = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+//   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// which equals p -= lr * mhat / (sqrt(vhat) + eps) with mhat = m / (1 - b1^t), vhat = v / (1 - b2^t), computed in
+// torch's order (torch 1.13 single-tensor AdamW). Scalar factors are computed in double, element math in float.
+// sumOfSquares accumulates in double over fixed blocks (boundaries depend on n only) summed in block order.
+#ifndef MEG_KERNELS_CPU_ADAM_H
+#define MEG_KERNELS_CPU_ADAM_H
+
+#include <cstdint>
+
+namespace meg::kernels::cpu {
+
+struct AdamConfig {
+  // Doubles, like torch's Python scalars: derived factors such as 1 - beta1 are rounded to float only once.
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weightDecay = 0.0;
+};
+
+/// One AdamW update of n parameters in place; `step` is the 1-based step count t.
+void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config, int64_t step);
+
+/// sum_i x_i^2 in double; bit-identical for any thread count.
+double sumOfSquares(const float *x, int64_t n);
+
+} // namespace meg::kernels::cpu
+
+#endif // MEG_KERNELS_CPU_ADAM_H

@@ -1,0 +1,46 @@
+// Elementwise kernels.
+//
+// Binary ops follow numpy broadcasting: shapes are aligned at the trailing dim; a missing or size-1 dim broadcasts.
+//   out = a op b, op in {+, -, *, /}.
+// Backward of a broadcast operand sums the gradient over the broadcast dims (reduceToShape):
+//   d(a+b): da = R(dy), db = R(dy);  d(a-b): db = -R(dy);  d(a*b): da = R(dy*b), db = R(dy*a);
+//   d(a/b): da = R(dy/b), db = -R(dy*a/b^2).
+// Unary: y = exp(x) (dx = dy*y), y = log(x) (dx = dy/x), y = tanh(x) (dx = dy*(1-y^2)), y = s*x (dx = s*dy).
+#ifndef MEG_KERNELS_CPU_ELEMENTWISE_H
+#define MEG_KERNELS_CPU_ELEMENTWISE_H
+
+#include <cstdint>
+
+namespace meg::kernels::cpu {
+
+enum class BinaryOp { Add, Sub, Mul, Div };
+
+/// Broadcast shape of a and b into `out` (room for max(rankA, rankB) dims); false if they do not broadcast.
+bool broadcastShape(const int64_t *shapeA, int rankA, const int64_t *shapeB, int rankB, int64_t *out, int *rankOut);
+
+/// out (the broadcast shape) = a op b.
+void binary(BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b, const int64_t *shapeB,
+            int rankB, float *out);
+
+/// Gradients of out = a op b: da (a's shape) and db (b's shape) are overwritten; either may be null.
+/// Mul and Div need `scratch` of numel(broadcast shape) floats; Add and Sub need none.
+void binaryBackward(BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b,
+                    const int64_t *shapeB, int rankB, const float *dy, float *da, float *db, float *scratch);
+
+/// dx (shapeX) = sum of dy (shapeY) over the dims along which shapeX broadcasts to shapeY.
+void reduceToShape(const float *dy, const int64_t *shapeY, int rankY, const int64_t *shapeX, int rankX, float *dx);
+
+void expForward(const float *x, int64_t n, float *y);
+void expBackward(const float *y, const float *dy, int64_t n, float *dx);
+void logForward(const float *x, int64_t n, float *y);
+void logBackward(const float *x, const float *dy, int64_t n, float *dx);
+void tanhForward(const float *x, int64_t n, float *y);
+void tanhBackward(const float *y, const float *dy, int64_t n, float *dx);
+/// out = x broadcast (numpy-style: x aligned to the trailing dims, its size-1 dims repeated) to shapeOut.
+void broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut, float *out);
+/// y = factor * x (also its own backward; x == y is allowed).
+void scale(const float *x, int64_t n, float factor, float *y);
+
+} // namespace meg::kernels::cpu
+
+#endif // MEG_KERNELS_CPU_ELEMENTWISE_H

@@ -1,0 +1,311 @@
+//===- LowerToPlan.cpp - per-rank FlatBuffers plans ---------------------------===//
+//
+// lower-to-plan{dir=PATH,mode=train|infer}: writes the plans of the graph (writePlans) and leaves it unchanged.
+// The mapping is documented in passes/LowerToPlan.h.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/LowerToPlan.h"
+#include "passes/MemoryPlan.h"
+#include "passes/Pass.h"
+
+#include "runtime/plan_generated.h"
+
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <variant>
+
+using namespace meg;
+using namespace meg::passes;
+using ir::Node;
+using ir::OpKind;
+using ir::Value;
+namespace fb = flatbuffers;
+
+static llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+namespace {
+
+plan::DType toPlan(ir::DType t) {
+  switch (t) {
+  case ir::DType::F32: return plan::DType::F32;
+  case ir::DType::BF16: return plan::DType::BF16;
+  case ir::DType::F16: return plan::DType::F16;
+  case ir::DType::I32: return plan::DType::I32;
+  }
+  llvm_unreachable("bad dtype");
+}
+
+/// Builds one rank's plan. Shapes as std::vector<int64_t> because the generated Create*Direct helpers take them.
+class PlanBuilder {
+public:
+  PlanBuilder(const ir::Graph &g, const PlanMetadata &meta, int64_t rank) : g(g), meta(meta), rank(rank) {
+    const ir::Mesh &mesh = g.getMesh();
+    coord[unsigned(ir::MeshAxis::DP)] = rank / mesh.tp();
+    coord[unsigned(ir::MeshAxis::TP)] = rank % mesh.tp();
+  }
+
+  llvm::Expected<std::string> build() {
+    // Every step needs its offsets before anything is written.
+    auto order = g.computeOrder();
+    for (const auto &n : g) {
+      if (isInterface(n->getKind()))
+        continue;
+      const std::vector<int64_t> *arena = n->getAttrs().getInts("arena");
+      if (!arena || arena->size() != n->getNumResults())
+        return fail(llvm::formatv("'{0}' (line {1}) has no valid 'arena' attribute (run memory-plan first)",
+                                  n->getName(), irLineOfNode(order[n.get()]))
+                        .str());
+    }
+    auto stats = computeMemoryPlanStats(g);
+    if (!stats)
+      return stats.takeError();
+
+    unsigned numParams = 0, numInputs = 0;
+    for (const Node *p : g.nodesOfKind(OpKind::Param))
+      storageIndex[p->getResult(0)] = numParams++;
+    for (const Node *in : g.nodesOfKind(OpKind::Input))
+      storageIndex[in->getResult(0)] = numInputs++;
+
+    fbb.ForceDefaults(true);
+    std::vector<fb::Offset<plan::Parameter>> params;
+    std::vector<fb::Offset<plan::Input>> inputs;
+    std::vector<fb::Offset<plan::Step>> steps;
+    std::vector<fb::Offset<plan::Output>> outputs;
+    for (const auto &n : g) {
+      switch (n->getKind()) {
+      case OpKind::Param: params.push_back(lowerParam(*n)); break;
+      case OpKind::Input: inputs.push_back(lowerInput(*n)); break;
+      case OpKind::Output: outputs.push_back(lowerOutput(*n)); break;
+      default: steps.push_back(lowerStep(*n, order[n.get()])); break;
+      }
+    }
+    const ir::Mesh &mesh = g.getMesh();
+    auto root = plan::CreatePlanDirect(fbb, kPlanSchemaVersion, int32_t(mesh.dp()), int32_t(mesh.tp()),
+                                       int32_t(rank), meta.modelJson.c_str(), meta.mode.c_str(), stats->arenaBytes,
+                                       &params, &inputs, &steps, &outputs);
+    plan::FinishPlanBuffer(fbb, root);
+    return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
+  }
+
+private:
+  static bool isInterface(OpKind k) { return k == OpKind::Param || k == OpKind::Input || k == OpKind::Output; }
+
+  struct Shard {
+    std::vector<int64_t> global, local, offset;
+  };
+  Shard shard(const ir::TensorType &t) const {
+    Shard s;
+    s.global.assign(t.shape.begin(), t.shape.end());
+    auto local = t.localShape(g.getMesh());
+    s.local.assign(local.begin(), local.end());
+    for (unsigned d = 0; d < t.rank(); ++d) {
+      auto axis = t.sharding.dimAxis(d);
+      s.offset.push_back(axis ? coord[unsigned(*axis)] * s.local[d] : 0);
+    }
+    return s;
+  }
+
+  static llvm::StringRef nameOf(const Node &n) { return n.getAttrs().getString("name").value_or(""); }
+
+  fb::Offset<plan::Parameter> lowerParam(const Node &n) {
+    const ir::TensorType &t = n.getResult(0)->getType();
+    Shard s = shard(t);
+    std::vector<int64_t> hf;
+    if (const std::vector<int64_t> *h = n.getAttrs().getInts("hf_shape"))
+      hf = *h;
+    llvm::StringRef init = n.getAttrs().getSymbol("init").value_or("normal");
+    plan::Init kind = init == "zeros" ? plan::Init::Zeros : init == "ones" ? plan::Init::Ones : plan::Init::Normal;
+    return plan::CreateParameterDirect(fbb, nameOf(n).str().c_str(), toPlan(t.dtype), &s.global, &hf, &s.local,
+                                       &s.offset, kind, n.getAttrs().getFloat("std").value_or(0.0),
+                                       /*no_decay=*/t.rank() == 1, /*vocab_rows=*/0);
+  }
+
+  fb::Offset<plan::Input> lowerInput(const Node &n) {
+    const ir::TensorType &t = n.getResult(0)->getType();
+    Shard s = shard(t);
+    return plan::CreateInputDirect(fbb, nameOf(n).str().c_str(), toPlan(t.dtype), &s.global, &s.local, &s.offset);
+  }
+
+  fb::Offset<plan::Output> lowerOutput(const Node &n) {
+    auto tensor = tensorRef(*n.getOperand(0));
+    return plan::CreateOutputDirect(fbb, nameOf(n).str().c_str(), tensor);
+  }
+
+  fb::Offset<plan::TensorRef> tensorRef(const Value &v) {
+    const Node &def = *v.getDef();
+    plan::Storage storage = plan::Storage::Arena;
+    int64_t index = 0;
+    if (def.getKind() == OpKind::Param) {
+      storage = plan::Storage::Param;
+      index = storageIndex.lookup(&v);
+    } else if (def.getKind() == OpKind::Input) {
+      storage = plan::Storage::Input;
+      index = storageIndex.lookup(&v);
+    } else {
+      index = (*def.getAttrs().getInts("arena"))[v.getIndex()];
+    }
+    Shard s = shard(v.getType());
+    return plan::CreateTensorRefDirect(fbb, storage, index, toPlan(v.getType().dtype), &s.local, &s.global,
+                                       &s.offset);
+  }
+
+  fb::Offset<plan::Attr> lowerAttr(const std::string &key, const ir::AttrValue &value) {
+    plan::AttrKind kind = plan::AttrKind::Bool;
+    bool b = false;
+    int64_t i = 0;
+    double f = 0;
+    const char *s = nullptr;
+    const std::vector<int64_t> *ints = nullptr;
+    if (auto *v = std::get_if<bool>(&value)) {
+      kind = plan::AttrKind::Bool, b = *v;
+    } else if (auto *v = std::get_if<int64_t>(&value)) {
+      kind = plan::AttrKind::Int, i = *v;
+    } else if (auto *v = std::get_if<double>(&value)) {
+      kind = plan::AttrKind::Float, f = *v;
+    } else if (auto *v = std::get_if<std::string>(&value)) {
+      kind = plan::AttrKind::String, s = v->c_str();
+    } else if (auto *v = std::get_if<std::vector<int64_t>>(&value)) {
+      kind = plan::AttrKind::Ints, ints = v;
+    } else if (auto *v = std::get_if<ir::Symbol>(&value)) {
+      kind = plan::AttrKind::Symbol, s = v->name.c_str();
+    }
+    return plan::CreateAttrDirect(fbb, key.c_str(), kind, b, i, f, s, ints);
+  }
+
+  fb::Offset<plan::Step> lowerStep(const Node &n, unsigned index) {
+    std::vector<fb::Offset<plan::Attr>> attrs;
+    for (const auto &[key, value] : n.getAttrs()) // AttrDict iterates sorted by key
+      if (key != "arena")
+        attrs.push_back(lowerAttr(key, value));
+    std::vector<fb::Offset<plan::TensorRef>> operands, results;
+    for (const Value *v : n.getOperands())
+      operands.push_back(tensorRef(*v));
+    for (unsigned r = 0; r < n.getNumResults(); ++r)
+      results.push_back(tensorRef(*n.getResult(r)));
+    return plan::CreateStepDirect(fbb, n.getName().str().c_str(), &attrs, &operands, &results, irLineOfNode(index));
+  }
+
+  const ir::Graph &g;
+  const PlanMetadata &meta;
+  int64_t rank;
+  int64_t coord[ir::kNumMeshAxes] = {0, 0};
+  llvm::DenseMap<const Value *, int64_t> storageIndex;
+  fb::FlatBufferBuilder fbb;
+};
+
+/// Whether `dir` holds nothing but regular *.megplan files.
+bool isPlanDirectory(llvm::StringRef dir) {
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec, /*follow_symlinks=*/false), end; it != end && !ec;
+       it.increment(ec)) {
+    if (it->type() != llvm::sys::fs::file_type::regular_file ||
+        llvm::sys::path::extension(it->path()) != ".megplan")
+      return false;
+  }
+  return !ec;
+}
+
+/// Removes a directory of plain files (a plan directory or our temporary one).
+void removePlanDirectory(llvm::StringRef dir) { llvm::sys::fs::remove_directories(dir, /*IgnoreErrors=*/true); }
+
+} // namespace
+
+llvm::Expected<std::string> meg::passes::buildPlan(const ir::Graph &g, const PlanMetadata &meta, int64_t rank) {
+  assert(rank >= 0 && rank < g.getMesh().world() && "rank out of range");
+  return PlanBuilder(g, meta, rank).build();
+}
+
+llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta, llvm::StringRef dirArg) {
+  namespace fs = llvm::sys::fs;
+  if (dirArg.empty())
+    return fail("no plan directory given");
+  // Build every plan first: nothing touches the file system when lowering fails.
+  std::vector<std::string> plans;
+  for (int64_t r = 0; r < g.getMesh().world(); ++r) {
+    auto bytes = buildPlan(g, meta, r);
+    if (!bytes)
+      return bytes.takeError();
+    plans.push_back(std::move(*bytes));
+  }
+
+  llvm::SmallString<256> dir(dirArg);
+  if (std::error_code ec = fs::make_absolute(dir))
+    return fail("'" + dirArg + "': " + ec.message());
+  while (dir.size() > 1 && llvm::sys::path::is_separator(dir.back()))
+    dir.pop_back();
+  bool exists = fs::exists(dir);
+  if (exists && (!fs::is_directory(dir) || !isPlanDirectory(dir)))
+    return fail("'" + dirArg + "' exists and is not a plan directory");
+
+  llvm::SmallString<256> tmp;
+  if (std::error_code ec = fs::createUniqueDirectory(dir + ".tmp", tmp))
+    return fail("cannot create a directory next to '" + dirArg + "': " + ec.message());
+  // A unique directory is created owner-only; the plan directory gets the permissions of a plain mkdir.
+  (void)fs::setPermissions(tmp, fs::perms(fs::all_all & ~fs::getUmask()));
+  for (size_t r = 0; r < plans.size(); ++r) {
+    llvm::SmallString<256> path(tmp);
+    llvm::sys::path::append(path, "rank-" + llvm::Twine(r) + ".megplan");
+    std::error_code ec;
+    llvm::raw_fd_ostream os(path, ec, fs::OF_None);
+    if (!ec) {
+      os << plans[r];
+      os.close();
+      ec = os.error();
+    }
+    if (ec) {
+      removePlanDirectory(tmp);
+      return fail("cannot write '" + path + "': " + ec.message());
+    }
+  }
+
+  // Swap the new directory in: move the old one aside first so that `dir` always holds a complete set of plans.
+  llvm::SmallString<256> old;
+  if (exists) {
+    fs::createUniquePath(dir + ".old-%%%%%%", old, /*MakeAbsolute=*/false);
+    if (std::error_code ec = fs::rename(dir, old)) {
+      removePlanDirectory(tmp);
+      return fail("cannot replace '" + dirArg + "': " + ec.message());
+    }
+  }
+  if (std::error_code ec = fs::rename(tmp, dir)) {
+    if (exists)
+      (void)fs::rename(old, dir);
+    removePlanDirectory(tmp);
+    return fail("cannot create '" + dirArg + "': " + ec.message());
+  }
+  if (exists)
+    removePlanDirectory(old);
+  return llvm::Error::success();
+}
+
+namespace {
+class LowerToPlanPass : public Pass {
+public:
+  LowerToPlanPass(std::string dir, PlanMetadata meta) : dir(std::move(dir)), meta(std::move(meta)) {}
+  llvm::StringRef getName() const override { return "lower-to-plan"; }
+  llvm::Error run(ir::Graph &g) override { return writePlans(g, meta, dir); }
+
+private:
+  std::string dir;
+  PlanMetadata meta;
+};
+} // namespace
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createLowerToPlanPass(const PassOptions &opts) {
+  if (auto err = opts.checkKnown("lower-to-plan", {"dir", "mode"}))
+    return err;
+  llvm::StringRef dir = opts.getString("dir", "");
+  if (dir.empty())
+    return fail("lower-to-plan: option 'dir' is required");
+  PlanMetadata meta;
+  meta.mode = opts.getString("mode", "train").str();
+  if (meta.mode != "train" && meta.mode != "infer")
+    return fail("lower-to-plan: option 'mode' must be train or infer, got '" + meta.mode + "'");
+  return std::make_unique<LowerToPlanPass>(dir.str(), std::move(meta));
+}

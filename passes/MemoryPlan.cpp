@@ -1,0 +1,291 @@
+//===- MemoryPlan.cpp - arena offsets from lifetimes ------------------------===//
+//
+// memory-plan{align=256,report=false}
+//
+// 1. Liveness (computeLiveness): walk the nodes in order and group values into buffers. A reshape joins its
+//    operand's buffer; an elementwise op joins the buffer of an operand that dies at this node and has the same
+//    size (first such operand); any other arena value opens a buffer. A buffer lives from its first definition to
+//    the last use of any member (to the end when a member is a graph output).
+// 2. Allocation: greedy best-fit. Buffers are placed one by one at the smallest gap (between buffers already placed
+//    and live at an overlapping time) that fits, or above them all. Two orders are tried, largest-first and
+//    definition order; the smaller arena wins (ties: largest-first). On GPT-2 124M (micro-batch 8, seq 1024) the
+//    arena is within a few per cent of the liveness lower bound.
+// 3. Each node gets `arena = [offset per result]` (0 for a zero-size result); param/input/output nodes get none.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/MemoryPlan.h"
+#include "passes/Pass.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <numeric>
+
+using namespace meg;
+using namespace meg::passes;
+using ir::Node;
+using ir::OpKind;
+using ir::Value;
+
+static llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+int64_t meg::passes::localBytes(const Value &v, const ir::Mesh &mesh) {
+  return v.getType().localNumElements(mesh) * int64_t(ir::dtypeBytes(v.getType().dtype));
+}
+
+bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
+  OpKind k = v.getDef()->getKind();
+  return k != OpKind::Param && k != OpKind::Input && localBytes(v, mesh) > 0;
+}
+
+bool meg::passes::resultAliasesOperand(OpKind k) { return k == OpKind::Reshape; }
+
+bool meg::passes::mayReuseOperand(OpKind k) {
+  // TODO: an `inplace` trait in ir/Ops.def would keep this next to the op; until then, the elementwise ops.
+  static constexpr OpKind kElementwise[] = {OpKind::Add,  OpKind::Sub,  OpKind::Mul,     OpKind::Div,
+                                            OpKind::Scale, OpKind::Exp, OpKind::Log,     OpKind::Tanh,
+                                            OpKind::Gelu, OpKind::Dropout, OpKind::Cast};
+  return llvm::is_contained(kElementwise, k);
+}
+
+Liveness meg::passes::computeLiveness(const ir::Graph &g) {
+  const ir::Mesh &mesh = g.getMesh();
+  const unsigned numNodes = g.size();
+  auto order = g.computeOrder();
+
+  // Last use of every value (numNodes when an output node uses it; the definition when nothing does).
+  llvm::DenseMap<const Value *, unsigned> lastUse;
+  for (const auto &n : g) {
+    unsigned pos = order[n.get()];
+    for (unsigned r = 0; r < n->getNumResults(); ++r)
+      lastUse[n->getResult(r)] = pos;
+    for (Value *v : n->getOperands())
+      lastUse[v] = n->getKind() == OpKind::Output ? numNodes : std::max(lastUse[v], pos);
+  }
+
+  Liveness L;
+  for (const auto &n : g) {
+    unsigned pos = order[n.get()];
+    for (unsigned r = 0; r < n->getNumResults(); ++r) {
+      const Value *v = n->getResult(r);
+      if (!isArenaValue(*v, mesh))
+        continue;
+      int64_t bytes = localBytes(*v, mesh);
+      std::optional<unsigned> join;
+      if (resultAliasesOperand(n->getKind())) {
+        auto it = L.bufferOf.find(n->getOperand(0));
+        if (it != L.bufferOf.end())
+          join = it->second;
+      } else if (mayReuseOperand(n->getKind()) && r == 0) {
+        for (const Value *o : n->getOperands()) {
+          auto it = L.bufferOf.find(o);
+          if (it == L.bufferOf.end())
+            continue;
+          const ArenaBuffer &b = L.buffers[it->second];
+          // The whole buffer must die here: no later use of any value sharing it.
+          if (b.end == pos && b.size == bytes && localBytes(*o, mesh) == bytes) {
+            join = it->second;
+            break;
+          }
+        }
+      }
+      if (!join) {
+        join = L.buffers.size();
+        ArenaBuffer b;
+        b.size = bytes;
+        b.start = b.end = pos;
+        L.buffers.push_back(std::move(b));
+      }
+      ArenaBuffer &b = L.buffers[*join];
+      b.size = std::max(b.size, bytes);
+      b.end = std::max(b.end, lastUse[v]);
+      b.members.push_back(v);
+      L.bufferOf[v] = *join;
+    }
+  }
+
+  // Sweep the buffer intervals for the peak of live bytes.
+  std::vector<int64_t> delta(numNodes + 2, 0);
+  for (const ArenaBuffer &b : L.buffers) {
+    delta[b.start] += b.size;
+    delta[b.end + 1] -= b.size;
+    L.totalBytes += b.size;
+  }
+  int64_t live = 0;
+  for (int64_t d : delta) {
+    live += d;
+    L.lowerBound = std::max(L.lowerBound, live);
+  }
+  return L;
+}
+
+namespace {
+
+bool overlapInTime(const ArenaBuffer &a, const ArenaBuffer &b) { return a.start <= b.end && b.start <= a.end; }
+
+/// Greedy best-fit placement of the buffers in the order `order`; returns the offsets and the arena size.
+std::pair<std::vector<int64_t>, int64_t> place(const std::vector<ArenaBuffer> &buffers,
+                                               llvm::ArrayRef<unsigned> order, int64_t align) {
+  std::vector<int64_t> offset(buffers.size(), -1);
+  std::vector<unsigned> placed;
+  int64_t arena = 0;
+  std::vector<std::pair<int64_t, int64_t>> busy; // [begin, end) of placed buffers overlapping in time
+  for (unsigned id : order) {
+    const ArenaBuffer &b = buffers[id];
+    busy.clear();
+    for (unsigned p : placed)
+      if (overlapInTime(b, buffers[p]))
+        busy.push_back({offset[p], offset[p] + buffers[p].size});
+    llvm::sort(busy);
+    int64_t best = -1, bestGap = 0, top = 0;
+    for (auto [begin, end] : busy) {
+      int64_t candidate = llvm::alignTo(top, align);
+      int64_t gap = begin - candidate;
+      if (gap >= b.size && (best < 0 || gap < bestGap)) {
+        best = candidate;
+        bestGap = gap;
+      }
+      top = std::max(top, end);
+    }
+    if (best < 0)
+      best = llvm::alignTo(top, align);
+    offset[id] = best;
+    arena = std::max(arena, best + b.size);
+    placed.push_back(id);
+  }
+  return {std::move(offset), arena};
+}
+
+class MemoryPlanPass : public Pass {
+public:
+  MemoryPlanPass(int64_t align, bool report) : align(align), report(report) {}
+  llvm::StringRef getName() const override { return "memory-plan"; }
+
+  llvm::Error run(ir::Graph &g) override {
+    Liveness L = computeLiveness(g);
+    const auto &bufs = L.buffers;
+
+    std::vector<unsigned> bySize(bufs.size());
+    std::iota(bySize.begin(), bySize.end(), 0u);
+    std::vector<unsigned> byDef = bySize;
+    llvm::stable_sort(bySize, [&](unsigned a, unsigned b) {
+      if (bufs[a].size != bufs[b].size)
+        return bufs[a].size > bufs[b].size;
+      return bufs[a].start < bufs[b].start;
+    });
+    auto [sizeOffsets, sizeArena] = place(bufs, bySize, align);
+    auto [defOffsets, defArena] = place(bufs, byDef, align);
+    const std::vector<int64_t> &offsets = defArena < sizeArena ? defOffsets : sizeOffsets;
+
+    const ir::Mesh &mesh = g.getMesh();
+    for (const auto &n : g) {
+      n->getAttrs().erase("arena");
+      OpKind k = n->getKind();
+      if (k == OpKind::Param || k == OpKind::Input || n->getNumResults() == 0)
+        continue;
+      std::vector<int64_t> attr;
+      for (unsigned r = 0; r < n->getNumResults(); ++r) {
+        const Value *v = n->getResult(r);
+        attr.push_back(isArenaValue(*v, mesh) ? offsets[L.bufferOf.lookup(v)] : 0);
+      }
+      n->getAttrs().set("arena", std::move(attr));
+    }
+
+    if (report) {
+      auto stats = computeMemoryPlanStats(g);
+      if (!stats)
+        return stats.takeError();
+      llvm::errs() << llvm::formatv("memory-plan: arena {0} bytes, buffers {1} bytes, live lower bound {2} bytes "
+                                    "(ratio {3:F3})\n",
+                                    stats->arenaBytes, stats->bufferBytes, stats->lowerBound, stats->ratio());
+    }
+    return llvm::Error::success();
+  }
+
+private:
+  int64_t align;
+  bool report;
+};
+
+} // namespace
+
+static std::string nodeWhere(const Node &n, unsigned index) {
+  return llvm::formatv("'{0}' (line {1})", n.getName(), irLineOfNode(index)).str();
+}
+
+llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Graph &g) {
+  const ir::Mesh &mesh = g.getMesh();
+  Liveness L = computeLiveness(g);
+  auto order = g.computeOrder();
+  MemoryPlanStats stats;
+  stats.bufferBytes = L.totalBytes;
+  stats.lowerBound = L.lowerBound;
+  stats.numBuffers = L.buffers.size();
+  for (const Node *p : g.nodesOfKind(OpKind::Param))
+    stats.paramBytes += localBytes(*p->getResult(0), mesh);
+
+  std::vector<int64_t> offset(L.buffers.size(), -1);
+  for (const auto &n : g) {
+    for (unsigned r = 0; r < n->getNumResults(); ++r) {
+      const Value *v = n->getResult(r);
+      auto it = L.bufferOf.find(v);
+      if (it == L.bufferOf.end())
+        continue;
+      const std::vector<int64_t> *attr = n->getAttrs().getInts("arena");
+      unsigned index = order[n.get()];
+      if (!attr)
+        return fail(nodeWhere(*n, index) + " has no 'arena' attribute (run memory-plan first)");
+      if (attr->size() != n->getNumResults())
+        return fail(nodeWhere(*n, index) + " has " + llvm::Twine(attr->size()) + " arena offsets for " +
+                    llvm::Twine(n->getNumResults()) + " results");
+      int64_t off = (*attr)[r];
+      if (off < 0)
+        return fail(nodeWhere(*n, index) + " has a negative arena offset");
+      int64_t &bufOff = offset[it->second];
+      if (bufOff >= 0 && bufOff != off)
+        return fail(nodeWhere(*n, index) + " has arena offset " + llvm::Twine(off) +
+                    " but shares storage with a value at offset " + llvm::Twine(bufOff));
+      bufOff = off;
+    }
+  }
+
+  // No two buffers live at the same time may overlap in the arena: sweep buffers by start, keeping the live ones.
+  std::vector<unsigned> byStart(L.buffers.size());
+  std::iota(byStart.begin(), byStart.end(), 0u);
+  std::vector<unsigned> live;
+  for (unsigned id : byStart) {
+    const ArenaBuffer &b = L.buffers[id];
+    llvm::erase_if(live, [&](unsigned o) { return L.buffers[o].end < b.start; });
+    for (unsigned o : live) {
+      const ArenaBuffer &c = L.buffers[o];
+      if (offset[id] < offset[o] + c.size && offset[o] < offset[id] + b.size) {
+        const Node *n = b.members.front()->getDef();
+        return fail(nodeWhere(*n, order[n]) + " has an arena range [" + llvm::Twine(offset[id]) + ", " +
+                    llvm::Twine(offset[id] + b.size) + ") that overlaps a live value's [" + llvm::Twine(offset[o]) +
+                    ", " + llvm::Twine(offset[o] + c.size) + ")");
+      }
+    }
+    live.push_back(id);
+    stats.arenaBytes = std::max(stats.arenaBytes, offset[id] + b.size);
+  }
+  return stats;
+}
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createMemoryPlanPass(const PassOptions &opts) {
+  if (auto err = opts.checkKnown("memory-plan", {"align", "report"}))
+    return err;
+  auto align = opts.getInt("align", kArenaAlignment);
+  if (!align)
+    return align.takeError();
+  if (*align <= 0 || !llvm::isPowerOf2_64(uint64_t(*align)))
+    return fail("memory-plan: alignment must be a power of two, got " + llvm::Twine(*align));
+  llvm::StringRef report = opts.getString("report", "false");
+  if (report != "true" && report != "false")
+    return fail("memory-plan: option 'report' must be true or false, got '" + report + "'");
+  return std::make_unique<MemoryPlanPass>(*align, report == "true");
+}

@@ -1,0 +1,76 @@
+//===- MemoryPlan.h - activation arena planning ------------------*- C++ -*-===//
+//
+// The memory-plan pass (passes/MemoryPlan.cpp) gives every activation (every value that is not a param/input
+// result and has a non-zero size) a byte offset in one per-rank arena, stored on its node as the int-list attribute
+// `arena = [offset of result 0, ...]`. Lifetimes come from the current node order:
+//   - a value lives from its defining node to its last use; values used by `output` nodes live to the end;
+//   - a `reshape` result aliases its operand (same offset), extending the operand's lifetime;
+//   - an elementwise op (mayReuseOperand) may write over an operand that dies at this node and has the same size.
+// Values sharing storage form one buffer; buffers are placed by a greedy best-fit allocator (by size and by
+// definition order; the smaller arena wins). Sizes are local (per rank): localNumElements(mesh) * dtypeBytes.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_PASSES_MEMORYPLAN_H
+#define MEG_PASSES_MEMORYPLAN_H
+
+#include "ir/Graph.h"
+
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace meg::passes {
+
+/// The default alignment of arena offsets, in bytes.
+constexpr int64_t kArenaAlignment = 256;
+
+/// Bytes one rank holds of `v`.
+int64_t localBytes(const ir::Value &v, const ir::Mesh &mesh);
+/// Whether `v` lives in the arena (not a param/input result, non-zero size).
+bool isArenaValue(const ir::Value &v, const ir::Mesh &mesh);
+/// Whether the op's result is a view of its operand 0 (same elements, same order): `reshape`.
+bool resultAliasesOperand(ir::OpKind k);
+/// Whether the op's kernel may write its result over an operand of the same size (elementwise ops: out[i] depends
+/// on in[i] only). Layernorm, softmax, attention, contract, gathers, reductions and collectives never do.
+bool mayReuseOperand(ir::OpKind k);
+
+/// Storage shared by values (an alias/in-place group), live over node positions [start, end] (end == the number
+/// of nodes: to the end of the graph).
+struct ArenaBuffer {
+  int64_t size = 0;
+  unsigned start = 0, end = 0;
+  llvm::SmallVector<const ir::Value *, 2> members;
+};
+
+/// The buffers of a graph in its current order (deterministic: ordered by definition).
+struct Liveness {
+  std::vector<ArenaBuffer> buffers;
+  llvm::DenseMap<const ir::Value *, unsigned> bufferOf;
+  /// Max over node positions of the bytes of the buffers live there (each buffer counted once).
+  int64_t lowerBound = 0;
+  /// Sum of all buffer sizes.
+  int64_t totalBytes = 0;
+};
+Liveness computeLiveness(const ir::Graph &g);
+
+struct MemoryPlanStats {
+  int64_t arenaBytes = 0;  ///< max over buffers of offset + size
+  int64_t bufferBytes = 0; ///< sum of buffer sizes (what a plan without reuse would need)
+  int64_t lowerBound = 0;  ///< liveness lower bound
+  int64_t paramBytes = 0;  ///< per-rank bytes of all parameters
+  unsigned numBuffers = 0;
+  double ratio() const { return lowerBound ? double(arenaBytes) / double(lowerBound) : 1.0; }
+};
+
+/// Recomputes the statistics of a memory-planned graph from its `arena` attributes, checking that every arena
+/// value has an offset, that values sharing storage share it, and that no two buffers live at the same time
+/// overlap. Errors name the op and its line in `megc --emit ir` output.
+llvm::Expected<MemoryPlanStats> computeMemoryPlanStats(const ir::Graph &g);
+
+/// The line of node `index` (0-based program order) in `megc --emit ir` output: the graph header is line 1.
+inline unsigned irLineOfNode(unsigned index) { return index + 2; }
+
+} // namespace meg::passes
+
+#endif

@@ -1,0 +1,83 @@
+//===- Pipeline.cpp - the default pipeline, in order --------------------------===//
+//
+// The one place that says what megc does to a graph between the frontend and the plans, in order. Each entry is a
+// pass of passes/Passes.def written as in `megc --passes`; later issues insert their passes where the comments say.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Pipeline.h"
+
+#include "ir/Parser.h"
+#include "ir/Printer.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace meg;
+using namespace meg::passes;
+
+static std::vector<std::string> defaultPasses(const PipelineOptions &o) {
+  std::vector<std::string> p;
+
+  // 1. autodiff (train mode; later issue): append the backward graph of the loss, one gradient rule per op.
+  // 2. optimizer (later issue): AdamW update steps for every parameter gradient.
+  // 3. sharding (later issue): the strategy (`megatron`) annotates parameters, then propagation gives every value a
+  //    sharding through the op rules. After autodiff, so backward is sharded by the same rules.
+  // 4. partition (later issue): insert all_reduce / all_gather / reduce_scatter where a consumer needs a state its
+  //    producer lacks.
+  // 5. fusion (later issue).
+
+  // 6. schedule: a topological order from Boost.Graph with a deterministic tie-break (program order by default).
+  p.push_back("schedule{policy=" + o.schedulePolicy + "}");
+
+  // 7. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Must be last:
+  //    any pass that adds, removes or reorders nodes invalidates the offsets.
+  p.push_back(llvm::formatv("memory-plan{align={0}}", o.arenaAlignment).str());
+
+  // 8. lower to plans: not a pass here; megc calls writePlans (passes/LowerToPlan.h) with the model description
+  //    and the output directory (`lower-to-plan{dir=...}` does the same inside a --passes pipeline).
+  return p;
+}
+
+std::string meg::passes::defaultPipeline(const PipelineOptions &options) {
+  return llvm::join(defaultPasses(options), ",");
+}
+
+llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOptions &options) {
+  return PassManager::parse(defaultPipeline(options));
+}
+
+llvm::Error meg::passes::compileToPlans(ir::Graph &g, const PipelineOptions &options, const PipelineConfig &config,
+                                        const PlanMetadata &meta, llvm::StringRef dir) {
+  auto pm = buildDefaultPipeline(options);
+  if (!pm)
+    return pm.takeError();
+  if (auto err = pm->run(g, config))
+    return err;
+  return writePlans(g, meta, dir);
+}
+
+llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::Graph &g,
+                                                                      const PipelineOptions &options) {
+  std::vector<std::string> lines;
+  // Plan a copy: the text form round-trips exactly, so printing and parsing is a faithful clone.
+  auto copy = ir::parseGraph(ir::graphToString(g), "<report>");
+  if (!copy)
+    return copy.takeError();
+  auto pm = buildDefaultPipeline(options);
+  if (!pm)
+    return pm.takeError();
+  PipelineConfig config;
+  config.verifyEach = false;
+  if (auto err = pm->run(**copy, config))
+    return err;
+  auto stats = computeMemoryPlanStats(**copy);
+  if (!stats)
+    return stats.takeError();
+  lines.push_back(llvm::formatv("param bytes per rank: {0}", stats->paramBytes).str());
+  lines.push_back(llvm::formatv("arena bytes per rank: {0}", stats->arenaBytes).str());
+  lines.push_back(llvm::formatv("buffer bytes per rank: {0}", stats->bufferBytes).str());
+  lines.push_back(llvm::formatv("live lower bound per rank: {0} bytes (ratio {1:F3})", stats->lowerBound,
+                                stats->ratio())
+                      .str());
+  return lines;
+}

@@ -1,0 +1,58 @@
+//===- ShardingPropagation.cpp - give every value a sharding ----------------===//
+//
+// Walks the graph in program order; each node's result shardings follow from its operands' shardings and the op's
+// index structure (passes/Sharding.h). Sources (params, inputs) keep what the strategy gave them. The graph is not
+// yet consistent afterwards: an operand may carry a sharding its consumer cannot take; `partition` fixes that by
+// inserting collectives.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Pass.h"
+#include "passes/Sharding.h"
+
+using namespace meg;
+using namespace meg::ir;
+using namespace meg::passes;
+
+namespace {
+
+llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
+
+bool isCollective(OpKind k) {
+  return k == OpKind::AllReduce || k == OpKind::AllGather || k == OpKind::ReduceScatter;
+}
+
+class ShardingPropagationPass : public Pass {
+public:
+  llvm::StringRef getName() const override { return "sharding-propagation"; }
+
+  llvm::Error run(Graph &g) override {
+    unsigned index = 0;
+    for (Node *n : g.getNodes()) {
+      ++index;
+      if (isCollective(n->getKind()))
+        return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) +
+                    ") is already partitioned: propagate shardings before partition");
+      if (opInfo(n->getKind()).maxOperands == 0)
+        continue;
+      llvm::SmallVector<Sharding, 4> in;
+      for (Value *v : n->getOperands())
+        in.push_back(v->getType().sharding);
+      ShardingDecision d = decideSharding(*n, in, g.getMesh());
+      for (unsigned r = 0; r < n->getNumResults(); ++r) {
+        TensorType t = n->getResult(r)->getType();
+        t.sharding = d.results[r];
+        t.sharding.canonicalize();
+        n->getResult(r)->setType(t);
+      }
+    }
+    return llvm::Error::success();
+  }
+};
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardingPropagationPass(const PassOptions &opts) {
+  if (auto err = opts.checkKnown("sharding-propagation", {}))
+    return err;
+  return std::make_unique<ShardingPropagationPass>();
+}

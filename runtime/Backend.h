@@ -1,0 +1,57 @@
+//===- Backend.h - where a plan's tensors live and its steps run -*- C++ -*-===//
+//
+// A Backend owns one rank's memory (activation arena, parameters, gradients, inputs) and runs the plan's steps on
+// it. It is chosen at run time (CPU now: OpenBLAS + kernels/cpu; CUDA later). The host talks to it only through
+// this interface: parameters and inputs go in as host arrays, tensors come back as bytes.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_BACKEND_H
+#define MEG_RUNTIME_BACKEND_H
+
+#include "runtime/Plan.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace meg::runtime {
+
+class Communicator;
+
+/// What one execution of the step list needs besides the tensors.
+struct StepContext {
+  uint64_t seed = 0;   ///< the run's seed (Philox key of dropout masks)
+  uint32_t step = 0;   ///< the training step (Philox counter word), so every step draws fresh masks
+  bool dropout = true; ///< false in evaluation: dropout is the identity
+};
+
+class Backend {
+public:
+  virtual ~Backend();
+  virtual llvm::StringRef name() const = 0;
+
+  /// Allocates the arena, parameters, gradients and inputs of `plan` and prepares every step (attribute and
+  /// shape checks, kernel set-up). The plan must outlive the backend. Errors read `<plan>: step N ('op'): <what>`.
+  virtual llvm::Error prepare(const LoadedPlan &plan) = 0;
+
+  /// Parameter `index`'s local shard, plan.params[index].numel() floats.
+  virtual void writeParam(size_t index, llvm::ArrayRef<float> values) = 0;
+  virtual void readParam(size_t index, llvm::MutableArrayRef<float> values) = 0;
+  /// Input `index`'s local shard, plan.inputs[index].numel() elements of its dtype, as raw bytes.
+  virtual void writeInput(size_t index, llvm::ArrayRef<uint8_t> bytes) = 0;
+
+  /// Runs step `index` of the plan. Collective steps talk to the other ranks through `comm`.
+  virtual llvm::Error runStep(size_t index, const StepContext &ctx, Communicator &comm) = 0;
+  /// Copies a tensor (after the steps that write it have run) into `bytes` (slot.bytes() of them).
+  virtual void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) = 0;
+};
+
+/// The CPU backend (runtime/CpuBackend.cpp).
+std::unique_ptr<Backend> createCpuBackend();
+
+} // namespace meg::runtime
+
+#endif

@@ -1,0 +1,83 @@
+//===- Communicator.h - collectives over the dp x tp mesh -------*- C++ -*-===//
+//
+// A Communicator connects the ranks of a dp x tp mesh (rank = dpRank * tp + tpRank). A collective runs over one mesh
+// axis: the group of a rank along TP is the tp ranks sharing its dp coordinate, along DP the dp ranks sharing its tp
+// coordinate. Buffers are float, in the backend's memory space (host memory for the CPU backend). Every member of a
+// group must call the same collectives in the same order with the same counts.
+//
+// Implementations: SingleRankCommunicator (world 1: collectives are copies), InProcessCommunicator (ranks are
+// threads of one process sharing memory). Reductions sum in group-rank order, so results never depend on thread
+// timing and every member gets bit-identical values.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_COMMUNICATOR_H
+#define MEG_RUNTIME_COMMUNICATOR_H
+
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace meg::runtime {
+
+enum class CommAxis : uint8_t { DP = 0, TP = 1 };
+enum class CommReduce : uint8_t { Sum, Max };
+
+class Communicator {
+public:
+  Communicator(int meshDp, int meshTp, int rank) : meshDp(meshDp), meshTp(meshTp), myRank(rank) {}
+  virtual ~Communicator();
+
+  int rank() const { return myRank; }
+  int worldSize() const { return meshDp * meshTp; }
+  int dp() const { return meshDp; }
+  int tp() const { return meshTp; }
+  /// Members of this rank's group along `axis`, and this rank's index in it.
+  int axisSize(CommAxis axis) const { return axis == CommAxis::TP ? meshTp : meshDp; }
+  int axisRank(CommAxis axis) const { return axis == CommAxis::TP ? myRank % meshTp : myRank / meshTp; }
+
+  /// data[0, count) = reduction over the group of every member's data (in place).
+  virtual llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) = 0;
+  /// out[g * count, (g + 1) * count) = member g's in[0, count), for every group rank g. `in` and `out` must not
+  /// overlap.
+  virtual llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) = 0;
+  /// out[0, count) = reduction over members of their in[g * count, (g + 1) * count), g = this rank's group index.
+  virtual llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) = 0;
+  /// Returns when every rank of the world has called it.
+  virtual void barrier() = 0;
+
+protected:
+  int meshDp, meshTp, myRank;
+};
+
+/// The world of one rank.
+class SingleRankCommunicator final : public Communicator {
+public:
+  SingleRankCommunicator() : Communicator(1, 1, 0) {}
+  llvm::Error allReduce(CommAxis, CommReduce, float *, int64_t) override { return llvm::Error::success(); }
+  llvm::Error allGather(CommAxis, const float *in, int64_t count, float *out) override;
+  llvm::Error reduceScatter(CommAxis, CommReduce, const float *in, int64_t count, float *out) override;
+  void barrier() override {}
+};
+
+/// Shared state of the ranks of one process (one per run); each rank thread gets its own communicator from it.
+class InProcessWorld;
+
+class InProcessCommunicator final : public Communicator {
+public:
+  InProcessCommunicator(std::shared_ptr<InProcessWorld> world, int rank);
+  /// A world of meshDp x meshTp ranks.
+  static std::shared_ptr<InProcessWorld> createWorld(int meshDp, int meshTp);
+
+  llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override;
+  llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) override;
+  llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) override;
+  void barrier() override;
+
+private:
+  std::shared_ptr<InProcessWorld> world;
+};
+
+} // namespace meg::runtime
+
+#endif

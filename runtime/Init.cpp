@@ -1,0 +1,86 @@
+//===- Init.cpp - seeded parameter initialization ------------------------------===//
+#include "runtime/Init.h"
+
+#include "kernels/Philox.h"
+
+#include <cmath>
+
+using namespace meg;
+using namespace meg::runtime;
+
+uint64_t meg::runtime::fnv1a64(llvm::StringRef data) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+namespace {
+/// The Box-Muller pair of counter k: (r cos t, r sin t).
+struct NormalPair {
+  double z[2];
+};
+NormalPair normalPair(uint64_t seed, uint64_t nameHash, uint64_t k) {
+  kernels::Philox4x32 ctr = {{uint32_t(k), uint32_t(k >> 32), uint32_t(nameHash), uint32_t(nameHash >> 32)}};
+  kernels::Philox4x32 r = kernels::philox4x32(ctr, uint32_t(seed), uint32_t(seed >> 32));
+  double u1 = (double(r.v[0]) + 1.0) * 0x1p-32; // (0, 1]
+  double u2 = double(r.v[1]) * 0x1p-32;         // [0, 1)
+  double radius = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * M_PI * u2;
+  return {{radius * std::cos(angle), radius * std::sin(angle)}};
+}
+} // namespace
+
+double meg::runtime::initNormal(uint64_t seed, uint64_t nameHash, uint64_t globalIndex) {
+  return normalPair(seed, nameHash, globalIndex >> 1).z[globalIndex & 1];
+}
+
+std::vector<float> meg::runtime::initParamShard(const PlanParam &p, uint64_t seed) {
+  std::vector<float> out(size_t(p.numel()), 0.0f);
+  if (p.init == ParamInit::Zeros || out.empty())
+    return out;
+  if (p.init == ParamInit::Ones) {
+    std::fill(out.begin(), out.end(), 1.0f);
+    return out;
+  }
+  // Walk the shard's elements in row-major order, tracking each one's global index.
+  size_t rank = p.shape.size();
+  std::vector<int64_t> globalStride(rank, 1);
+  for (size_t d = rank; d-- > 1;)
+    globalStride[d - 1] = globalStride[d] * p.globalShape[d];
+  uint64_t hash = fnv1a64(p.name);
+  int64_t inner = rank ? p.shape.back() : 1;
+  std::vector<int64_t> idx(rank, 0);
+  int64_t pos = 0;
+  while (pos < int64_t(out.size())) {
+    int64_t base = 0;
+    for (size_t d = 0; d < rank; ++d)
+      base += (idx[d] + p.offset[d]) * globalStride[d];
+    bool padded = p.vocabRows > 0 && rank && idx[0] + p.offset[0] >= p.vocabRows;
+    if (padded) {
+      pos += inner;
+    } else {
+      // Consecutive elements share a Box-Muller pair: draw each pair once.
+      uint64_t cached = ~0ull;
+      NormalPair pair{};
+      for (int64_t j = 0; j < inner; ++j, ++pos) {
+        uint64_t g = uint64_t(base + j);
+        if ((g >> 1) != cached) {
+          cached = g >> 1;
+          pair = normalPair(seed, hash, cached);
+        }
+        out[pos] = float(p.std * pair.z[g & 1]);
+      }
+    }
+    // Odometer over all dims but the last.
+    for (size_t d = rank >= 1 ? rank - 1 : 0; d-- > 0;) {
+      if (++idx[d] < p.shape[d])
+        break;
+      idx[d] = 0;
+    }
+    if (rank == 0)
+      break;
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+//===- CpuOps.h - CPU adapters from plan steps to kernels -------*- C++ -*-===//
+//
+// One adapter per op of ir/Ops.def, named cpu<Enum>, collected into a table by including Ops.def (CpuBackend.cpp).
+// An adapter runs once per step at prepare time: it checks the step's attributes, dtypes and local shapes, derives
+// the sharding-aware kernel arguments (row/column/head offsets from global shapes and offsets), and returns the
+// closure that runs the kernel on the step's resolved buffers. No switch over op kinds anywhere.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_CPU_CPUOPS_H
+#define MEG_RUNTIME_CPU_CPUOPS_H
+
+#include "runtime/Backend.h"
+#include "runtime/Communicator.h"
+#include "runtime/Plan.h"
+
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/Twine.h"
+#include "llvm/Support/Error.h"
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace meg::runtime::cpu {
+
+/// What a prepared kernel gets at run time.
+struct CpuRunArgs {
+  const StepContext &ctx;
+  Communicator &comm;
+  float *scratch; ///< at least the floats the adapter asked for
+};
+
+/// Highest tensor rank the CPU kernels accept (kernels/cpu/Shape.h's kMaxRank; that header needs OpenMP flags).
+constexpr int kKernelMaxRank = 8;
+
+using CpuKernel = std::function<llvm::Error(const CpuRunArgs &)>;
+
+/// One step being prepared: its plan entry, resolved buffers and helpers for checks.
+class CpuStep {
+public:
+  CpuStep(const LoadedPlan &plan, size_t index, llvm::SmallVector<void *, 4> in, llvm::SmallVector<void *, 1> out)
+      : plan(plan), step(plan.steps[index]), index(index), in(std::move(in)), out(std::move(out)) {}
+
+  const LoadedPlan &plan;
+  const PlanStep &step;
+  size_t index;
+  llvm::SmallVector<void *, 4> in;
+  llvm::SmallVector<void *, 1> out;
+  /// Floats of scratch the kernel needs at run time (the backend keeps one buffer of the largest request).
+  int64_t scratchFloats = 0;
+
+  const TensorSlot &operand(size_t i) const { return step.operands[i]; }
+  const TensorSlot &result(size_t i = 0) const { return step.results[i]; }
+  size_t numOperands() const { return step.operands.size(); }
+
+  float *f(size_t i) const { return static_cast<float *>(in[i]); }
+  const int32_t *i32(size_t i) const { return static_cast<const int32_t *>(in[i]); }
+  float *fout(size_t i = 0) const { return static_cast<float *>(out[i]); }
+
+  /// `<plan>: step N ('op'): <what>`.
+  llvm::Error error(const llvm::Twine &what) const;
+
+  // Attributes: a missing required attribute, or one of the wrong kind, is an error.
+  llvm::Expected<int64_t> intAttr(llvm::StringRef key, std::optional<int64_t> fallback = std::nullopt) const;
+  llvm::Expected<double> floatAttr(llvm::StringRef key, std::optional<double> fallback = std::nullopt) const;
+  llvm::Expected<bool> boolAttr(llvm::StringRef key, std::optional<bool> fallback = std::nullopt) const;
+  /// A Symbol or String attribute.
+  llvm::Expected<std::string> symbolAttr(llvm::StringRef key) const;
+  llvm::Expected<std::vector<int64_t>> intsAttr(llvm::StringRef key) const;
+
+  /// Every operand and the result have dtype `t` (when `operands` is empty: all operands).
+  llvm::Error expectDTypes(DType t) const;
+  llvm::Error expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const;
+  /// The result's local shape is `shape`.
+  llvm::Error expectResultShape(llvm::ArrayRef<int64_t> shape) const;
+  /// Operand `i` holds the whole (unsplit) tensor along `dim`.
+  llvm::Error expectWholeDim(size_t i, unsigned dim, llvm::StringRef why) const;
+};
+
+std::string shapeStr(llvm::ArrayRef<int64_t> shape);
+
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
+  llvm::Expected<CpuKernel> cpu##Enum(CpuStep &s);
+#include "ir/Ops.def"
+
+} // namespace meg::runtime::cpu
+
+#endif
