@@ -81,6 +81,19 @@ double countAllReduce(const Node &n) { return none(n); }
 double countAllGather(const Node &n) { return none(n); }
 double countReduceScatter(const Node &n) { return none(n); }
 
+double countFill(const Node &n) { return none(n); }
+double countBroadcast(const Node &n) { return none(n); }
+double countGeluGrad(const Node &n) { return 2.0 * perResult(n); }
+double countLayerNormGrad(const Node &n) { return 8.0 * perResult(n); }
+// Recomputes the scores (QK^T) and then forms dV, dP, dQ and dK: 5 products of b * n * s * s * d multiply-adds.
+double countAttentionGrad(const Node &n) { return 2.5 * countAttention(n); }
+double countEmbeddingGrad(const Node &n) { return double(n.getOperand(2)->getType().numElements()); }
+double countPickGrad(const Node &n) { return none(n); }
+double countSliceGrad(const Node &n) { return none(n); }
+double countSelectGrad(const Node &n) { return none(n); }
+
+double countShard(const Node &n) { return none(n); }
+
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &count##Enum,
 #include "ir/Ops.def"

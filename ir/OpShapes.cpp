@@ -454,6 +454,132 @@ Expected<Types> inferReduceScatter(ArrayRef<TensorType> ops, const AttrDict &a) 
   return inferAllGather(ops, a);
 }
 
+//===-- constants, broadcasting and gradients --------------------------------===//
+
+Expected<Types> inferFill(ArrayRef<TensorType>, const AttrDict &a) {
+  if (auto v = floatAttr(a, "value"); !v)
+    return v.takeError();
+  auto shape = intsAttr(a, "shape");
+  if (!shape)
+    return shape.takeError();
+  for (int64_t d : **shape)
+    if (d <= 0)
+      return fail("attribute 'shape' has a non-positive dim");
+  return Types{TensorType(DType::F32, **shape)};
+}
+
+Expected<Types> inferBroadcast(ArrayRef<TensorType> ops, const AttrDict &a) {
+  auto shape = intsAttr(a, "shape");
+  if (!shape)
+    return shape.takeError();
+  const TensorType &x = ops[0];
+  const auto &out = **shape;
+  bool ok = x.rank() <= out.size();
+  for (unsigned i = 0; ok && i < x.rank(); ++i) {
+    int64_t d = x.shape[i], o = out[out.size() - x.rank() + i];
+    ok = d == o || d == 1;
+  }
+  if (!ok)
+    return fail("cannot broadcast " + shapeStr(x.shape) + " to " + shapeStr(out));
+  return Types{TensorType(x.dtype, out)};
+}
+
+llvm::Error sameType(const TensorType &a, const TensorType &b, llvm::StringRef what) {
+  if (a.dtype != b.dtype || a.shape != b.shape)
+    return fail(what + " must have type " + TensorType(a.dtype, a.shape).str() + ", got " +
+                TensorType(b.dtype, b.shape).str());
+  return llvm::Error::success();
+}
+
+Expected<Types> inferGeluGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto e = sameType(ops[0], ops[1], "dy"))
+    return e;
+  return inferGelu(ops.take_front(), a);
+}
+
+Expected<Types> inferLayerNormGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto e = sameType(ops[0], ops[2], "dy"))
+    return e;
+  TensorType bias = ops[1];
+  auto fwd = inferLayerNorm({ops[0], ops[1], bias}, a);
+  if (!fwd)
+    return fwd.takeError();
+  return Types{one(ops[0])[0], one(ops[1])[0], one(ops[1])[0]};
+}
+
+Expected<Types> inferAttentionGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto e = sameType(ops[0], ops[3], "dout"))
+    return e;
+  llvm::SmallVector<TensorType, 4> fwd{ops[0], ops[1], ops[2]};
+  if (ops.size() == 5)
+    fwd.push_back(ops[4]);
+  auto r = inferAttention(fwd, a);
+  if (!r)
+    return r.takeError();
+  return Types{(*r)[0], (*r)[0], (*r)[0]};
+}
+
+Expected<Types> inferEmbeddingGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  auto fwd = inferEmbedding(ops.take_front(2), a);
+  if (!fwd)
+    return fwd.takeError();
+  if (auto e = sameType((*fwd)[0], ops[2], "dy"))
+    return e;
+  return one(ops[0]);
+}
+
+Expected<Types> inferPickGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  auto fwd = inferPick(ops.take_front(2), a);
+  if (!fwd)
+    return fwd.takeError();
+  if (auto e = sameType((*fwd)[0], ops[2], "dy"))
+    return e;
+  return one(ops[0]);
+}
+
+Expected<Types> inferSliceGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  const TensorType &dy = ops[0];
+  auto dim = intAttr(a, "dim");
+  if (!dim)
+    return dim.takeError();
+  auto start = intAttr(a, "start");
+  if (!start)
+    return start.takeError();
+  auto full = intAttr(a, "full");
+  if (!full)
+    return full.takeError();
+  if (auto e = checkDim(*dim, dy.rank()))
+    return e;
+  if (*start < 0 || *start + dy.shape[*dim] > *full)
+    return fail(llvm::formatv("range [{0}, {1}) is outside a dim of size {2}", *start, *start + dy.shape[*dim],
+                              *full));
+  Shape out(dy.shape.begin(), dy.shape.end());
+  out[*dim] = *full;
+  return Types{TensorType(dy.dtype, out)};
+}
+
+Expected<Types> inferSelectGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
+  const TensorType &dy = ops[0];
+  auto dim = intAttr(a, "dim");
+  if (!dim)
+    return dim.takeError();
+  auto index = intAttr(a, "index");
+  if (!index)
+    return index.takeError();
+  auto size = intAttr(a, "size");
+  if (!size)
+    return size.takeError();
+  if (auto e = checkDim(*dim, dy.rank() + 1))
+    return e;
+  if (*index < 0 || *index >= *size)
+    return fail(llvm::formatv("index {0} is outside a dim of size {1}", *index, *size));
+  Shape out(dy.shape.begin(), dy.shape.end());
+  out.insert(out.begin() + *dim, *size);
+  return Types{TensorType(dy.dtype, out)};
+}
+
+Expected<Types> inferShard(ArrayRef<TensorType> ops, const AttrDict &a) { return inferAllGather(ops, a); }
+
 constexpr ShapeRule kShapeRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &infer##Enum,
 #include "ir/Ops.def"

@@ -67,13 +67,14 @@ ShardingSpec sourceSpec(const Node &n) {
 }
 
 ShardingSpec specParam(const Node &n) { return sourceSpec(n); }
+ShardingSpec specFill(const Node &n) { return sourceSpec(n); }
 ShardingSpec specInput(const Node &n) { return sourceSpec(n); }
 
-// Graph results are read whole by the host.
+// Graph results keep their layout (the host assembles split results), but pending reductions are completed.
 ShardingSpec specOutput(const Node &n) {
   ShardingSpec s;
   unsigned rank = shapeOf(n, 0).size();
-  s.loops.assign(rank, Loop::Whole);
+  s.loops.assign(rank, Loop::Parallel);
   s.operandDims.push_back(iota(rank));
   return s;
 }
@@ -259,6 +260,74 @@ ShardingSpec collective(const Node &n) { return sameShape(n, {}, Partial::None);
 ShardingSpec specAllReduce(const Node &n) { return collective(n); }
 ShardingSpec specAllGather(const Node &n) { return collective(n); }
 ShardingSpec specReduceScatter(const Node &n) { return collective(n); }
+ShardingSpec specShard(const Node &n) { return collective(n); }
+
+// Result-shaped loops; x aligned to the right, its size-1 dims broadcast.
+ShardingSpec specBroadcast(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
+
+ShardingSpec specGeluGrad(const Node &n) { return elementwise(n, Partial::Linear, 0b10); }
+
+// Loops of x; dgain and dbias do not index the row loops, so they are sums over the rows a rank holds.
+ShardingSpec specLayerNormGrad(const Node &n) {
+  unsigned rank = shapeOf(n, 0).size();
+  ShardingSpec s = sameShape(n, {rank - 1}, Partial::None);
+  s.operandDims = {iota(rank), {int(rank - 1)}, iota(rank)};
+  s.resultDims = {iota(rank), {int(rank - 1)}, {int(rank - 1)}};
+  return s;
+}
+
+ShardingSpec specAttentionGrad(const Node &n) {
+  ShardingSpec s = sameShape(n, {1, 3}, Partial::None);
+  s.operandDims = {iota(4), iota(4), iota(4), iota(4)};
+  if (n.getNumOperands() == 5)
+    s.operandDims.push_back({0, 1});
+  s.resultDims = {iota(4), iota(4), iota(4)};
+  return s;
+}
+
+// dtable[v, h] = sum_r onehot(ids[r])[v] * dy[r, h]: the table operand (shape only) carries the vocab sharding.
+ShardingSpec specEmbeddingGrad(const Node &n) {
+  unsigned r = shapeOf(n, 1).size();
+  ShardingSpec s;
+  s.loops.assign(r + 2, Loop::Parallel); // r..., h, v
+  auto rh = iota(r + 1);
+  s.operandDims = {{int(r + 1), int(r)}, iota(r), rh};
+  s.resultDims = {{int(r + 1), int(r)}};
+  s.partial = Partial::Linear;
+  s.linearOperands = 0b100;
+  return s;
+}
+
+// dx[r, v] = onehot(ids[r])[v] * dy[r]: x (shape only) carries the vocab sharding.
+ShardingSpec specPickGrad(const Node &n) {
+  unsigned r = shapeOf(n, 1).size();
+  ShardingSpec s;
+  s.loops.assign(r + 1, Loop::Parallel);
+  s.operandDims = {iota(r + 1), iota(r), iota(r)};
+  s.resultDims = {iota(r + 1)};
+  s.partial = Partial::Linear;
+  s.linearOperands = 0b100;
+  return s;
+}
+
+ShardingSpec specSliceGrad(const Node &n) {
+  return sameShape(n, {unsigned(*n.getAttrs().getInt("dim"))}, Partial::Linear, 1);
+}
+
+ShardingSpec specSelectGrad(const Node &n) {
+  unsigned dim = *n.getAttrs().getInt("dim");
+  unsigned rank = resultShape(n).size();
+  ShardingSpec s;
+  s.loops.assign(rank, Loop::Parallel);
+  s.loops[dim] = Loop::Whole;
+  auto in = iota(rank);
+  in.erase(in.begin() + dim);
+  s.operandDims = {in};
+  s.resultDims = {iota(rank)};
+  s.partial = Partial::Linear;
+  s.linearOperands = 1;
+  return s;
+}
 
 constexpr ShardingRule kShardingRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &spec##Enum,

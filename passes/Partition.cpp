@@ -5,6 +5,7 @@
 //   partial -> replicated        all_reduce(axis, sum|max)
 //   partial -> split on that axis reduce_scatter(axis, sum, dim)
 //   split   -> replicated        all_gather(axis, dim)
+//   replicated -> split          shard(axis, dim): keep the local block, no communication
 // A (value, target sharding) pair is converted once and shared by every consumer that needs it. Result shardings are
 // set from the same decision, so running sharding-propagation first is optional (it shows the analysis alone).
 //
@@ -121,9 +122,19 @@ private:
       cur.setDimAxis(d, rank, std::nullopt);
       v = insert(g, before, OpKind::AllGather, v, std::move(attrs), cur);
     }
+    for (unsigned d = 0; d < rank; ++d) {
+      auto axis = want.dimAxis(d);
+      if (!axis || cur.dimAxis(d) == axis)
+        continue;
+      AttrDict attrs;
+      attrs.set("axis", Symbol{meshAxisName(*axis).str()});
+      attrs.set("dim", int64_t(d));
+      cur.setDimAxis(d, rank, axis);
+      v = insert(g, before, OpKind::Shard, v, std::move(attrs), cur);
+    }
     cur.canonicalize();
     if (cur != want)
-      return fail("cannot convert " + v->getType().str() + " to the sharding its consumer needs without a scatter");
+      return fail("cannot convert " + v->getType().str() + " to the sharding its consumer needs");
     return v;
   }
 };

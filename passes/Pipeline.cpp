@@ -18,12 +18,17 @@ using namespace meg::passes;
 static std::vector<std::string> defaultPasses(const PipelineOptions &o) {
   std::vector<std::string> p;
 
-  // 1. autodiff (train mode; later issue): append the backward graph of the loss, one gradient rule per op.
+  // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
+  if (o.differentiate)
+    p.push_back("autodiff");
   // 2. optimizer (later issue): AdamW update steps for every parameter gradient.
-  // 3. sharding (later issue): the strategy (`megatron`) annotates parameters, then propagation gives every value a
-  //    sharding through the op rules. After autodiff, so backward is sharded by the same rules.
-  // 4. partition (later issue): insert all_reduce / all_gather / reduce_scatter where a consumer needs a state its
-  //    producer lacks.
+  // 3. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
+  //    autodiff, so the backward graph is sharded by the same op rules and Megatron's f/g conjugates fall out.
+  p.push_back("shard-params{strategy=" + o.strategy + "}");
+  // 4. partition: every value gets its sharding from its op's index structure (the analysis alone is the
+  //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
+  //    consumer needs a state its producer lacks.
+  p.push_back("partition");
   // 5. fusion (later issue).
 
   // 6. schedule: a topological order from Boost.Graph with a deterministic tie-break (program order by default).

@@ -21,6 +21,10 @@
 namespace meg::passes {
 
 struct PipelineOptions {
+  /// Train mode: append the backward graph (autodiff) so the plans compute every parameter's gradient.
+  bool differentiate = false;
+  /// shard-params{strategy=...}: how parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
+  std::string strategy = "megatron";
   /// schedule{policy=...}: "memory" reorders greedily for live bytes (GPT-2 124M, micro-batch 8, seq 1024: the
   /// arena drops from 3.29 GB to 1.67 GB, as the loss no longer holds two copies of the logits); "program" keeps the
   /// frontend's order.

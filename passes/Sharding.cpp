@@ -61,78 +61,60 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
   ShardingSpec spec = shardingSpec(n);
   unsigned numLoops = spec.loops.size();
 
-  // 1. Each loop takes an axis if every operand dim that indexes it is split on that same axis.
+  // 1. A loop takes the mesh axis some operand splits it on, unless operands disagree, the loop must be whole, or
+  //    the axis does not divide every dim the loop indexes. Replicated operands then take their block locally.
   llvm::SmallVector<std::optional<MeshAxis>, 6> loopAxis(numLoops);
   llvm::SmallVector<bool, 6> loopBlocked(numLoops, false);
   for (unsigned i = 0; i < spec.operandDims.size(); ++i) {
-    const auto &shape = n.getOperand(i)->getType().shape;
     for (unsigned d = 0; d < spec.operandDims[i].size(); ++d) {
       int l = spec.operandDims[i][d];
-      if (l < 0)
-        continue;
       std::optional<MeshAxis> axis = in[i].dimAxis(d);
-      if (spec.loops[l] == Loop::Whole || !axis || mesh.size[unsigned(*axis)] == 1 ||
-          shape[d] % mesh.size[unsigned(*axis)] != 0) {
-        loopBlocked[l] = true;
+      if (l < 0 || !axis || mesh.size[unsigned(*axis)] == 1)
         continue;
-      }
-      if (loopAxis[l] && *loopAxis[l] != *axis)
+      if (spec.loops[l] == Loop::Whole || (loopAxis[l] && *loopAxis[l] != *axis))
         loopBlocked[l] = true;
       loopAxis[l] = axis;
     }
   }
-  // A mesh axis can split one loop only; result dims indexed by the loop must divide too.
+  auto dividesAll = [&](unsigned l, int64_t size) {
+    for (unsigned i = 0; i < spec.operandDims.size(); ++i)
+      for (unsigned d = 0; d < spec.operandDims[i].size(); ++d)
+        if (spec.operandDims[i][d] == int(l) && n.getOperand(i)->getType().shape[d] % size != 0)
+          return false;
+    for (unsigned r = 0; r < spec.resultDims.size(); ++r)
+      for (unsigned d = 0; d < spec.resultDims[r].size(); ++d)
+        if (spec.resultDims[r][d] == int(l) && n.getResult(r)->getType().shape[d] % size != 0)
+          return false;
+    return true;
+  };
+  // A mesh axis splits one loop only (the first, in loop order).
   std::array<bool, kNumMeshAxes> axisUsed{};
   for (unsigned l = 0; l < numLoops; ++l) {
-    if (loopBlocked[l] || !loopAxis[l]) {
+    if (loopBlocked[l] || !loopAxis[l] || axisUsed[unsigned(*loopAxis[l])] ||
+        !dividesAll(l, mesh.size[unsigned(*loopAxis[l])])) {
       loopAxis[l].reset();
       continue;
     }
-    unsigned a = unsigned(*loopAxis[l]);
-    bool divides = !axisUsed[a];
-    for (unsigned r = 0; r < spec.resultDims.size(); ++r)
-      for (unsigned d = 0; d < spec.resultDims[r].size(); ++d)
-        if (spec.resultDims[r][d] == int(l))
-          divides &= n.getResult(r)->getType().shape[d] % mesh.size[a] == 0;
-    if (!divides)
-      loopAxis[l].reset();
-    else
-      axisUsed[a] = true;
+    axisUsed[unsigned(*loopAxis[l])] = true;
   }
 
-  // 2. Pending reductions: those the op is linear in survive, unless they collide with an axis the op splits on.
+  // 2. Pending reductions of operands survive where the op is linear in them and the op does not split that axis.
   llvm::SmallVector<bool, 4> keep = survivingPartials(n, spec, in);
-  std::array<std::optional<ReduceKind>, kNumMeshAxes> resultPartial{};
-  for (unsigned l = 0; l < numLoops; ++l)
-    if (loopAxis[l] && (spec.loops[l] == Loop::Sum || spec.loops[l] == Loop::Max))
-      resultPartial[unsigned(*loopAxis[l])] = spec.loops[l] == Loop::Sum ? ReduceKind::Sum : ReduceKind::Max;
+  std::array<std::optional<ReduceKind>, kNumMeshAxes> kept{};
   for (unsigned i = 0; i < in.size(); ++i) {
     if (!keep[i])
       continue;
-    for (unsigned a = 0; a < kNumMeshAxes; ++a) {
-      auto p = in[i].partial[a];
-      if (!p)
-        continue;
-      bool splitHere = false;
-      for (unsigned l = 0; l < numLoops; ++l)
-        splitHere |= loopAxis[l] && unsigned(*loopAxis[l]) == a && spec.loops[l] == Loop::Parallel;
-      bool clash = splitHere || (resultPartial[a] && *resultPartial[a] != *p);
-      if (clash) {
+    for (unsigned a = 0; a < kNumMeshAxes; ++a)
+      if (in[i].partial[a] && axisUsed[a])
         keep[i] = false;
-        break;
-      }
-    }
     if (keep[i])
       for (unsigned a = 0; a < kNumMeshAxes; ++a)
         if (in[i].partial[a])
-          resultPartial[a] = in[i].partial[a];
+          kept[a] = in[i].partial[a];
   }
-  // A parallel loop split on an axis that also carries a pending reduction cannot be represented: unsplit it.
-  for (unsigned l = 0; l < numLoops; ++l)
-    if (loopAxis[l] && spec.loops[l] == Loop::Parallel && resultPartial[unsigned(*loopAxis[l])])
-      loopAxis[l].reset();
 
-  // 3. Required operand shardings and result shardings follow from the loop axes.
+  // 3. Required operand shardings and result shardings follow from the loop axes. A result that does not index a
+  //    split loop holds this rank's partial sum (or max) over it.
   ShardingDecision out;
   for (unsigned i = 0; i < in.size(); ++i) {
     Sharding s;
@@ -149,12 +131,19 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
   for (unsigned r = 0; r < n.getNumResults(); ++r) {
     Sharding s;
     unsigned rank = n.getResult(r)->getType().rank();
+    llvm::SmallVector<bool, 6> indexed(numLoops, false);
     for (unsigned d = 0; d < spec.resultDims[r].size(); ++d) {
       int l = spec.resultDims[r][d];
-      if (l >= 0 && loopAxis[l])
+      if (l < 0)
+        continue;
+      indexed[l] = true;
+      if (loopAxis[l])
         s.setDimAxis(d, rank, loopAxis[l]);
     }
-    s.partial = resultPartial;
+    s.partial = kept;
+    for (unsigned l = 0; l < numLoops; ++l)
+      if (loopAxis[l] && !indexed[l])
+        s.partial[unsigned(*loopAxis[l])] = spec.loops[l] == Loop::Max ? ReduceKind::Max : ReduceKind::Sum;
     out.results.push_back(s);
   }
   return out;

@@ -3,6 +3,9 @@
 
 #include "kernels/Philox.h"
 
+#include "llvm/Support/Parallel.h"
+
+#include <algorithm>
 #include <cmath>
 
 using namespace meg;
@@ -44,43 +47,51 @@ std::vector<float> meg::runtime::initParamShard(const PlanParam &p, uint64_t see
     std::fill(out.begin(), out.end(), 1.0f);
     return out;
   }
-  // Walk the shard's elements in row-major order, tracking each one's global index.
+  // Lines (runs along the last dim) are independent: fill them in parallel, each from its global index.
   size_t rank = p.shape.size();
   std::vector<int64_t> globalStride(rank, 1);
   for (size_t d = rank; d-- > 1;)
     globalStride[d - 1] = globalStride[d] * p.globalShape[d];
   uint64_t hash = fnv1a64(p.name);
   int64_t inner = rank ? p.shape.back() : 1;
-  std::vector<int64_t> idx(rank, 0);
-  int64_t pos = 0;
-  while (pos < int64_t(out.size())) {
-    int64_t base = 0;
-    for (size_t d = 0; d < rank; ++d)
-      base += (idx[d] + p.offset[d]) * globalStride[d];
-    bool padded = p.vocabRows > 0 && rank && idx[0] + p.offset[0] >= p.vocabRows;
-    if (padded) {
-      pos += inner;
-    } else {
+  int64_t lines = int64_t(out.size()) / inner;
+  auto fillLines = [&](int64_t begin, int64_t end) {
+    for (int64_t line = begin; line < end; ++line) {
+      // Global index of the line's first element, and whether it is a vocab padding row.
+      int64_t base = 0, rest = line, row0 = 0;
+      for (size_t d = rank >= 1 ? rank - 1 : 0; d-- > 0;) {
+        int64_t i = rest % p.shape[d];
+        rest /= p.shape[d];
+        base += (i + p.offset[d]) * globalStride[d];
+        if (d == 0)
+          row0 = i + p.offset[0];
+      }
+      if (rank)
+        base += p.offset[rank - 1];
+      float *dst = out.data() + line * inner;
+      if (p.vocabRows > 0 && rank >= 2 && row0 >= p.vocabRows)
+        continue; // stays zero
       // Consecutive elements share a Box-Muller pair: draw each pair once.
       uint64_t cached = ~0ull;
       NormalPair pair{};
-      for (int64_t j = 0; j < inner; ++j, ++pos) {
+      for (int64_t j = 0; j < inner; ++j) {
         uint64_t g = uint64_t(base + j);
         if ((g >> 1) != cached) {
           cached = g >> 1;
           pair = normalPair(seed, hash, cached);
         }
-        out[pos] = float(p.std * pair.z[g & 1]);
+        dst[j] = float(p.std * pair.z[g & 1]);
       }
     }
-    // Odometer over all dims but the last.
-    for (size_t d = rank >= 1 ? rank - 1 : 0; d-- > 0;) {
-      if (++idx[d] < p.shape[d])
-        break;
-      idx[d] = 0;
-    }
-    if (rank == 0)
-      break;
-  }
+  };
+  constexpr int64_t kChunkElements = 1 << 18;
+  int64_t linesPerChunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, inner));
+  int64_t chunks = (lines + linesPerChunk - 1) / linesPerChunk;
+  if (chunks <= 1)
+    fillLines(0, lines);
+  else
+    llvm::parallelForEachN(0, size_t(chunks), [&](size_t c) {
+      fillLines(int64_t(c) * linesPerChunk, std::min(lines, int64_t(c + 1) * linesPerChunk));
+    });
   return out;
 }

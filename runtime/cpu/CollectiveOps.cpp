@@ -9,9 +9,13 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuOps.h"
 
+#include "kernels/cpu/Layout.h"
+
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstring>
+
+namespace k = meg::kernels::cpu;
 
 using namespace meg;
 using namespace meg::runtime;
@@ -155,6 +159,35 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuReduceScatter(CpuStep &s) {
     }
     if (auto err = args.comm.reduceScatter(a, r, blocks, count, s.fout()))
       return s.error(llvm::toString(std::move(err)));
+    return llvm::Error::success();
+  };
+}
+
+// Replicated -> split: this rank keeps its block of the dim; no communication.
+llvm::Expected<CpuKernel> meg::runtime::cpu::cpuShard(CpuStep &s) {
+  auto axis = axisAttr(s);
+  if (!axis)
+    return axis.takeError();
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  const TensorSlot &x = s.operand(0), &r = s.result();
+  auto dim = s.intAttr("dim");
+  if (!dim)
+    return dim.takeError();
+  if (*dim < 0 || size_t(*dim) >= x.shape.size() || r.shape.size() != x.shape.size())
+    return s.error(llvm::formatv("dim {0} is out of range for rank {1}", *dim, x.shape.size()));
+  int d = int(*dim);
+  int64_t start = r.offset[d] - x.offset[d], length = r.shape[d];
+  if (start < 0 || start + length > x.shape[d])
+    return s.error(llvm::formatv("the result block [{0}, {1}) is not inside the operand's dim of size {2}", start,
+                                 start + length, x.shape[d]));
+  Shape expected = x.shape;
+  expected[d] = length;
+  if (auto err = s.expectResultShape(expected))
+    return err;
+  return [=, &s](const CpuRunArgs &) -> llvm::Error {
+    const TensorSlot &x = s.operand(0);
+    k::slice(s.f(0), x.shape.data(), int(x.shape.size()), d, start, length, s.fout());
     return llvm::Error::success();
   };
 }

@@ -266,7 +266,7 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuSoftmax(CpuStep &s) {
   };
 }
 
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAttention(CpuStep &s) {
+llvm::Expected<AttentionSetup> meg::runtime::cpu::prepareAttention(CpuStep &s, std::optional<size_t> maskOperand) {
   auto causal = s.boolAttr("causal");
   if (!causal)
     return causal.takeError();
@@ -289,24 +289,26 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAttention(CpuStep &s) {
       return s.error(llvm::formatv("q, k and v must have one BSHD shape, got {0}, {1}, {2}",
                                    shapeStr(q.shape), shapeStr(s.operand(1).shape), shapeStr(s.operand(2).shape)));
   }
-  if (auto err = s.expectDType(s.result(), "result", DType::F32))
-    return err;
-  if (auto err = s.expectResultShape(q.shape))
-    return err;
+  for (size_t r = 0; r < s.step.results.size(); ++r) {
+    if (auto err = s.expectDType(s.result(r), "result", DType::F32))
+      return err;
+    if (s.result(r).shape != q.shape)
+      return s.error("result shape " + shapeStr(s.result(r).shape) + " differs from q's " + shapeStr(q.shape));
+  }
   if (auto err = s.expectWholeDim(0, 1, "attention needs whole sequences"))
     return err;
   if (auto err = s.expectWholeDim(0, 3, "attention needs whole heads"))
     return err;
-  bool hasMask = s.numOperands() == 4;
-  if (hasMask) {
-    const TensorSlot &m = s.operand(3);
+  if (maskOperand) {
+    const TensorSlot &m = s.operand(*maskOperand);
     if (auto err = s.expectDType(m, "mask", DType::I32))
       return err;
     if (m.shape.size() != 2 || m.shape[0] != q.shape[0] || m.shape[1] != q.shape[1])
       return s.error("mask shape " + shapeStr(m.shape) + " does not match q's batch and sequence " +
                      shapeStr(q.shape));
   }
-  k::AttentionParams params;
+  AttentionSetup a;
+  k::AttentionParams &params = a.params;
   params.batch = q.shape[0];
   params.seq = q.shape[1];
   params.heads = q.shape[2];
@@ -316,14 +318,26 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAttention(CpuStep &s) {
   params.headsTotal = q.globalShape[2];
   // Index of this shard's (batch 0, head 0) in the global [batch, heads] grid: the kernel adds b * headsTotal + h.
   params.headOffset = q.offset[0] * q.globalShape[2] + q.offset[2];
-  float prob = float(*p);
-  uint32_t streamId = uint32_t(*stream);
-  return [=, &s](const CpuRunArgs &args) -> llvm::Error {
-    k::AttentionParams run = params;
-    run.keyMask = hasMask ? s.i32(3) : nullptr;
-    run.dropoutP = args.ctx.dropout ? prob : 0.0f;
-    run.dropoutKey = kernels::PhiloxKey{args.ctx.seed, streamId, args.ctx.step};
-    k::attentionForward(run, s.f(0), s.f(1), s.f(2), s.fout());
+  a.dropout = float(*p);
+  a.stream = uint32_t(*stream);
+  a.maskOperand = maskOperand;
+  return a;
+}
+
+k::AttentionParams AttentionSetup::forRun(const CpuStep &s, const CpuRunArgs &args) const {
+  k::AttentionParams run = params;
+  run.keyMask = maskOperand ? s.i32(*maskOperand) : nullptr;
+  run.dropoutP = args.ctx.dropout ? dropout : 0.0f;
+  run.dropoutKey = kernels::PhiloxKey{args.ctx.seed, stream, args.ctx.step};
+  return run;
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAttention(CpuStep &s) {
+  auto setup = prepareAttention(s, s.numOperands() == 4 ? std::optional<size_t>(3) : std::nullopt);
+  if (!setup)
+    return setup.takeError();
+  return [a = *setup, &s](const CpuRunArgs &args) -> llvm::Error {
+    k::attentionForward(a.forRun(s, args), s.f(0), s.f(1), s.f(2), s.fout());
     return llvm::Error::success();
   };
 }

@@ -13,6 +13,8 @@
 #include "runtime/Communicator.h"
 #include "runtime/Plan.h"
 
+#include "kernels/cpu/Attention.h"
+
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/Error.h"
@@ -29,9 +31,6 @@ struct CpuRunArgs {
   Communicator &comm;
   float *scratch; ///< at least the floats the adapter asked for
 };
-
-/// Highest tensor rank the CPU kernels accept (kernels/cpu/Shape.h's kMaxRank; that header needs OpenMP flags).
-constexpr int kKernelMaxRank = 8;
 
 using CpuKernel = std::function<llvm::Error(const CpuRunArgs &)>;
 
@@ -77,7 +76,22 @@ public:
   llvm::Error expectWholeDim(size_t i, unsigned dim, llvm::StringRef why) const;
 };
 
+/// Highest tensor rank the CPU kernels accept (kernels/cpu/Shape.h's kMaxRank; that header needs OpenMP flags).
+constexpr int kKernelMaxRank = 8;
+
 std::string shapeStr(llvm::ArrayRef<int64_t> shape);
+
+/// Checked attention set-up shared by attention and attention_grad: operands 0-2 are q, k, v (BSHD), results have
+/// q's shape, the optional mask operand is i32[b, s]; head and batch offsets come from q's sharding.
+struct AttentionSetup {
+  kernels::cpu::AttentionParams params;
+  float dropout = 0;
+  uint32_t stream = 0;
+  std::optional<size_t> maskOperand;
+  /// The parameters of one run: mask pointer and dropout key (no dropout in evaluation).
+  kernels::cpu::AttentionParams forRun(const CpuStep &s, const CpuRunArgs &args) const;
+};
+llvm::Expected<AttentionSetup> prepareAttention(CpuStep &s, std::optional<size_t> maskOperand);
 
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
   llvm::Expected<CpuKernel> cpu##Enum(CpuStep &s);

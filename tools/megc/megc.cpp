@@ -160,6 +160,17 @@ llvm::Expected<std::string> run() {
       return parsed.takeError();
     graph = std::move(*parsed);
   }
+  // The mesh: --tp/--dp for a model description; a .mir file keeps its own unless the flags are given.
+  if (isModel || tpSize.getNumOccurrences() || dpSize.getNumOccurrences()) {
+    ir::Mesh mesh = graph->getMesh();
+    if (isModel || tpSize.getNumOccurrences())
+      mesh.size[unsigned(ir::MeshAxis::TP)] = tpSize;
+    if (isModel || dpSize.getNumOccurrences())
+      mesh.size[unsigned(ir::MeshAxis::DP)] = dpSize;
+    graph->setMesh(mesh);
+  }
+  passes::PipelineOptions pipelineOptions;
+  pipelineOptions.differentiate = isModel && buildMode == frontend::BuildMode::Train;
 
   // Passes: --passes runs that pipeline (then --emit ir prints its result); --emit plan otherwise runs the default
   // pipeline (passes/Pipeline.cpp). Plain --emit ir prints the graph as built.
@@ -170,7 +181,7 @@ llvm::Expected<std::string> run() {
     pipelineConfig.printIRAfter.push_back("*");
   pipelineConfig.printIRAfter.insert(pipelineConfig.printIRAfter.end(), printIrAfter.begin(), printIrAfter.end());
   if (!passes.empty() || emit == "plan") {
-    auto pm = passes.empty() ? passes::buildDefaultPipeline({}) : passes::PassManager::parse(passes);
+    auto pm = passes.empty() ? passes::buildDefaultPipeline(pipelineOptions) : passes::PassManager::parse(passes);
     if (!pm)
       return pm.takeError();
     if (auto err = pm->run(*graph, pipelineConfig))
@@ -188,7 +199,7 @@ llvm::Expected<std::string> run() {
       ctx.mode = buildMode;
     }
     frontend::printReport(*graph, ctx, os);
-    auto lines = passes::planReportLines(*graph);
+    auto lines = passes::planReportLines(*graph, pipelineOptions);
     if (!lines)
       return lines.takeError();
     for (const std::string &line : *lines)
