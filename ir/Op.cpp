@@ -3,6 +3,8 @@
 
 #include "llvm/ADT/StringMap.h"
 
+#include <array>
+
 using namespace meg::ir;
 
 static const OpInfo kOpInfos[] = {
@@ -25,4 +27,24 @@ std::optional<OpKind> meg::ir::parseOpKind(llvm::StringRef name) {
   if (it == byName.end())
     return std::nullopt;
   return it->second;
+}
+
+unsigned meg::ir::writtenOperands(OpKind k) {
+  static const auto masks = [] {
+    std::array<unsigned, kNumOpKinds> m{};
+#define OP_WRITES(Enum, Mask) m[unsigned(OpKind::Enum)] = Mask;
+#include "ir/Ops.def"
+    return m;
+  }();
+  return masks[unsigned(k)];
+}
+
+bool meg::ir::isExternal(OpKind k) {
+  static const auto external = [] {
+    std::array<bool, kNumOpKinds> e{};
+#define OP_EXTERNAL(Enum) e[unsigned(OpKind::Enum)] = true;
+#include "ir/Ops.def"
+    return e;
+  }();
+  return external[unsigned(k)];
 }

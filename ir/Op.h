@@ -31,6 +31,10 @@ struct OpInfo {
 const OpInfo &opInfo(OpKind k);
 llvm::StringRef opName(OpKind k);
 std::optional<OpKind> parseOpKind(llvm::StringRef name);
+/// The operands an op updates in place (bit i = operand i), from OP_WRITES in Ops.def.
+unsigned writtenOperands(OpKind k);
+/// True for ops whose result lives outside the activation arena (OP_EXTERNAL in Ops.def: param, input, state).
+bool isExternal(OpKind k);
 
 } // namespace meg::ir
 

@@ -94,6 +94,13 @@ double countSelectGrad(const Node &n) { return none(n); }
 
 double countShard(const Node &n) { return none(n); }
 
+double countState(const Node &n) { return none(n); }
+double countLrSchedule(const Node &n) { return none(n); }
+double countSumSquares(const Node &n) { return 2.0 * perOperand(n); }
+double countClipScale(const Node &n) { return none(n); }
+// Moments, bias corrections, the update and decoupled weight decay: about 12 per element.
+double countAdamW(const Node &n) { return 12.0 * perOperand(n); }
+
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &count##Enum,
 #include "ir/Ops.def"

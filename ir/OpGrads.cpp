@@ -90,6 +90,8 @@ Grads gradInput(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return non
 Grads gradOutput(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
 Grads gradFill(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
 Grads gradValidMask(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
+Grads gradState(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
+Grads gradLrSchedule(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
 
 Grads gradEmbedding(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   return {b.op(OpKind::EmbeddingGrad, {n.getOperand(0), n.getOperand(1), d[0]}), nullptr};
@@ -241,7 +243,7 @@ Grads gradBroadcast(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   return {b.sumToShape(d[0], shapeOf(n.getOperand(0)))};
 }
 
-// Gradient ops and collectives are not differentiated again: autodiff runs once, before partitioning.
+// Gradient ops, collectives and the optimizer are not differentiated: autodiff runs once, before them.
 Grads secondOrder(GradBuilder &b, const Node &n, ArrayRef<Value *>) {
   b.fail("'" + n.getName() + "' has no gradient rule: differentiate once, before partitioning");
   return Grads(n.getNumOperands(), nullptr);
@@ -257,6 +259,9 @@ Grads gradAllReduce(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return
 Grads gradAllGather(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradReduceScatter(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradShard(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradAdamW(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 
 constexpr GradRule kGradRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &grad##Enum,

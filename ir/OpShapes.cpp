@@ -580,6 +580,51 @@ Expected<Types> inferSelectGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
 
 Expected<Types> inferShard(ArrayRef<TensorType> ops, const AttrDict &a) { return inferAllGather(ops, a); }
 
+//===-- optimizer ------------------------------------------------------------===//
+
+Expected<Types> inferState(ArrayRef<TensorType> ops, const AttrDict &a) { return sourceRule(ops, a); }
+
+Expected<Types> inferLrSchedule(ArrayRef<TensorType>, const AttrDict &a) {
+  for (llvm::StringRef key : {"lr", "min_lr"})
+    if (auto v = floatAttr(a, key); !v)
+      return v.takeError();
+  for (llvm::StringRef key : {"warmup", "decay_iters"})
+    if (auto v = intAttr(a, key); !v)
+      return v.takeError();
+  if (auto s = symAttr(a, "style", {"constant", "linear", "cosine"}); !s)
+    return s.takeError();
+  return Types{TensorType(DType::F32, {})};
+}
+
+Expected<Types> inferSumSquares(ArrayRef<TensorType> ops, const AttrDict &) {
+  if (auto e = needFloat(ops[0], "the operand"))
+    return e;
+  return Types{TensorType(DType::F32, {})};
+}
+
+Expected<Types> inferClipScale(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto v = floatAttr(a, "max_norm"); !v)
+    return v.takeError();
+  if (ops[0].dtype != DType::F32 || ops[0].rank() != 0)
+    return fail("the squared norm must be f32[], got " + ops[0].str());
+  return Types{TensorType(DType::F32, {}), TensorType(DType::F32, {})};
+}
+
+Expected<Types> inferAdamW(ArrayRef<TensorType> ops, const AttrDict &a) {
+  static const char *names[] = {"the gradient", "m", "v"};
+  for (unsigned i = 1; i < 4; ++i)
+    if (auto e = sameType(ops[0], ops[i], names[i - 1]))
+      return e;
+  for (unsigned i = 4; i < 6; ++i)
+    if (ops[i].dtype != DType::F32 || ops[i].rank() != 0)
+      return fail(llvm::formatv("operand {0} ({1}) must be f32[], got {2}", i, i == 4 ? "lr" : "grad scale",
+                                ops[i].str()));
+  for (llvm::StringRef key : {"beta1", "beta2", "eps", "weight_decay"})
+    if (auto v = floatAttr(a, key); !v)
+      return v.takeError();
+  return Types{};
+}
+
 constexpr ShapeRule kShapeRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &infer##Enum,
 #include "ir/Ops.def"

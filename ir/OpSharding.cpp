@@ -262,6 +262,35 @@ ShardingSpec specAllGather(const Node &n) { return collective(n); }
 ShardingSpec specReduceScatter(const Node &n) { return collective(n); }
 ShardingSpec specShard(const Node &n) { return collective(n); }
 
+ShardingSpec specState(const Node &n) { return sourceSpec(n); }
+ShardingSpec specLrSchedule(const Node &n) { return sourceSpec(n); }
+
+// All dims are summed: a split gradient gives a partial sum of squares.
+ShardingSpec specSumSquares(const Node &n) {
+  unsigned rank = shapeOf(n, 0).size();
+  ShardingSpec s;
+  s.loops.assign(rank, Loop::Sum);
+  s.operandDims.push_back(iota(rank));
+  s.resultDims.push_back({});
+  return s;
+}
+
+ShardingSpec specClipScale(const Node &n) {
+  ShardingSpec s;
+  s.operandDims.push_back({});
+  s.resultDims = {{}, {}};
+  return s;
+}
+
+// Elementwise over the parameter; each rank updates its shard with the matching gradient and state shards.
+ShardingSpec specAdamW(const Node &n) {
+  unsigned rank = shapeOf(n, 0).size();
+  ShardingSpec s;
+  s.loops.assign(rank, Loop::Parallel);
+  s.operandDims = {iota(rank), iota(rank), iota(rank), iota(rank), {}, {}};
+  return s;
+}
+
 // Result-shaped loops; x aligned to the right, its size-1 dims broadcast.
 ShardingSpec specBroadcast(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
 

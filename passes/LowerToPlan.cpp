@@ -5,6 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/LowerToPlan.h"
+
+#include "llvm/ADT/DenseSet.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
 
@@ -54,7 +56,7 @@ public:
     // Every step needs its offsets before anything is written.
     auto order = g.computeOrder();
     for (const auto &n : g) {
-      if (isInterface(n->getKind()))
+      if (isInterface(n->getKind()) || n->getNumResults() == 0)
         continue;
       const std::vector<int64_t> *arena = n->getAttrs().getInts("arena");
       if (!arena || arena->size() != n->getNumResults())
@@ -66,20 +68,25 @@ public:
     if (!stats)
       return stats.takeError();
 
-    unsigned numParams = 0, numInputs = 0;
+    unsigned numParams = 0, numInputs = 0, numStates = 0;
     for (const Node *p : g.nodesOfKind(OpKind::Param))
       storageIndex[p->getResult(0)] = numParams++;
     for (const Node *in : g.nodesOfKind(OpKind::Input))
       storageIndex[in->getResult(0)] = numInputs++;
+    for (const Node *st : g.nodesOfKind(OpKind::State))
+      storageIndex[st->getResult(0)] = numStates++;
+    computeForwardSet();
 
     fbb.ForceDefaults(true);
     std::vector<fb::Offset<plan::Parameter>> params;
     std::vector<fb::Offset<plan::Input>> inputs;
     std::vector<fb::Offset<plan::Step>> steps;
     std::vector<fb::Offset<plan::Output>> outputs;
+    std::vector<fb::Offset<plan::Parameter>> states;
     for (const auto &n : g) {
       switch (n->getKind()) {
       case OpKind::Param: params.push_back(lowerParam(*n)); break;
+      case OpKind::State: states.push_back(lowerState(*n)); break;
       case OpKind::Input: inputs.push_back(lowerInput(*n)); break;
       case OpKind::Output: outputs.push_back(lowerOutput(*n)); break;
       default: steps.push_back(lowerStep(*n, order[n.get()])); break;
@@ -88,13 +95,37 @@ public:
     const ir::Mesh &mesh = g.getMesh();
     auto root = plan::CreatePlanDirect(fbb, kPlanSchemaVersion, int32_t(mesh.dp()), int32_t(mesh.tp()),
                                        int32_t(rank), meta.modelJson.c_str(), meta.mode.c_str(), stats->arenaBytes,
-                                       &params, &inputs, &steps, &outputs);
+                                       &params, &inputs, &steps, &outputs, &states);
     plan::FinishPlanBuffer(fbb, root);
     return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
   }
 
 private:
-  static bool isInterface(OpKind k) { return k == OpKind::Param || k == OpKind::Input || k == OpKind::Output; }
+  static bool isInterface(OpKind k) { return isExternal(k) || k == OpKind::Output; }
+
+  /// The nodes the loss needs (everything when there is no loss): evaluation runs only these.
+  void computeForwardSet() {
+    const Node *loss = g.findNamed(OpKind::Output, "loss");
+    if (!loss) {
+      for (const auto &n : g)
+        forward.insert(n.get());
+      return;
+    }
+    llvm::SmallVector<const Node *, 64> work{loss};
+    while (!work.empty()) {
+      const Node *n = work.pop_back_val();
+      if (!forward.insert(n).second)
+        continue;
+      for (const Value *v : n->getOperands())
+        work.push_back(v->getDef());
+    }
+  }
+
+  plan::Phase phaseOf(const Node &n) const {
+    if (ir::writtenOperands(n.getKind()))
+      return plan::Phase::Update;
+    return forward.contains(&n) ? plan::Phase::Forward : plan::Phase::Backward;
+  }
 
   struct Shard {
     std::vector<int64_t> global, local, offset;
@@ -126,6 +157,15 @@ private:
                                        /*no_decay=*/t.rank() == 1, /*vocab_rows=*/0);
   }
 
+  /// Optimizer state: zeros at start, laid out like its parameter.
+  fb::Offset<plan::Parameter> lowerState(const Node &n) {
+    const ir::TensorType &t = n.getResult(0)->getType();
+    Shard s = shard(t);
+    std::vector<int64_t> none;
+    return plan::CreateParameterDirect(fbb, nameOf(n).str().c_str(), toPlan(t.dtype), &s.global, &none, &s.local,
+                                       &s.offset, plan::Init::Zeros, 0.0, /*no_decay=*/true, /*vocab_rows=*/0);
+  }
+
   fb::Offset<plan::Input> lowerInput(const Node &n) {
     const ir::TensorType &t = n.getResult(0)->getType();
     Shard s = shard(t);
@@ -146,6 +186,9 @@ private:
       index = storageIndex.lookup(&v);
     } else if (def.getKind() == OpKind::Input) {
       storage = plan::Storage::Input;
+      index = storageIndex.lookup(&v);
+    } else if (def.getKind() == OpKind::State) {
+      storage = plan::Storage::OptState;
       index = storageIndex.lookup(&v);
     } else {
       index = (*def.getAttrs().getInts("arena"))[v.getIndex()];
@@ -188,7 +231,8 @@ private:
       operands.push_back(tensorRef(*v));
     for (unsigned r = 0; r < n.getNumResults(); ++r)
       results.push_back(tensorRef(*n.getResult(r)));
-    return plan::CreateStepDirect(fbb, n.getName().str().c_str(), &attrs, &operands, &results, irLineOfNode(index));
+    return plan::CreateStepDirect(fbb, n.getName().str().c_str(), &attrs, &operands, &results, irLineOfNode(index),
+                                  phaseOf(n));
   }
 
   const ir::Graph &g;
@@ -196,6 +240,7 @@ private:
   int64_t rank;
   int64_t coord[ir::kNumMeshAxes] = {0, 0};
   llvm::DenseMap<const Value *, int64_t> storageIndex;
+  llvm::DenseSet<const Node *> forward;
   fb::FlatBufferBuilder fbb;
 };
 

@@ -40,7 +40,7 @@ int64_t meg::passes::localBytes(const Value &v, const ir::Mesh &mesh) {
 
 bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
   OpKind k = v.getDef()->getKind();
-  return k != OpKind::Param && k != OpKind::Input && localBytes(v, mesh) > 0;
+  return !isExternal(k) && localBytes(v, mesh) > 0;
 }
 
 bool meg::passes::resultAliasesOperand(OpKind k) { return k == OpKind::Reshape; }
@@ -186,7 +186,7 @@ public:
     for (const auto &n : g) {
       n->getAttrs().erase("arena");
       OpKind k = n->getKind();
-      if (k == OpKind::Param || k == OpKind::Input || n->getNumResults() == 0)
+      if (isExternal(k) || n->getNumResults() == 0)
         continue;
       std::vector<int64_t> attr;
       for (unsigned r = 0; r < n->getNumResults(); ++r) {

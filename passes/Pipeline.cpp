@@ -21,10 +21,13 @@ static std::vector<std::string> defaultPasses(const PipelineOptions &o) {
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
     p.push_back("autodiff");
-  // 2. optimizer (later issue): AdamW update steps for every parameter gradient.
-  // 3. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
+  // 2. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
   //    autodiff, so the backward graph is sharded by the same op rules and Megatron's f/g conjugates fall out.
   p.push_back("shard-params{strategy=" + o.strategy + "}");
+  // 3. optimizer (train mode): AdamW with global-norm clipping and the lr schedule; its state is laid out like the
+  //    parameters (so it comes after shard-params, and before partition, which lays out the rest).
+  if (o.differentiate)
+    p.push_back(o.optimizer.empty() ? std::string("optimizer") : "optimizer{" + o.optimizer + "}");
   // 4. partition: every value gets its sharding from its op's index structure (the analysis alone is the
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.

@@ -23,6 +23,8 @@ namespace meg::passes {
 struct PipelineOptions {
   /// Train mode: append the backward graph (autodiff) so the plans compute every parameter's gradient.
   bool differentiate = false;
+  /// optimizer{...} options in pass-option syntax ("lr=0.001,clip=1.0"); used when differentiating.
+  std::string optimizer;
   /// shard-params{strategy=...}: how parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
   std::string strategy = "megatron";
   /// schedule{policy=...}: "memory" reorders greedily for live bytes (GPT-2 124M, micro-batch 8, seq 1024: the

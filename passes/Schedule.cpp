@@ -135,6 +135,16 @@ public:
                       ") uses a value defined outside the graph");
         boost::add_edge(it->second, i, deps);
       }
+    // A node that updates a value in place (Ops.def OP_WRITES: the optimizer) runs after every other reader of it.
+    auto users = g.computeUsers();
+    for (unsigned i = 0; i < numNodes; ++i) {
+      unsigned written = ir::writtenOperands(nodes[i]->getKind());
+      for (unsigned o = 0; written >> o; ++o)
+        if (written >> o & 1)
+          for (Node *reader : users.lookup(nodes[i]->getOperand(o)))
+            if (reader != nodes[i])
+              boost::add_edge(pos[reader], i, deps);
+    }
 
     std::vector<unsigned> indegree(numNodes);
     for (unsigned i = 0; i < numNodes; ++i)

@@ -1,7 +1,7 @@
 //===- ShardParams.cpp - a sharding strategy annotates parameters and inputs ===//
 //
 // A strategy only says how parameters and inputs are laid out; sharding-propagation derives everything else.
-// Parameters name their dims with logical axes (attribute `axes`, e.g. "hidden,qkv,heads,head_dim", set by the
+// Parameters (and optimizer state, which copies its parameter's axes) name their dims with logical axes (attribute `axes`, e.g. "hidden,qkv,heads,head_dim", set by the
 // frontend); a strategy maps logical axes to mesh axes. Inputs are split on their batch dim (dim 0) over dp.
 //
 //   megatron: heads -> tp (QKV column-parallel, attention output row-parallel), ffn -> tp (MLP in column-parallel,
@@ -42,7 +42,7 @@ public:
   llvm::Error run(Graph &g) override {
     const Mesh &mesh = g.getMesh();
     for (Node *n : g.getNodes()) {
-      if (n->getKind() == OpKind::Param) {
+      if (n->getKind() == OpKind::Param || n->getKind() == OpKind::State) {
         if (auto err = shardParam(*n, mesh))
           return err;
       } else if (n->getKind() == OpKind::Input && mesh.dp() > 1) {

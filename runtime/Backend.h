@@ -26,6 +26,7 @@ struct StepContext {
   uint64_t seed = 0;   ///< the run's seed (Philox key of dropout masks)
   uint32_t step = 0;   ///< the training step (Philox counter word), so every step draws fresh masks
   bool dropout = true; ///< false in evaluation: dropout is the identity
+  bool evaluation = false; ///< run only the steps the loss needs (no backward, no optimizer update)
 };
 
 class Backend {

@@ -103,14 +103,14 @@ private:
     case Storage::Input:
       return inputs[slot.index].get();
     case Storage::OptState:
-      break;
+      return states[slot.index].get();
     }
     return nullptr;
   }
 
   const LoadedPlan *plan = nullptr;
   HostBuffer arena;
-  std::vector<HostBuffer> params, grads, inputs;
+  std::vector<HostBuffer> params, grads, inputs, states;
   std::vector<std::unique_ptr<CpuStep>> steps;
   std::vector<CpuKernel> kernels;
   std::vector<float> scratch;
@@ -147,6 +147,12 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
       if (auto err = allocate(bytes, "the gradient of '" + p.params[i].name + "'", grads[i]))
         return err;
   }
+  states.clear();
+  states.resize(p.states.size());
+  for (size_t i = 0; i < p.states.size(); ++i)
+    if (auto err = allocate(p.states[i].numel() * int64_t(dtypeBytes(p.states[i].dtype)),
+                            "optimizer state '" + p.states[i].name + "'", states[i]))
+      return err;
   inputs.resize(p.inputs.size());
   for (size_t i = 0; i < p.inputs.size(); ++i)
     if (auto err = allocate(p.inputs[i].numel() * int64_t(dtypeBytes(p.inputs[i].dtype)),
@@ -161,10 +167,6 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
     llvm::SmallVector<void *, 4> in;
     llvm::SmallVector<void *, 1> out;
     auto check = [&](const TensorSlot &slot, llvm::StringRef what, size_t k) -> llvm::Error {
-      if (slot.storage == Storage::OptState)
-        return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                       llvm::formatv("{0}: {1} {2}: optimizer state is not supported yet",
-                                                     p.stepLabel(i), what, k));
       if (slot.storage == Storage::Arena && slot.index % dtypeBytes(slot.dtype) != 0)
         return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                        llvm::formatv("{0}: {1} {2}: arena offset {3} is not aligned to {4} bytes",
@@ -318,5 +320,6 @@ llvm::Error CpuStep::expectWholeDim(size_t i, unsigned dim, llvm::StringRef why)
 //===----------------------------------------------------------------------===//
 
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuParam(CpuStep &s) { return s.error("'param' is not a step"); }
+llvm::Expected<CpuKernel> meg::runtime::cpu::cpuState(CpuStep &s) { return s.error("'state' is not a step"); }
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuInput(CpuStep &s) { return s.error("'input' is not a step"); }
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuOutput(CpuStep &s) { return s.error("'output' is not a step"); }

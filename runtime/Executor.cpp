@@ -7,9 +7,12 @@ using namespace meg;
 using namespace meg::runtime;
 
 llvm::Error Executor::run(const StepContext &ctx) {
-  for (size_t i = 0; i < plan.steps.size(); ++i)
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
+      continue;
     if (auto err = backend.runStep(i, ctx, comm))
       return err;
+  }
   return llvm::Error::success();
 }
 

@@ -158,7 +158,7 @@ private:
   }
 
   bool decodeRef(const fb::TensorRef *r, TensorSlot &slot, const llvm::Twine &what);
-  bool decodeParam(const fb::Parameter &p, size_t i);
+  bool decodeParam(const fb::Parameter &p, size_t i, bool isState = false);
   bool decodeInput(const fb::Input &in, size_t i);
   bool decodeStep(const fb::Step &s, size_t i);
 };
@@ -207,19 +207,22 @@ bool Decoder::decodeRef(const fb::TensorRef *r, TensorSlot &slot, const llvm::Tw
                                 out.inputs.size()));
     return checkTarget(out.inputs[slot.index].shape, out.inputs[slot.index].dtype, "input", slot.index);
   case Storage::OptState:
-    if (slot.index < 0)
-      return fail(what + ": negative optimizer state slot " + llvm::Twine(slot.index));
-    return true;
+    if (slot.index < 0 || size_t(slot.index) >= out.states.size())
+      return fail(llvm::formatv("{0} refers to optimizer state {1} but the plan has {2}", what.str(), slot.index,
+                                out.states.size()));
+    return checkTarget(out.states[slot.index].shape, out.states[slot.index].dtype, "state", slot.index);
   }
   return true;
 }
 
-bool Decoder::decodeParam(const fb::Parameter &p, size_t i) {
+bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
+  std::vector<PlanParam> &into = isState ? out.states : out.params;
+  llvm::StringRef kind = isState ? "state" : "param";
   PlanParam param;
   param.name = p.name()->str();
-  std::string what = llvm::formatv("param {0} ('{1}')", i, param.name).str();
+  std::string what = llvm::formatv("{0} {1} ('{2}')", kind, i, param.name).str();
   if (param.name.empty())
-    return fail(llvm::formatv("param {0} has an empty name", i));
+    return fail(llvm::formatv("{0} {1} has an empty name", kind, i));
   if (!checkDType(int8_t(p.dtype()), what))
     return false;
   param.dtype = DType(p.dtype());
@@ -247,10 +250,10 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i) {
       return fail(what + ": vocab_rows " + llvm::Twine(param.vocabRows) + " does not fit the shape " +
                   shapeString(param.globalShape));
   }
-  for (const PlanParam &q : out.params)
+  for (const PlanParam &q : into)
     if (q.name == param.name)
-      return fail("duplicate param name '" + param.name + "'");
-  out.params.push_back(std::move(param));
+      return fail("duplicate " + kind + " name '" + param.name + "'");
+  into.push_back(std::move(param));
   return true;
 }
 
@@ -283,8 +286,12 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   if (!kind)
     return fail(llvm::formatv("step {0}: unknown op '{1}'", i, step.op));
   step.kind = *kind;
-  if (step.kind == ir::OpKind::Param || step.kind == ir::OpKind::Input || step.kind == ir::OpKind::Output)
+  if (ir::isExternal(step.kind) || step.kind == ir::OpKind::Output)
     return fail(label + ": op '" + step.op + "' is not an executable step");
+  int8_t phase = int8_t(s.phase());
+  if (phase < 0 || phase > int8_t(fb::Phase::Update))
+    return fail(label + ": invalid phase " + llvm::Twine(int(phase)));
+  step.phase = StepPhase(phase);
   const ir::OpInfo &info = ir::opInfo(step.kind);
   int numOperands = s.operands() ? int(s.operands()->size()) : 0;
   int numResults = s.results() ? int(s.results()->size()) : 0;
@@ -363,6 +370,10 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
   if (p.params())
     for (size_t i = 0; i < p.params()->size(); ++i)
       if (!decodeParam(*p.params()->Get(i), i))
+        return finish();
+  if (p.states())
+    for (size_t i = 0; i < p.states()->size(); ++i)
+      if (!decodeParam(*p.states()->Get(i), i, /*isState=*/true))
         return finish();
   if (p.inputs())
     for (size_t i = 0; i < p.inputs()->size(); ++i)

@@ -64,8 +64,12 @@ struct StepAttr {
   std::vector<int64_t> ints;
 };
 
+/// Which part of a training step a step belongs to (plan.fbs Phase): evaluation runs Forward steps only.
+enum class StepPhase : uint8_t { Forward = 0, Backward = 1, Update = 2 };
+
 struct PlanStep {
   ir::OpKind kind;
+  StepPhase phase = StepPhase::Forward;
   std::string op;
   std::vector<StepAttr> attrs; ///< sorted by key
   std::vector<TensorSlot> operands;
@@ -119,6 +123,8 @@ struct LoadedPlan {
   std::vector<PlanInput> inputs;
   std::vector<PlanStep> steps;
   std::vector<PlanOutput> outputs;
+  /// Optimizer state (Storage::OptState by index), zeros at start; init/hf fields unused.
+  std::vector<PlanParam> states;
 
   int world() const { return meshDp * meshTp; }
   int dpRank() const { return rank / meshTp; }

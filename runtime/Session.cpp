@@ -116,6 +116,7 @@ llvm::Expected<EvalResult> meg::runtime::evaluate(Session &session, const BatchS
   StepContext ctx;
   ctx.seed = seed;
   ctx.dropout = false;
+  ctx.evaluation = true;
   for (int64_t b = 0; b < batches; ++b) {
     auto batch = source.batch(uint64_t(b));
     if (!batch)

@@ -93,6 +93,14 @@ struct AttentionSetup {
 };
 llvm::Expected<AttentionSetup> prepareAttention(CpuStep &s, std::optional<size_t> maskOperand);
 
+/// Megatron's learning-rate schedule (lr_schedule's attributes); `step` is 1-based.
+struct LrScheduleConfig {
+  double lr = 0, minLr = 0;
+  int64_t warmup = 0, decayIters = 0;
+  std::string style = "constant";
+};
+double scheduledLr(const LrScheduleConfig &config, int64_t step);
+
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
   llvm::Expected<CpuKernel> cpu##Enum(CpuStep &s);
 #include "ir/Ops.def"

@@ -20,6 +20,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -59,6 +60,41 @@ cl::opt<bool> printIrAfterAll("print-ir-after-all", cl::desc("Print the IR after
 cl::list<std::string> printIrAfter("print-ir-after", cl::desc("Print the IR after the named pass (to stderr)"),
                                    cl::value_desc("NAME"), cl::CommaSeparated, cl::cat(megCategory));
 cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass (report on stderr)"), cl::cat(megCategory));
+
+// Training (the optimizer pass), with Megatron-LM's flag names.
+cl::OptionCategory optCategory("megc training options (Megatron-LM names)");
+cl::opt<double> lr("lr", cl::desc("Peak learning rate (default 3e-4)"), cl::init(3e-4), cl::cat(optCategory));
+cl::opt<double> minLr("min-lr", cl::desc("Learning rate at the end of the decay (default 0)"), cl::init(0.0),
+                      cl::cat(optCategory));
+cl::opt<int> warmupIters("lr-warmup-iters", cl::desc("Linear warm-up steps from 0 (default 0)"), cl::init(0),
+                         cl::cat(optCategory));
+cl::opt<int> decayIters("lr-decay-iters", cl::desc("Steps until min-lr is reached (default: --train-iters)"),
+                        cl::init(0), cl::cat(optCategory));
+cl::opt<int> trainIters("train-iters", cl::desc("Training steps the schedule is planned for (default 0)"),
+                        cl::init(0), cl::cat(optCategory));
+cl::opt<std::string> decayStyle("lr-decay-style", cl::desc("constant, linear or cosine (default constant)"),
+                                cl::init("constant"), cl::cat(optCategory));
+cl::opt<double> clipGrad("clip-grad", cl::desc("Global gradient-norm clipping threshold, 0 = off (default 1.0)"),
+                         cl::init(1.0), cl::cat(optCategory));
+cl::opt<double> weightDecay("weight-decay", cl::desc("AdamW decoupled weight decay; skips biases and LayerNorm gains "
+                                                     "(default 0.01)"),
+                            cl::init(0.01), cl::cat(optCategory));
+cl::opt<double> adamBeta1("adam-beta1", cl::desc("Adam beta1 (default 0.9)"), cl::init(0.9), cl::cat(optCategory));
+cl::opt<double> adamBeta2("adam-beta2", cl::desc("Adam beta2 (default 0.999)"), cl::init(0.999), cl::cat(optCategory));
+cl::opt<double> adamEps("adam-eps", cl::desc("Adam epsilon (default 1e-8)"), cl::init(1e-8), cl::cat(optCategory));
+cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch"), cl::aliasopt(microBatch));
+cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
+
+/// The optimizer pass's options from the training flags.
+std::string optimizerOptions() {
+  int64_t decay = decayIters.getNumOccurrences() ? decayIters : trainIters;
+  return llvm::formatv("lr={0},min_lr={1},warmup={2},decay_iters={3},style={4},clip={5},weight_decay={6},"
+                       "beta1={7},beta2={8},eps={9}",
+                       ir::formatDouble(lr), ir::formatDouble(minLr), int(warmupIters), decay, decayStyle,
+                       ir::formatDouble(clipGrad), ir::formatDouble(weightDecay), ir::formatDouble(adamBeta1),
+                       ir::formatDouble(adamBeta2), ir::formatDouble(adamEps))
+      .str();
+}
 
 llvm::Error makeError(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
@@ -171,6 +207,7 @@ llvm::Expected<std::string> run() {
   }
   passes::PipelineOptions pipelineOptions;
   pipelineOptions.differentiate = isModel && buildMode == frontend::BuildMode::Train;
+  pipelineOptions.optimizer = optimizerOptions();
 
   // Passes: --passes runs that pipeline (then --emit ir prints its result); --emit plan otherwise runs the default
   // pipeline (passes/Pipeline.cpp). Plain --emit ir prints the graph as built.
@@ -263,7 +300,7 @@ bool parseCommandLine(int argc, char **argv, std::string &error) {
 } // namespace
 
 int main(int argc, char **argv) {
-  cl::HideUnrelatedOptions(megCategory);
+  cl::HideUnrelatedOptions({&megCategory, &optCategory});
   std::string clError;
   if (!parseCommandLine(argc, argv, clError))
     return fail(clError);

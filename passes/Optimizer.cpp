@@ -1,0 +1,177 @@
+//===- Optimizer.cpp - AdamW, clipping and the learning-rate schedule in the IR ===//
+//
+// After autodiff and shard-params: for every parameter with a gradient output "grad:<name>", two zero-initialized state tensors
+// (`state`, named "adam.m:<name>" and "adam.v:<name>", laid out like the parameter) and one in-place `adamw`. The learning rate is an `lr_schedule` node (Megatron's
+// warm-up + decay); global-norm clipping is `sum_squares` of each gradient, summed, then `clip_scale`. The squares
+// are summed per set of splitting mesh axes first, so the pending tp sums of split gradients meet in one scalar all-reduce. Weight decay
+// skips rank-1 parameters (biases, LayerNorm gains). Outputs "lr" and, with clipping, "grad_norm" for the log.
+// Sharding later lays all of it out by the op rules: gradients are all-reduced over dp before they are used, and
+// the squared norms of tp-split gradients are summed over tp.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Pass.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace meg;
+using namespace meg::ir;
+using namespace meg::passes;
+
+namespace {
+
+llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
+
+struct OptimizerOptions {
+  double lr = 3e-4, minLr = 0, clip = 1.0, weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t warmup = 0, decayIters = 0;
+  std::string style = "constant";
+};
+
+class OptimizerPass : public Pass {
+public:
+  explicit OptimizerPass(OptimizerOptions o) : o(std::move(o)) {}
+  llvm::StringRef getName() const override { return "optimizer"; }
+
+  llvm::Error run(Graph &g) override {
+    if (!g.nodesOfKind(OpKind::AdamW).empty())
+      return fail("the graph already has an optimizer");
+    struct Update {
+      Node *param;
+      Value *grad;
+    };
+    std::vector<Update> updates;
+    for (Node *p : g.nodesOfKind(OpKind::Param)) {
+      std::string name = p->getAttrs().getString("name")->str();
+      Node *out = g.findNamed(OpKind::Output, "grad:" + name);
+      if (!out)
+        return fail("parameter '" + name + "' has no gradient output: run autodiff first");
+      updates.push_back({p, out->getOperand(0)});
+    }
+    if (updates.empty())
+      return fail("the graph has no parameters to optimize");
+
+    AttrDict sched;
+    sched.set("lr", o.lr);
+    sched.set("min_lr", o.minLr);
+    sched.set("warmup", o.warmup);
+    sched.set("decay_iters", o.decayIters);
+    sched.set("style", Symbol{o.style});
+    auto lr = g.build(OpKind::LrSchedule, {}, std::move(sched));
+    if (!lr)
+      return lr.takeError();
+    Value *scale = nullptr;
+    if (o.clip > 0) {
+      // Group sums by the mesh axes that split the parameter (so by the pending sums of their squares), in order
+      // of first appearance, then add the groups.
+      std::vector<std::pair<unsigned, Value *>> groups;
+      for (const Update &u : updates) {
+        auto sq = g.build(OpKind::SumSquares, {u.grad});
+        if (!sq)
+          return sq.takeError();
+        const TensorType &t = u.param->getResult()->getType();
+        unsigned layout = 0;
+        for (unsigned d = 0; d < t.rank(); ++d)
+          if (auto axis = t.sharding.dimAxis(d))
+            layout |= 1u << unsigned(*axis);
+        auto it = llvm::find_if(groups, [&](auto &grp) { return grp.first == layout; });
+        if (it == groups.end()) {
+          groups.push_back({layout, (*sq)->getResult()});
+          continue;
+        }
+        auto sum = g.build(OpKind::Add, {it->second, (*sq)->getResult()});
+        if (!sum)
+          return sum.takeError();
+        it->second = (*sum)->getResult();
+      }
+      Value *total = groups[0].second;
+      for (size_t i = 1; i < groups.size(); ++i) {
+        auto sum = g.build(OpKind::Add, {total, groups[i].second});
+        if (!sum)
+          return sum.takeError();
+        total = (*sum)->getResult();
+      }
+      AttrDict clip;
+      clip.set("max_norm", o.clip);
+      auto c = g.build(OpKind::ClipScale, {total}, std::move(clip));
+      if (!c)
+        return c.takeError();
+      scale = (*c)->getResult(0);
+      AttrDict normOut;
+      normOut.set("name", std::string("grad_norm"));
+      g.append(OpKind::Output, {(*c)->getResult(1)}, std::move(normOut), {});
+    } else {
+      AttrDict one;
+      one.set("value", 1.0);
+      one.set("shape", std::vector<int64_t>{});
+      auto f = g.build(OpKind::Fill, {}, std::move(one));
+      if (!f)
+        return f.takeError();
+      scale = (*f)->getResult();
+    }
+
+    for (const Update &u : updates) {
+      llvm::StringRef name = *u.param->getAttrs().getString("name");
+      Value *p = u.param->getResult();
+      Value *m = state(g, *u.param, "adam.m:" + name.str());
+      Value *v = state(g, *u.param, "adam.v:" + name.str());
+      AttrDict a;
+      a.set("beta1", o.beta1);
+      a.set("beta2", o.beta2);
+      a.set("eps", o.eps);
+      a.set("weight_decay", p->getType().rank() <= 1 ? 0.0 : o.weightDecay);
+      auto step = g.build(OpKind::AdamW, {p, u.grad, m, v, (*lr)->getResult(), scale}, std::move(a));
+      if (!step)
+        return step.takeError();
+    }
+    AttrDict lrOut;
+    lrOut.set("name", std::string("lr"));
+    g.append(OpKind::Output, {(*lr)->getResult()}, std::move(lrOut), {});
+    return llvm::Error::success();
+  }
+
+private:
+  static Value *state(Graph &g, const Node &param, const std::string &name) {
+    AttrDict a;
+    a.set("name", name);
+    if (auto axes = param.getAttrs().getString("axes"))
+      a.set("axes", axes->str());
+    return g.append(OpKind::State, {}, std::move(a), {param.getResult()->getType()})->getResult();
+  }
+
+  OptimizerOptions o;
+};
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createOptimizerPass(const PassOptions &opts) {
+  if (auto err = opts.checkKnown("optimizer", {"lr", "min_lr", "warmup", "decay_iters", "style", "clip",
+                                                "weight_decay", "beta1", "beta2", "eps"}))
+    return err;
+  OptimizerOptions o;
+  std::pair<llvm::StringRef, double *> floats[] = {{"lr", &o.lr},         {"min_lr", &o.minLr},
+                                                   {"clip", &o.clip},     {"weight_decay", &o.weightDecay},
+                                                   {"beta1", &o.beta1},   {"beta2", &o.beta2},
+                                                   {"eps", &o.eps}};
+  for (auto [key, field] : floats) {
+    auto v = opts.getFloat(key, *field);
+    if (!v)
+      return v.takeError();
+    *field = *v;
+  }
+  std::pair<llvm::StringRef, int64_t *> ints[] = {{"warmup", &o.warmup}, {"decay_iters", &o.decayIters}};
+  for (auto [key, field] : ints) {
+    auto v = opts.getInt(key, *field);
+    if (!v)
+      return v.takeError();
+    *field = *v;
+  }
+  o.style = opts.getString("style", "constant").str();
+  if (o.style != "constant" && o.style != "linear" && o.style != "cosine")
+    return fail("optimizer: unknown style '" + o.style + "' (expected constant, linear or cosine)");
+  if (o.lr < 0 || o.minLr < 0 || o.minLr > o.lr)
+    return fail(llvm::formatv("optimizer: need 0 <= min_lr <= lr, got lr {0}, min_lr {1}", o.lr, o.minLr).str());
+  if (o.warmup < 0 || o.decayIters < 0)
+    return fail("optimizer: warmup and decay_iters must not be negative");
+  return std::make_unique<OptimizerPass>(std::move(o));
+}
