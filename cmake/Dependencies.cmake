@@ -4,10 +4,19 @@
 find_program(FLATC flatc REQUIRED)
 find_path(FLATBUFFERS_INCLUDE_DIR flatbuffers/flatbuffers.h REQUIRED)
 
-# OpenBLAS (cblas interface).
+# OpenBLAS (cblas interface), preferably Debian's OpenMP build: our kernels use OpenMP too, and a pthread OpenBLAS
+# next to an OpenMP pool makes both spin against each other on 2 cores (tiny GPT training step: ~20x slower).
+set(MEG_OPENBLAS_VARIANTS openblas-openmp openblas-pthread)
+foreach(variant ${MEG_OPENBLAS_VARIANTS})
+  if(NOT OPENBLAS_LIB)
+    find_library(OPENBLAS_LIB NAMES openblas PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/${variant} NO_DEFAULT_PATH)
+    find_path(OPENBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/${variant}
+              NO_DEFAULT_PATH)
+  endif()
+endforeach()
 find_library(OPENBLAS_LIB NAMES openblas REQUIRED)
-find_path(OPENBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas
-          /usr/include REQUIRED)
+find_path(OPENBLAS_INCLUDE_DIR cblas.h PATHS /usr/include/openblas /usr/include REQUIRED)
+message(STATUS "meg: OpenBLAS ${OPENBLAS_LIB}")
 
 # Boost.Graph is header-only for what we use.
 find_package(Boost 1.74 REQUIRED)

@@ -33,7 +33,7 @@ quiet() {
 # --- 1. Debian packages --------------------------------------------------------------------------------------------
 PACKAGES=(
   cmake ninja-build g++ llvm-14-dev llvm-14-tools libgtest-dev libbenchmark-dev
-  libflatbuffers-dev flatbuffers-compiler libboost-graph-dev libopenblas-dev libopenmpi-dev openmpi-bin
+  libflatbuffers-dev flatbuffers-compiler libboost-graph-dev libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin
   fortunes python3-torch python3-numpy python3-venv gnuplot-nox
 )
 missing=()
