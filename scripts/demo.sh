@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job (README quick start, first command): set up, then train a small GPT (4 layers, 256 hidden, byte-level)
+# on Debian's fortunes corpus on the CPU with tensor parallelism tp = 2 (two ranks as threads), then show the result:
+# validation loss and perplexity next to the corpus's unigram entropy, a greedy sample, the JSONL log and a PNG
+# loss curve. MEG_DEMO_STEPS sets the number of training steps (default 150: a few minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+bash scripts/setup.sh
+
+STEPS=${MEG_DEMO_STEPS:-150}
+OUT=$ROOT/out/demo
+BIN=$ROOT/build/tools
+mkdir -p "$OUT"
+
+# The corpus: every fortunes text file (not the .dat indexes or .u8 duplicates), concatenated; byte-level tokens.
+ls -d /usr/share/games/fortunes/* | grep -vE '\.(dat|u8)$' | sort | xargs cat > "$OUT/corpus.txt"
+echo "demo: corpus $(wc -c < "$OUT/corpus.txt") bytes of English from Debian's fortunes package"
+
+# Compile: tensor parallel over 2 ranks, AdamW with warm-up and cosine decay (Megatron's flag names).
+"$BIN/megc/megc" models/demo-gpt.json --tp 2 --train-iters "$STEPS" --lr 2e-3 --min-lr 2e-4 --lr-warmup-iters 15 \
+  --lr-decay-style cosine --clip-grad 1.0 --weight-decay 0.01 --emit plan -o "$OUT/plan"
+"$BIN/megc/megc" models/demo-gpt.json --tp 2 --emit report | grep -E "^(model|parameters|param bytes|arena)" || true
+
+# Train (one progress line per step), then evaluate the held-out tail of the corpus with the trained weights.
+"$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.txt" --steps "$STEPS" --seed 1 --log "$OUT/train.jsonl" \
+  --save-weights "$OUT/weights.safetensors"
+"$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.txt" --load-weights "$OUT/weights.safetensors" --eval \
+  --eval-batches 16 | tee "$OUT/eval.txt"
+
+# The baseline the model must beat: the unigram (byte-frequency) entropy of the corpus, in nats.
+/usr/bin/python3 - "$OUT/corpus.txt" <<'PY'
+import collections, math, sys
+data = open(sys.argv[1], "rb").read()
+counts = collections.Counter(data)
+h = -sum(c / len(data) * math.log(c / len(data)) for c in counts.values())
+print(f"demo: unigram entropy of the corpus {h:.3f} nats/byte (perplexity {math.exp(h):.1f})")
+PY
+
+# A greedy sample from the trained model (an inference plan of the same model reads the saved weights).
+if "$BIN/megrun/megrun" --help | grep -q -- "--generate"; then
+  "$BIN/megc/megc" models/demo-gpt.json --mode infer --micro-batch 1 --emit plan -o "$OUT/infer"
+  "$BIN/megrun/megrun" "$OUT/infer" --load-weights "$OUT/weights.safetensors" --generate "The meaning of life is" \
+    --max-new-tokens 120
+fi
+
+# The loss curve.
+/usr/bin/python3 - "$OUT/train.jsonl" "$OUT/loss.dat" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as out:
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        out.write(f"{r['step']} {r['loss']}\n")
+PY
+gnuplot -e "set terminal png size 800,500; set output '$OUT/loss.png'; set xlabel 'step'; set ylabel 'loss (nats)';
+  set title 'meg: GPT (4 x 256) on fortunes, tp = 2, CPU'; plot '$OUT/loss.dat' with lines title 'train loss'"
+echo "demo: first and last logged losses: $(head -1 "$OUT/loss.dat" | cut -d' ' -f2) -> $(tail -1 "$OUT/loss.dat" | cut -d' ' -f2)"
+echo "demo: log $OUT/train.jsonl, curve $OUT/loss.png, weights $OUT/weights.safetensors"
