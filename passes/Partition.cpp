@@ -46,10 +46,7 @@ public:
       ++index;
       if (opInfo(n->getKind()).maxOperands == 0)
         continue;
-      llvm::SmallVector<Sharding, 4> in;
-      for (Value *v : n->getOperands())
-        in.push_back(v->getType().sharding);
-      ShardingDecision d = decideSharding(*n, in, g.getMesh());
+      ShardingDecision d = decideSharding(*n, g.getMesh());
       for (unsigned i = 0; i < n->getNumOperands(); ++i) {
         Value *v = n->getOperand(i);
         Sharding want = d.operands[i];
@@ -67,12 +64,7 @@ public:
         }
         n->setOperand(i, it->second);
       }
-      for (unsigned r = 0; r < n->getNumResults(); ++r) {
-        TensorType t = n->getResult(r)->getType();
-        t.sharding = d.results[r];
-        t.sharding.canonicalize();
-        n->getResult(r)->setType(t);
-      }
+      setResultShardings(*n, d);
     }
     return llvm::Error::success();
   }

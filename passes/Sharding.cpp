@@ -148,3 +148,19 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
   }
   return out;
 }
+
+ShardingDecision meg::passes::decideSharding(const Node &n, const Mesh &mesh) {
+  llvm::SmallVector<Sharding, 4> in;
+  for (Value *v : n.getOperands())
+    in.push_back(v->getType().sharding);
+  return decideSharding(n, in, mesh);
+}
+
+void meg::passes::setResultShardings(Node &n, const ShardingDecision &d) {
+  for (unsigned r = 0; r < n.getNumResults(); ++r) {
+    TensorType t = n.getResult(r)->getType();
+    t.sharding = d.results[r];
+    t.sharding.canonicalize();
+    n.getResult(r)->setType(t);
+  }
+}

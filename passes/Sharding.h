@@ -22,6 +22,10 @@ struct ShardingDecision {
 /// into pending reductions of the result.
 ShardingDecision decideSharding(const ir::Node &n, llvm::ArrayRef<ir::Sharding> operandShardings,
                                 const ir::Mesh &mesh);
+/// decideSharding on the node's current operand shardings.
+ShardingDecision decideSharding(const ir::Node &n, const ir::Mesh &mesh);
+/// Gives the node's results the decided shardings.
+void setResultShardings(ir::Node &n, const ShardingDecision &d);
 
 } // namespace meg::passes
 

@@ -34,16 +34,7 @@ public:
                     ") is already partitioned: propagate shardings before partition");
       if (opInfo(n->getKind()).maxOperands == 0)
         continue;
-      llvm::SmallVector<Sharding, 4> in;
-      for (Value *v : n->getOperands())
-        in.push_back(v->getType().sharding);
-      ShardingDecision d = decideSharding(*n, in, g.getMesh());
-      for (unsigned r = 0; r < n->getNumResults(); ++r) {
-        TensorType t = n->getResult(r)->getType();
-        t.sharding = d.results[r];
-        t.sharding.canonicalize();
-        n->getResult(r)->setType(t);
-      }
+      setResultShardings(*n, decideSharding(*n, g.getMesh()));
     }
     return llvm::Error::success();
   }

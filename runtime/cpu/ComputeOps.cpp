@@ -145,17 +145,24 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuExp(CpuStep &s) { return unary(s
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuLog(CpuStep &s) { return unary(s, &k::logForward); }
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuTanh(CpuStep &s) { return unary(s, &k::tanhForward); }
 
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuGelu(CpuStep &s) {
+llvm::Expected<k::GeluForm> meg::runtime::cpu::geluForm(const CpuStep &s) {
   auto approx = s.symbolAttr("approx");
   if (!approx)
     return approx.takeError();
   if (*approx != "tanh" && *approx != "erf")
     return s.error("unknown gelu approx '" + *approx + "' (expected tanh or erf)");
+  return *approx == "tanh" ? k::GeluForm::Tanh : k::GeluForm::Erf;
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::cpuGelu(CpuStep &s) {
+  auto gelu = geluForm(s);
+  if (!gelu)
+    return gelu.takeError();
   if (auto err = s.expectDTypes(DType::F32))
     return err;
   if (auto err = s.expectResultShape(s.operand(0).shape))
     return err;
-  k::GeluForm form = *approx == "tanh" ? k::GeluForm::Tanh : k::GeluForm::Erf;
+  k::GeluForm form = *gelu;
   int64_t n = s.operand(0).numel();
   return [=, &s](const CpuRunArgs &) -> llvm::Error {
     k::geluForward(form, s.f(0), n, s.fout());

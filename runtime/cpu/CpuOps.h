@@ -14,6 +14,7 @@
 #include "runtime/Plan.h"
 
 #include "kernels/cpu/Attention.h"
+#include "kernels/cpu/Gelu.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
@@ -92,6 +93,8 @@ struct AttentionSetup {
   kernels::cpu::AttentionParams forRun(const CpuStep &s, const CpuRunArgs &args) const;
 };
 llvm::Expected<AttentionSetup> prepareAttention(CpuStep &s, std::optional<size_t> maskOperand);
+/// The `approx` attribute of gelu and gelu_grad.
+llvm::Expected<kernels::cpu::GeluForm> geluForm(const CpuStep &s);
 
 /// Megatron's learning-rate schedule (lr_schedule's attributes); `step` is 1-based.
 struct LrScheduleConfig {

@@ -56,18 +56,16 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuBroadcast(CpuStep &s) {
 }
 
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuGeluGrad(CpuStep &s) {
-  auto approx = s.symbolAttr("approx");
-  if (!approx)
-    return approx.takeError();
-  if (*approx != "tanh" && *approx != "erf")
-    return s.error("unknown gelu approx '" + *approx + "' (expected tanh or erf)");
+  auto gelu = geluForm(s);
+  if (!gelu)
+    return gelu.takeError();
   if (auto err = s.expectDTypes(DType::F32))
     return err;
   if (s.operand(1).shape != s.operand(0).shape)
     return s.error("dy " + shapeStr(s.operand(1).shape) + " differs from x " + shapeStr(s.operand(0).shape));
   if (auto err = s.expectResultShape(s.operand(0).shape))
     return err;
-  k::GeluForm form = *approx == "tanh" ? k::GeluForm::Tanh : k::GeluForm::Erf;
+  k::GeluForm form = *gelu;
   int64_t n = s.operand(0).numel();
   return [=, &s](const CpuRunArgs &) -> llvm::Error {
     k::geluBackward(form, s.f(0), s.f(1), n, s.fout());
