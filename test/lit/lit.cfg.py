@@ -8,6 +8,7 @@
 #   FileCheck, not, count   LLVM 14's, from /usr/lib/llvm-14/bin (also on PATH)
 #   %models        the repository's models/ folder
 #   %parity        the repository's test/parity/ folder (Hugging Face reference scripts)
+#   %syspython     /usr/bin/python3 (Debian's, with numpy), for scripts that need no venv
 #   %python        the parity venv's python (Debian's torch + pinned transformers); tests using it say REQUIRES: parity
 # Features: parity (the venv exists), cuda (built with the CUDA backend), gpu (an NVIDIA device is visible),
 #           mpi (built with MPI and mpirun found).
@@ -50,6 +51,8 @@ llvm_config.add_tool_substitutions([
 config.substitutions.append(("%models", os.path.join(config.meg_src_root, "models")))
 config.substitutions.append(("%parity", os.path.join(config.meg_src_root, "test", "parity")))
 config.substitutions.append(("%python", config.meg_parity_python))
+# Debian's python3 (with python3-numpy), for scripts that need no venv, e.g. test/parity/compare_dumps.py.
+config.substitutions.append(("%syspython", "/usr/bin/python3"))
 
 if os.path.isfile(config.meg_parity_python):
     config.available_features.add("parity")
