@@ -63,7 +63,7 @@ bool mayRunInPlace(ir::OpKind k) {
   using ir::OpKind;
   return k == OpKind::Add || k == OpKind::Sub || k == OpKind::Mul || k == OpKind::Div || k == OpKind::Scale ||
          k == OpKind::Exp || k == OpKind::Log || k == OpKind::Tanh || k == OpKind::Gelu || k == OpKind::Dropout ||
-         k == OpKind::Reshape || k == OpKind::AllReduce;
+         k == OpKind::Cast || k == OpKind::Reshape || k == OpKind::AllReduce;
 }
 
 class CpuBackend final : public Backend {

@@ -61,6 +61,36 @@ llvm::Error Session::saveWeights(llvm::StringRef path) {
                               [&](int r, size_t i, llvm::MutableArrayRef<float> v) { backends[r]->readParam(i, v); });
 }
 
+llvm::Error Session::saveGradients(llvm::StringRef path) {
+  for (const LoadedPlan &plan : plans)
+    for (const PlanParam &p : plan.params) {
+      const PlanOutput *out = plan.findOutput("grad:" + p.name);
+      if (!out)
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       plan.path + ": no gradient output for '" + p.name + "' (an infer plan?)");
+      if (out->tensor.shape != p.shape || out->tensor.dtype != DType::F32)
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       plan.path + ": the gradient of '" + p.name + "' is not laid out like it");
+    }
+  return runtime::saveWeights(
+      path, plans,
+      [&](int r, size_t i, llvm::MutableArrayRef<float> v) {
+        const PlanOutput *out = plans[r].findOutput("grad:" + plans[r].params[i].name);
+        backends[r]->readTensor(out->tensor,
+                                llvm::MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(v.data()), v.size() * 4));
+      },
+      /*withConfig=*/false);
+}
+
+std::optional<float> Session::scalarOutput(llvm::StringRef name) {
+  const PlanOutput *out = plans[0].findOutput(name);
+  if (!out || out->tensor.dtype != DType::F32 || out->tensor.numel() != 1)
+    return std::nullopt;
+  float value;
+  backends[0]->readTensor(out->tensor, llvm::MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(&value), 4));
+  return value;
+}
+
 llvm::Error Session::feed(const GlobalBatch &batch) {
   std::vector<int32_t> shard;
   for (int r = 0; r < world(); ++r) {

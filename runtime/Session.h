@@ -37,6 +37,11 @@ public:
   llvm::Error loadWeights(llvm::StringRef path);
   /// Writes the full weights and config.json (runtime/Weights.h).
   llvm::Error saveWeights(llvm::StringRef path);
+  /// After a training step: every parameter's gradient (the plan outputs "grad:<name>", before the optimizer
+  /// update), assembled from the shards, under Hugging Face names and shapes.
+  llvm::Error saveGradients(llvm::StringRef path);
+  /// A scalar f32 output of the last step (from rank 0), or nullopt when the plan has none.
+  std::optional<float> scalarOutput(llvm::StringRef name);
 
   /// Feeds every rank its shard of each plan input. Error: an input missing from the batch or of another shape.
   llvm::Error feed(const GlobalBatch &batch);

@@ -85,7 +85,8 @@ std::string nameList(llvm::ArrayRef<std::string> names) {
 
 } // namespace
 
-llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read) {
+llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
+                                      bool withConfig) {
   assert(!plans.empty() && "no plans");
   SafetensorsWriter writer;
   writer.setMetadata("format", "pt");
@@ -112,6 +113,8 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
       return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
   if (auto err = writer.write(path))
     return err;
+  if (!withConfig)
+    return llvm::Error::success();
   llvm::SmallString<256> config = dir;
   llvm::sys::path::append(config, "config.json");
   return writeFileAtomically(config, llvm::StringRef(hfConfigJson(plans[0])));

@@ -33,9 +33,11 @@ llvm::StringRef hfClassName(HfArchitecture a);
 /// The Hugging Face config.json for the plan's model.
 std::string hfConfigJson(const LoadedPlan &plan);
 
-/// Assembles every parameter from the ranks' shards and writes `path` (safetensors) and config.json beside it,
-/// each atomically.
-llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read);
+/// Assembles every parameter from the ranks' shards and writes `path` (safetensors) and, with `withConfig`,
+/// config.json beside it, each atomically. The reader may hand out any per-parameter tensor laid out like the
+/// parameter (the gradients, for --dump).
+llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
+                        bool withConfig = true);
 
 /// Reads `path` and hands each rank its shards. Every parameter must be present with its HF shape; unknown tensors
 /// are errors (except Hugging Face's tied aliases and buffers, which are ignored). Errors name the file.

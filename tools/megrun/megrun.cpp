@@ -88,7 +88,8 @@ static std::string formatNumber(const char *format, double value) {
 /// {"loss": x} with the float loss in full double precision.
 static std::string lossJson(double loss) { return "{\"loss\": " + formatNumber("%.17g", loss) + "}\n"; }
 
-static llvm::Error writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss) {
+static llvm::Error writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss,
+                             Session &session) {
   if (std::error_code ec = llvm::sys::fs::create_directories(dir))
     return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
   SafetensorsWriter writer;
@@ -103,7 +104,13 @@ static llvm::Error writeDump(llvm::StringRef dir, const GlobalBatch &batch, std:
     return llvm::Error::success();
   path = dir;
   llvm::sys::path::append(path, "loss.json");
-  return writeFileAtomically(path, llvm::StringRef(lossJson(*loss)));
+  if (auto err = writeFileAtomically(path, llvm::StringRef(lossJson(*loss))))
+    return err;
+  if (session.plan().mode != "train")
+    return llvm::Error::success();
+  path = dir;
+  llvm::sys::path::append(path, "grads.safetensors");
+  return session.saveGradients(path);
 }
 
 int main(int argc, char **argv) {
@@ -207,10 +214,13 @@ int main(int argc, char **argv) {
     double tokensPerSecond = double(source->microBatch() * source->seqLen()) / std::max(seconds, 1e-9);
     std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
     llvm::outs() << llvm::formatv("step {0}: loss {1} ({2:F1} tokens/s)\n", t + 1, lossText, tokensPerSecond);
+    std::optional<float> lrValue = s.scalarOutput("lr"), gradNorm = s.scalarOutput("grad_norm");
     log += "{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
-           ",\"lr\":0,\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond) + "}\n";
+           ",\"lr\":" + formatNumber("%.9g", lrValue.value_or(0.0f)) +
+           (gradNorm ? ",\"grad_norm\":" + formatNumber("%.6g", *gradNorm) : std::string()) +
+           ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond) + "}\n";
     if (t == 0 && !dumpDir.empty())
-      if (auto err = writeDump(dumpDir, *batch, *loss))
+      if (auto err = writeDump(dumpDir, *batch, *loss, s))
         return fail(std::move(err));
   }
   if (!logPath.empty())

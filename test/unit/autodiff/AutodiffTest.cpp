@@ -88,7 +88,7 @@ public:
 
   std::vector<float> normal(int64_t n, double stddev = 1.0) {
     std::normal_distribution<double> dist(0.0, stddev);
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (float &x : v)
       x = float(dist(rng));
     return v;
@@ -97,7 +97,7 @@ public:
   std::vector<float> magnitude(int64_t n, double lo, double hi, bool signs) {
     std::uniform_real_distribution<double> dist(lo, hi);
     std::bernoulli_distribution coin;
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (float &x : v)
       x = float(signs && coin(rng) ? -dist(rng) : dist(rng));
     return v;
@@ -391,11 +391,12 @@ void binaryCases(OpKind k, bool awayFromZeroB) {
     c.weightedLoss(c.op(k, {a, b}));
     c.check();
   }
-  // One param as both operands: the two contributions are summed.
-  SCOPED_TRACE("same param twice");
+  // One param reaching both operands (x op x*x, not x op x, which is trivial for sub and div): the contributions
+  // of both operands are summed.
+  SCOPED_TRACE("same param in both operands");
   GradCheck c;
   Value *x = c.param("x", {2, 3}, c.magnitude(6, 0.5, 2.0, true));
-  c.weightedLoss(c.op(k, {x, x}));
+  c.weightedLoss(c.op(k, {x, c.op(OpKind::Mul, {x, x})}));
   c.check();
 }
 

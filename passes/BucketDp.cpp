@@ -1,0 +1,132 @@
+//===- BucketDp.cpp - bucket the data-parallel gradient all-reduces ---------===//
+//
+// bucket-dp{bytes=26214400}
+//
+// After partition, every parameter's gradient is reduced over dp by its own `all_reduce {axis = dp, reduce = sum}`;
+// on a real network each one pays the collective's latency. As PyTorch DDP (bucket_cap_mb = 25) and Megatron-LM's
+// grad buffers do, this pass groups those all-reduces into buckets of at most `bytes` bytes per rank and marks
+// each member with `bucket = k` (k = 0, 1, ... in bucket order); a bucket is ONE collective at run time:
+//   - the schedule pass keeps the members of a bucket adjacent, in their relative order (passes/Schedule.cpp);
+//   - the backends run the bucket at its first member: pack every member's operand into one buffer, one
+//     allReduce, unpack into every member's result; the other members' steps do nothing
+//     (runtime/cpu/CollectiveOps.cpp). Adjacency is what makes that valid: when the first member runs, every
+//     member's operand is computed, and no other step runs before the last member.
+//
+// Gradients are the all-reduces whose result is a parameter's gradient: the operand of an `output` named
+// `grad:<param>` or the gradient operand of `adamw`. They are taken in the order the backward pass produces them
+// (program order of the node that defines the all-reduce's operand) and packed greedily: a bucket is closed when
+// the next gradient would make it larger than `bytes` (a gradient larger than `bytes` is a bucket of its own), or
+// when the next gradient depends on a member of the open bucket (a bucket is one step, so no member may wait for
+// another). The sizes are local: the bytes one rank reduces. Other dp all-reduces (the loss and the token count)
+// are left alone. Re-running the pass re-buckets from scratch.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/MemoryPlan.h"
+#include "passes/Pass.h"
+#include "passes/Pipeline.h"
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <algorithm>
+
+using namespace meg;
+using namespace meg::passes;
+using ir::Node;
+using ir::OpKind;
+using ir::Value;
+
+static llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+namespace {
+
+/// Whether `n` is an all-reduce of a parameter's gradient over dp.
+bool isGradientDpAllReduce(const Node &n, const llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> &users) {
+  if (n.getKind() != OpKind::AllReduce || n.getAttrs().getSymbol("axis") != llvm::StringRef("dp") ||
+      n.getAttrs().getSymbol("reduce") != llvm::StringRef("sum"))
+    return false;
+  auto it = users.find(n.getResult());
+  if (it == users.end())
+    return false;
+  return llvm::any_of(it->second, [&](const Node *u) {
+    if (u->getKind() == OpKind::Output)
+      return u->getAttrs().getString("name").value_or("").startswith("grad:");
+    return u->getKind() == OpKind::AdamW && u->getOperand(1) == n.getResult();
+  });
+}
+
+class BucketDpPass : public Pass {
+public:
+  explicit BucketDpPass(int64_t limit) : limit(limit) {}
+  llvm::StringRef getName() const override { return "bucket-dp"; }
+
+  llvm::Error run(ir::Graph &g) override {
+    llvm::SmallVector<Node *, 0> nodes = g.getNodes();
+    auto users = g.computeUsers();
+    const ir::Mesh &mesh = g.getMesh();
+
+    // The gradient all-reduces, grouped by the node that defines their operand (in operand-result order).
+    llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> byProducer;
+    for (Node *n : nodes) {
+      n->getAttrs().erase("bucket");
+      if (isGradientDpAllReduce(*n, users))
+        byProducer[n->getOperand(0)->getDef()].push_back(n);
+    }
+    for (auto &entry : byProducer)
+      llvm::stable_sort(entry.second, [](const Node *a, const Node *b) {
+        return a->getOperand(0)->getIndex() < b->getOperand(0)->getIndex();
+      });
+
+    // One walk in program order. `reach[v]` is the highest bucket with a member that `v` depends on (-1: none),
+    // so a gradient whose operand reaches the open bucket must start a new one.
+    llvm::DenseMap<const Value *, int64_t> reach;
+    llvm::DenseMap<const Node *, int64_t> bucketOf;
+    int64_t open = -1, openBytes = 0;
+    for (Node *n : nodes) {
+      int64_t r = -1;
+      for (const Value *v : n->getOperands())
+        if (auto it = reach.find(v); it != reach.end())
+          r = std::max(r, it->second);
+      if (auto it = bucketOf.find(n); it != bucketOf.end())
+        r = std::max(r, it->second);
+      for (unsigned i = 0; i < n->getNumResults(); ++i)
+        reach[n->getResult(i)] = r;
+
+      auto it = byProducer.find(n);
+      if (it == byProducer.end())
+        continue;
+      for (Node *ar : it->second) {
+        int64_t bytes = localBytes(*ar->getOperand(0), mesh);
+        auto r = reach.find(ar->getOperand(0));
+        bool dependsOnOpen = open >= 0 && r != reach.end() && r->second >= open;
+        if (open < 0 || openBytes + bytes > limit || dependsOnOpen) {
+          ++open;
+          openBytes = 0;
+        }
+        openBytes += bytes;
+        bucketOf[ar] = open;
+        ar->getAttrs().set("bucket", open);
+      }
+    }
+    return llvm::Error::success();
+  }
+
+private:
+  int64_t limit;
+};
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createBucketDpPass(const PassOptions &opts) {
+  if (auto err = opts.checkKnown("bucket-dp", {"bytes"}))
+    return err;
+  auto bytes = opts.getInt("bytes", kDefaultDpBucketBytes);
+  if (!bytes)
+    return fail("bucket-dp: " + llvm::toString(bytes.takeError()));
+  if (*bytes <= 0)
+    return fail("bucket-dp: option 'bytes' must be positive, got " + llvm::Twine(*bytes) +
+                " (leave the pass out for no bucketing)");
+  return std::make_unique<BucketDpPass>(*bytes);
+}
