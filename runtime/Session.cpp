@@ -82,6 +82,23 @@ llvm::Error Session::saveGradients(llvm::StringRef path) {
       /*withConfig=*/false);
 }
 
+llvm::Expected<std::vector<float>> Session::assembleOutput(llvm::StringRef name) {
+  std::vector<float> full, shard;
+  for (int r = 0; r < world(); ++r) {
+    const PlanOutput *out = plans[r].findOutput(name);
+    if (!out || out->tensor.dtype != DType::F32)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     plans[r].path + ": no f32 output named '" + name + "'");
+    const TensorSlot &t = out->tensor;
+    full.resize(size_t(numElements(t.globalShape)));
+    shard.resize(size_t(t.numel()));
+    backends[r]->readTensor(t, llvm::MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(shard.data()),
+                                                               shard.size() * sizeof(float)));
+    insertShard(shard.data(), t.globalShape, t.offset, t.shape, full.data());
+  }
+  return full;
+}
+
 std::optional<float> Session::scalarOutput(llvm::StringRef name) {
   const PlanOutput *out = plans[0].findOutput(name);
   if (!out || out->tensor.dtype != DType::F32 || out->tensor.numel() != 1)

@@ -40,6 +40,8 @@ public:
   /// After a training step: every parameter's gradient (the plan outputs "grad:<name>", before the optimizer
   /// update), assembled from the shards, under Hugging Face names and shapes.
   llvm::Error saveGradients(llvm::StringRef path);
+  /// The full (unsharded) f32 output `name` of the last run, assembled from every rank's shard.
+  llvm::Expected<std::vector<float>> assembleOutput(llvm::StringRef name);
   /// A scalar f32 output of the last step (from rank 0), or nullopt when the plan has none.
   std::optional<float> scalarOutput(llvm::StringRef name);
 

@@ -10,6 +10,7 @@
 #include "runtime/BatchData.h"
 #include "runtime/Plan.h"
 #include "runtime/Safetensors.h"
+#include "runtime/Generate.h"
 #include "runtime/Session.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -68,6 +69,12 @@ static cl::opt<std::string> validFractionText("valid-fraction",
                                               cl::value_desc("F"), cl::init("0.1"), cl::cat(megrunCategory));
 static cl::opt<bool> noDropout("no-dropout", cl::desc("Run steps with dropout off (as in evaluation), for parity"),
                                cl::cat(megrunCategory));
+static cl::opt<std::string> generatePrompt("generate",
+                                           cl::desc("Greedy-sample text after PROMPT (a GPT infer plan: megc --mode "
+                                                    "infer --micro-batch 1), byte-level tokens"),
+                                           cl::value_desc("PROMPT"), cl::cat(megrunCategory));
+static cl::opt<int> maxNewTokens("max-new-tokens", cl::desc("Tokens --generate adds (default 100)"), cl::init(100),
+                                 cl::cat(megrunCategory));
 static cl::opt<std::string> saveCkpt("save", cl::desc("Checkpoint (arrives with training)"), cl::value_desc("CKPT"),
                                      cl::cat(megrunCategory));
 static cl::opt<std::string> resumeCkpt("resume", cl::desc("Resume from a checkpoint (arrives with training)"),
@@ -185,6 +192,16 @@ int main(int argc, char **argv) {
       return fail(std::move(err));
   } else if (auto err = s.initWeights(seed)) {
     return fail(std::move(err));
+  }
+
+  if (generatePrompt.getNumOccurrences()) {
+    if (maxNewTokens < 1)
+      return fail("--max-new-tokens must be positive (got " + llvm::Twine(int(maxNewTokens)) + ")");
+    auto text = generateGreedy(s, generatePrompt, maxNewTokens);
+    if (!text)
+      return fail(text.takeError());
+    llvm::outs() << "sample: " << *text << "\n";
+    return 0;
   }
 
   if (evalMode) {
