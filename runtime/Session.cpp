@@ -3,6 +3,8 @@
 
 #include "runtime/Init.h"
 #include "runtime/ShardCopy.h"
+
+#include <chrono>
 #include "runtime/Weights.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -168,10 +170,12 @@ llvm::Expected<EvalResult> meg::runtime::evaluate(Session &session, const BatchS
     auto batch = source.batch(uint64_t(b));
     if (!batch)
       return batch.takeError();
+    auto start = std::chrono::steady_clock::now();
     if (auto err = session.feed(*batch))
       return err;
     ctx.step = uint32_t(b);
     auto loss = session.forward(ctx);
+    result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!loss)
       return loss.takeError();
     if (!*loss)

@@ -31,6 +31,8 @@ public:
   int world() const { return int(plans.size()); }
   const LoadedPlan &plan(int rank = 0) const { return plans[rank]; }
   llvm::ArrayRef<LoadedPlan> allPlans() const { return plans; }
+  /// Rank `rank`'s backend (between steps: checkpoints read and write its parameters and optimizer state).
+  Backend &backend(int rank) { return *backends[size_t(rank)]; }
 
   /// Seeded Megatron init of every parameter shard (runtime/Init.h).
   llvm::Error initWeights(uint64_t seed);
@@ -65,6 +67,7 @@ struct EvalResult {
   double perplexity = 0; ///< exp(loss)
   int64_t tokens = 0;    ///< target tokens seen
   int64_t batches = 0;
+  double seconds = 0;    ///< time spent in the forward steps (feeding included, data preparation excluded)
 };
 llvm::Expected<EvalResult> evaluate(Session &session, const BatchSource &source, int64_t batches, uint64_t seed);
 

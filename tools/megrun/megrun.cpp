@@ -208,8 +208,10 @@ int main(int argc, char **argv) {
     auto result = evaluate(s, *source, evalBatches, seed);
     if (!result)
       return fail(result.takeError());
-    llvm::outs() << llvm::formatv("eval: loss {0:F6} ppl {1:F4} over {2} tokens\n", result->loss, result->perplexity,
-                                  result->tokens);
+    llvm::outs() << llvm::formatv("eval: loss {0:F6} ppl {1:F4} over {2} tokens ({3:F1} tokens/s)\n", result->loss,
+                                  result->perplexity, result->tokens,
+                                  double(result->batches * source->microBatch() * source->seqLen()) /
+                                      std::max(result->seconds, 1e-9));
   }
 
   std::string log;
