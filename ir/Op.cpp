@@ -48,3 +48,23 @@ bool meg::ir::isExternal(OpKind k) {
   }();
   return external[unsigned(k)];
 }
+
+bool meg::ir::mayOverwriteOperand(OpKind k) {
+  static const auto inplace = [] {
+    std::array<bool, kNumOpKinds> e{};
+#define OP_INPLACE(Enum) e[unsigned(OpKind::Enum)] = true;
+#include "ir/Ops.def"
+    return e;
+  }();
+  return inplace[unsigned(k)];
+}
+
+bool meg::ir::aliasesOperand(OpKind k) {
+  static const auto alias = [] {
+    std::array<bool, kNumOpKinds> e{};
+#define OP_ALIAS(Enum) e[unsigned(OpKind::Enum)] = true;
+#include "ir/Ops.def"
+    return e;
+  }();
+  return alias[unsigned(k)];
+}

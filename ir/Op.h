@@ -35,6 +35,10 @@ std::optional<OpKind> parseOpKind(llvm::StringRef name);
 unsigned writtenOperands(OpKind k);
 /// True for ops whose result lives outside the activation arena (OP_EXTERNAL in Ops.def: param, input, state).
 bool isExternal(OpKind k);
+/// OP_INPLACE in Ops.def: the result may overwrite an operand of the same size.
+bool mayOverwriteOperand(OpKind k);
+/// OP_ALIAS in Ops.def: the result is its operand's storage (reshape).
+bool aliasesOperand(OpKind k);
 
 } // namespace meg::ir
 

@@ -41,6 +41,10 @@ public:
   /// Parameter `index`'s local shard, plan.params[index].numel() floats.
   virtual void writeParam(size_t index, llvm::ArrayRef<float> values) = 0;
   virtual void readParam(size_t index, llvm::MutableArrayRef<float> values) = 0;
+  /// Optimizer state `index`'s local shard (plan.states, Storage::OptState), plan.states[index].numel() floats:
+  /// zeros after prepare; read and written for checkpoints.
+  virtual void writeState(size_t index, llvm::ArrayRef<float> values) = 0;
+  virtual void readState(size_t index, llvm::MutableArrayRef<float> values) = 0;
   /// Input `index`'s local shard, plan.inputs[index].numel() elements of its dtype, as raw bytes.
   virtual void writeInput(size_t index, llvm::ArrayRef<uint8_t> bytes) = 0;
 

@@ -58,13 +58,8 @@ private:
   int64_t size = 0;
 };
 
-/// Operations that may write their result over an operand of the same size (same arena offset).
-bool mayRunInPlace(ir::OpKind k) {
-  using ir::OpKind;
-  return k == OpKind::Add || k == OpKind::Sub || k == OpKind::Mul || k == OpKind::Div || k == OpKind::Scale ||
-         k == OpKind::Exp || k == OpKind::Log || k == OpKind::Tanh || k == OpKind::Gelu || k == OpKind::Dropout ||
-         k == OpKind::Cast || k == OpKind::Reshape || k == OpKind::AllReduce;
-}
+/// Steps whose result may share its operand's bytes (Ops.def OP_INPLACE / OP_ALIAS).
+bool mayRunInPlace(ir::OpKind k) { return ir::mayOverwriteOperand(k) || ir::aliasesOperand(k); }
 
 class CpuBackend final : public Backend {
 public:
@@ -77,6 +72,14 @@ public:
   void readParam(size_t index, llvm::MutableArrayRef<float> values) override {
     assert(values.size() * sizeof(float) == size_t(params[index].bytes()) && "parameter size mismatch");
     std::memcpy(values.data(), params[index].get(), values.size() * sizeof(float));
+  }
+  void writeState(size_t index, llvm::ArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(states[index].bytes()) && "optimizer state size mismatch");
+    std::memcpy(states[index].get(), values.data(), values.size() * sizeof(float));
+  }
+  void readState(size_t index, llvm::MutableArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(states[index].bytes()) && "optimizer state size mismatch");
+    std::memcpy(values.data(), states[index].get(), values.size() * sizeof(float));
   }
   void writeInput(size_t index, llvm::ArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(inputs[index].bytes()) && "input size mismatch");

@@ -28,8 +28,10 @@
 #include "runtime/Executor.h"
 #include "runtime/Plan.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringRef.h"
 
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -457,6 +459,20 @@ TEST(GradDropout, FixedSeedAndStepMask) {
   EXPECT_LT(zeros, int64_t(g.size())) << "every entry was dropped";
 }
 
+// The gradient of dropout's input is the same mask applied to dy: with the mask switched off (evaluation), the
+// plan gives w.
+TEST(GradDropout, IdentityWithoutDropout) {
+  GradCheck c;
+  c.ctx.dropout = false;
+  Value *x = c.param("x", {4, 6});
+  c.weightedLoss(c.op(OpKind::Dropout, {x}, attrs({{"p", 0.3}, {"stream", int64_t(5)}})));
+  c.evaluate();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  const auto *w = reinterpret_cast<const float *>(c.inputs["w"].data());
+  for (size_t i = 0; i < c.grads["x"].size(); ++i)
+    EXPECT_EQ(c.grads["x"][i], w[i]) << i;
+}
+
 TEST(GradCast, F32ToF32) {
   GradCheck c;
   Value *x = c.param("x", {3, 4});
@@ -500,6 +516,10 @@ void attentionCase(bool causal, bool mask, double dropout) {
   c.weightedLoss(c.op(OpKind::Attention, operands, std::move(a)));
   c.check();
   EXPECT_TRUE(c.hasStep("attention_grad"));
+  if (dropout > 0) { // the mask was really applied
+    c.ctx.dropout = false;
+    EXPECT_NE(c.run(), c.baseLoss);
+  }
 }
 
 TEST(GradAttention, Causal) { attentionCase(true, false, 0.0); }
@@ -671,6 +691,35 @@ TEST(GradComposite, PreLnMlpBlockWithResidual) {
   Value *o = c.op(OpKind::Contract, {u, w2}, attrs({{"spec", std::string("bsf,fh->bsh")}}));
   c.weightedLoss(c.op(OpKind::Add, {x, o}));
   c.check();
+}
+
+//===-- the checker itself ------------------------------------------------------===//
+
+// reduce_max{stop_gradient} deliberately differs from the true derivative of sum(w * (x - max x)): the checker
+// must flag it (a control that the tolerances are not so loose that a wrong gradient passes).
+void stopGradientAgainstFiniteDifferences() {
+  GradCheck c;
+  Value *x = c.param("x", {2, 3, 4});
+  c.weightedLoss(c.op(OpKind::Sub, {x, c.op(OpKind::ReduceMax, {x}, maxAttrs(2))}));
+  c.check();
+}
+
+TEST(GradCheckSelfTest, FlagsAGradientThatIsNotTheDerivative) {
+  ::testing::TestPartResultArray results;
+  {
+    ::testing::ScopedFakeTestPartResultReporter reporter(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &results);
+    stopGradientAgainstFiniteDifferences();
+  }
+  int entries = 0, directional = 0;
+  for (int i = 0; i < results.size(); ++i) {
+    llvm::StringRef msg = results.GetTestPartResult(i).message();
+    entries += msg.contains("finite difference");
+    directional += msg.contains("directional derivative");
+  }
+  // One entry per (b, s) row, at its argmax, is off (up to the 8 reported per param, then a summary).
+  EXPECT_GE(entries, 6);
+  EXPECT_GE(directional, 1);
 }
 
 //===-- coverage: every op is tested here or explicitly exempt -----------------===//
