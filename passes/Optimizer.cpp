@@ -119,7 +119,10 @@ public:
       a.set("beta1", o.beta1);
       a.set("beta2", o.beta2);
       a.set("eps", o.eps);
-      a.set("weight_decay", p->getType().rank() <= 1 ? 0.0 : o.weightDecay);
+      // Decay skips biases and gains: rank 1 in the Hugging Face layout (c_attn.bias is [3, heads, head_dim] here).
+      const std::vector<int64_t> *hf = u.param->getAttrs().getInts("hf_shape");
+      size_t rank = hf && !hf->empty() ? hf->size() : p->getType().rank();
+      a.set("weight_decay", rank <= 1 ? 0.0 : o.weightDecay);
       auto step = g.build(OpKind::AdamW, {p, u.grad, m, v, (*lr)->getResult(), scale}, std::move(a));
       if (!step)
         return step.takeError();

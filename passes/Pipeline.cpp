@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Pipeline.h"
+#include "passes/Report.h"
 
 #include "ir/Parser.h"
 #include "ir/Printer.h"
@@ -32,16 +33,20 @@ static std::vector<std::string> defaultPasses(const PipelineOptions &o) {
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.
   p.push_back("partition");
-  // 5. fusion (later issue).
+  // 5. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, one collective each at run time
+  //    (the schedule keeps a bucket's members adjacent). A no-op when dp = 1.
+  if (o.dpBucketBytes > 0)
+    p.push_back(llvm::formatv("bucket-dp{bytes={0}}", o.dpBucketBytes).str());
+  // 6. fusion (later issue).
 
-  // 6. schedule: a topological order from Boost.Graph with a deterministic tie-break (program order by default).
+  // 7. schedule: a topological order from Boost.Graph with a deterministic tie-break (program order by default).
   p.push_back("schedule{policy=" + o.schedulePolicy + "}");
 
-  // 7. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Must be last:
+  // 8. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Must be last:
   //    any pass that adds, removes or reorders nodes invalidates the offsets.
   p.push_back(llvm::formatv("memory-plan{align={0}}", o.arenaAlignment).str());
 
-  // 8. lower to plans: not a pass here; megc calls writePlans (passes/LowerToPlan.h) with the model description
+  // 9. lower to plans: not a pass here; megc calls writePlans (passes/LowerToPlan.h) with the model description
   //    and the output directory (`lower-to-plan{dir=...}` does the same inside a --passes pipeline).
   return p;
 }
@@ -66,7 +71,6 @@ llvm::Error meg::passes::compileToPlans(ir::Graph &g, const PipelineOptions &opt
 
 llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::Graph &g,
                                                                       const PipelineOptions &options) {
-  std::vector<std::string> lines;
   // Plan a copy: the text form round-trips exactly, so printing and parsing is a faithful clone.
   auto copy = ir::parseGraph(ir::graphToString(g), "<report>");
   if (!copy)
@@ -78,14 +82,8 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   config.verifyEach = false;
   if (auto err = pm->run(**copy, config))
     return err;
-  auto stats = computeMemoryPlanStats(**copy);
-  if (!stats)
-    return stats.takeError();
-  lines.push_back(llvm::formatv("param bytes per rank: {0}", stats->paramBytes).str());
-  lines.push_back(llvm::formatv("arena bytes per rank: {0}", stats->arenaBytes).str());
-  lines.push_back(llvm::formatv("buffer bytes per rank: {0}", stats->bufferBytes).str());
-  lines.push_back(llvm::formatv("live lower bound per rank: {0} bytes (ratio {1:F3})", stats->lowerBound,
-                                stats->ratio())
-                      .str());
-  return lines;
+  auto report = computePlanReport(**copy);
+  if (!report)
+    return report.takeError();
+  return formatPlanReport(*report);
 }

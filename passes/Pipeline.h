@@ -20,6 +20,9 @@
 
 namespace meg::passes {
 
+/// The default size of a dp gradient bucket (bucket-dp{bytes=...}): 25 MiB, PyTorch DDP's bucket_cap_mb = 25.
+constexpr int64_t kDefaultDpBucketBytes = int64_t(25) << 20;
+
 struct PipelineOptions {
   /// Train mode: append the backward graph (autodiff) so the plans compute every parameter's gradient.
   bool differentiate = false;
@@ -33,6 +36,9 @@ struct PipelineOptions {
   std::string schedulePolicy = "memory";
   /// memory-plan{align=...}: arena offset alignment in bytes (a power of two).
   int64_t arenaAlignment = kArenaAlignment;
+  /// bucket-dp{bytes=...}: the dp all-reduces of gradients go in buckets of at most this many bytes per rank, one
+  /// collective each; 0 leaves the pass out (one collective per gradient).
+  int64_t dpBucketBytes = kDefaultDpBucketBytes;
 };
 
 /// The default pipeline as a pipeline string ("schedule{policy=program},memory-plan{align=256}"), accepted by
@@ -46,12 +52,9 @@ llvm::Error compileToPlans(ir::Graph &g, const PipelineOptions &options, const P
                            const PlanMetadata &meta, llvm::StringRef dir);
 
 /// The compiler's lines of `megc --emit report` (after frontend/Report.cpp's, which has the global parameter
-/// count and the forward FLOPs): runs the default pipeline on a copy of `g` and reports per-rank memory. Exact
-/// integers, no trailing newline; the ratio is arena / lower bound:
-///   param bytes per rank: 497759232
-///   arena bytes per rank: 3380609024
-///   buffer bytes per rank: 14062657536
-///   live lower bound per rank: 3297755136 bytes (ratio 1.025)
+/// count and the forward FLOPs): runs the default pipeline on a copy of `g` and reports, per rank, memory
+/// (parameters, gradients, optimizer state, arena), FLOPs of a step and bytes moved by collectives per mesh axis
+/// (passes/Report.h has the lines and their rules). No trailing newlines.
 llvm::Expected<std::vector<std::string>> planReportLines(const ir::Graph &g, const PipelineOptions &options = {});
 
 } // namespace meg::passes

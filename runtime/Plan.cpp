@@ -85,6 +85,8 @@ std::string LoadedPlan::stepLabel(size_t step) const {
   return llvm::formatv("{0}: step {1} ('{2}')", path, step, step < steps.size() ? steps[step].op : "?").str();
 }
 
+static_assert(FLATBUFFERS_LITTLEENDIAN, "the decoder copies little-endian plan vectors bytewise");
+
 namespace {
 
 /// Largest dimension and element count a plan may name: far beyond any real model, small enough that byte counts
@@ -116,10 +118,15 @@ private:
     return false;
   }
 
+  /// The Verifier checks a vector's length word for 4-byte alignment only, so an int64 vector of a corrupt plan may
+  /// sit at 4 mod 8: copy the (little-endian) elements out bytewise instead of loading them in place.
   Shape ints(const flatbuffers::Vector<int64_t> *v) {
     Shape s;
-    if (v)
-      s.assign(v->begin(), v->end());
+    if (v) {
+      s.resize(v->size());
+      if (v->size())
+        std::memcpy(s.data(), v->Data(), v->size() * sizeof(int64_t));
+    }
     return s;
   }
 
@@ -316,8 +323,10 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
       attr.f = a->f();
       if (a->s())
         attr.s = a->s()->str();
-      if (a->ints())
-        attr.ints.assign(a->ints()->begin(), a->ints()->end());
+      if (a->ints()) {
+        Shape values = ints(a->ints());
+        attr.ints.assign(values.begin(), values.end());
+      }
       if (!step.attrs.empty() && step.attrs.back().key >= attr.key)
         return fail(label + ": attributes are not sorted by key ('" + attr.key + "')");
       step.attrs.push_back(std::move(attr));

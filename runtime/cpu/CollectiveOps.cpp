@@ -5,6 +5,7 @@
 // reduce_scatter {axis, reduce, dim}: the result is this member's block (along `dim`) of the reduction.
 // The communicator moves contiguous float blocks; when `dim` is not the outermost non-trivial dim the blocks are
 // interleaved through scratch ([member, outer, chunk] <-> [outer, member, chunk]).
+// all_reduce {bucket = k} (bucket-dp): the adjacent all_reduce steps of bucket k are one allReduce (below).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuOps.h"
@@ -14,6 +15,9 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 
 namespace k = meg::kernels::cpu;
 
@@ -62,6 +66,50 @@ Blocks blocksOf(llvm::ArrayRef<int64_t> local, int dim) {
 
 } // namespace
 
+// A bucket (bucket-dp: the all_reduce steps with the same `bucket` attribute, adjacent in the plan) is one
+// allReduce: its first step packs every member's operand into scratch, reduces once and unpacks into every
+// member's result; the later members' steps do nothing. When the first member runs, every member's operand has
+// been computed (the members are adjacent and none uses another's result), and no other step runs before the last
+// member. Members read their operands before any result is written, so a result placed over an operand that dies
+// inside the bucket is safe; results are written in member order.
+namespace {
+
+struct BucketMember {
+  const float *in;
+  float *out;
+  int64_t count;
+};
+using Bucket = std::vector<BucketMember>;
+
+/// Buckets whose first member is prepared and whose last member is not yet, per plan. Ranks prepare their own
+/// plans concurrently (threads), hence the lock; the first member replaces any stale entry.
+std::mutex openBucketsLock;
+std::map<std::pair<const LoadedPlan *, int64_t>, std::shared_ptr<Bucket>> openBuckets;
+
+/// The steps of the plan in bucket `id`: adjacent all_reduce steps over one axis with one reduction.
+llvm::Expected<std::vector<size_t>> bucketSteps(const CpuStep &s, int64_t id) {
+  std::vector<size_t> steps;
+  for (size_t i = 0; i < s.plan.steps.size(); ++i) {
+    const PlanStep &step = s.plan.steps[i];
+    const StepAttr *b = step.attr("bucket");
+    if (!b || b->kind != StepAttr::Int || b->i != id)
+      continue;
+    if (step.kind != ir::OpKind::AllReduce)
+      return s.error(llvm::formatv("step {0} ('{1}') is in bucket {2} but is not an all_reduce", i, step.op, id));
+    const StepAttr *axis = step.attr("axis"), *reduce = step.attr("reduce");
+    const StepAttr *myAxis = s.step.attr("axis"), *myReduce = s.step.attr("reduce");
+    if (!axis || !reduce || !myAxis || !myReduce || axis->s != myAxis->s || reduce->s != myReduce->s)
+      return s.error(llvm::formatv("the steps of bucket {0} do not share one axis and reduction", id));
+    if (!steps.empty() && i != steps.back() + 1)
+      return s.error(llvm::formatv("the steps of bucket {0} are not adjacent (steps {1} and {2})", id, steps.back(),
+                                   i));
+    steps.push_back(i);
+  }
+  return steps;
+}
+
+} // namespace
+
 llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAllReduce(CpuStep &s) {
   auto axis = axisAttr(s);
   if (!axis)
@@ -76,6 +124,67 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuAllReduce(CpuStep &s) {
   int64_t n = s.result().numel();
   CommAxis a = *axis;
   CommReduce r = *op;
+
+  std::optional<int64_t> bucketId;
+  if (s.step.attr("bucket")) {
+    auto id = s.intAttr("bucket");
+    if (!id)
+      return id.takeError();
+    bucketId = *id;
+  }
+  if (bucketId) {
+    auto members = bucketSteps(s, *bucketId);
+    if (!members)
+      return members.takeError();
+    if (members->size() > 1) {
+      std::lock_guard<std::mutex> lock(openBucketsLock);
+      auto key = std::make_pair(&s.plan, *bucketId);
+      bool first = s.index == members->front(), last = s.index == members->back();
+      std::shared_ptr<Bucket> bucket;
+      if (first) {
+        bucket = std::make_shared<Bucket>();
+        openBuckets[key] = bucket;
+        int64_t total = 0;
+        for (size_t i : *members)
+          total += s.plan.steps[i].results[0].numel();
+        s.scratchFloats = total;
+      } else {
+        auto it = openBuckets.find(key);
+        if (it == openBuckets.end())
+          return s.error(llvm::formatv("bucket {0}: this step is prepared before the bucket's first step", *bucketId));
+        bucket = it->second;
+      }
+      // No member may read an earlier member's result: the bucket runs as one step. (A later member's result may
+      // lie over an earlier member's operand, which is dead by then: operands are packed before results are
+      // written.)
+      BucketMember me{s.f(0), s.fout(), n};
+      for (const BucketMember &o : *bucket)
+        if (me.in < o.out + o.count && o.out < me.in + me.count)
+          return s.error(llvm::formatv("bucket {0}: the operand overlaps an earlier member's result", *bucketId));
+      bucket->push_back(me);
+      if (last)
+        openBuckets.erase(key);
+      if (!first)
+        return [](const CpuRunArgs &) -> llvm::Error { return llvm::Error::success(); };
+      return [=, &s](const CpuRunArgs &args) -> llvm::Error {
+        float *packed = args.scratch;
+        int64_t total = 0;
+        for (const BucketMember &m : *bucket) {
+          std::memcpy(packed + total, m.in, size_t(m.count) * sizeof(float));
+          total += m.count;
+        }
+        if (auto err = args.comm.allReduce(a, r, packed, total))
+          return s.error(llvm::toString(std::move(err)));
+        total = 0;
+        for (const BucketMember &m : *bucket) {
+          std::memcpy(m.out, packed + total, size_t(m.count) * sizeof(float));
+          total += m.count;
+        }
+        return llvm::Error::success();
+      };
+    }
+  }
+
   return [=, &s](const CpuRunArgs &args) -> llvm::Error {
     if (s.f(0) != s.fout())
       std::memcpy(s.fout(), s.f(0), size_t(n) * sizeof(float));

@@ -17,7 +17,8 @@ off) and computes the loss itself from the logits:
   GPT:  cross_entropy(logits.view(-1, V), labels.view(-1), ignore_index=-100)   (no shift here: labels are shifted)
   BERT: cross_entropy(mlm_logits.view(-1, V), labels.view(-1), ignore_index=-100)
         + cross_entropy(nsp_logits, next_sentence_label)   (the total loss of BertForPreTraining; the NSP term only
-        when the batch has next_sentence_label, and then the NSP head and pooler may be absent from the weights)
+        when the batch has next_sentence_label: without it the NSP head and pooler may be absent from the weights
+        and the gradients)
 
 Weights are loaded strictly: every parameter must be present with its exact shape and dtype float32, except tied
 aliases (lm_head.weight, cls.predictions.decoder.{weight,bias}), which may be absent or must equal what they alias.

@@ -2,7 +2,7 @@
 //
 //   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
-//        [--time-passes]
+//        [--time-passes] [--dp-bucket-bytes N]
 //
 // A .json input is a model description (frontend); anything else is textual IR. Output goes to stdout or to -o,
 // which is written only on success (temp file + rename). Every error is one line `megc: error: <message>` on
@@ -60,6 +60,10 @@ cl::opt<bool> printIrAfterAll("print-ir-after-all", cl::desc("Print the IR after
 cl::list<std::string> printIrAfter("print-ir-after", cl::desc("Print the IR after the named pass (to stderr)"),
                                    cl::value_desc("NAME"), cl::CommaSeparated, cl::cat(megCategory));
 cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass (report on stderr)"), cl::cat(megCategory));
+cl::opt<long long> dpBucketBytes("dp-bucket-bytes",
+                                 cl::desc("Bucket the dp all-reduces of gradients, at most N bytes per rank each, "
+                                          "one collective per bucket; 0 = one per gradient (default 26214400)"),
+                                 cl::value_desc("N"), cl::init(passes::kDefaultDpBucketBytes), cl::cat(megCategory));
 
 // Training (the optimizer pass), with Megatron-LM's flag names.
 cl::OptionCategory optCategory("megc training options (Megatron-LM names)");
@@ -149,6 +153,8 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("--micro-batch must be positive (got " + llvm::Twine(int(microBatch)) + ")");
   if (seqLen.getNumOccurrences() && seqLen < 1)
     return makeError("--seq must be positive (got " + llvm::Twine(int(seqLen)) + ")");
+  if (dpBucketBytes < 0)
+    return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
   if (!frontend::parseBuildMode(mode))
     return makeError("unknown --mode '" + mode + "' (expected train or infer)");
   if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
@@ -208,6 +214,7 @@ llvm::Expected<std::string> run() {
   passes::PipelineOptions pipelineOptions;
   pipelineOptions.differentiate = isModel && buildMode == frontend::BuildMode::Train;
   pipelineOptions.optimizer = optimizerOptions();
+  pipelineOptions.dpBucketBytes = dpBucketBytes;
 
   // Passes: --passes runs that pipeline (then --emit ir prints its result); --emit plan otherwise runs the default
   // pipeline (passes/Pipeline.cpp). Plain --emit ir prints the graph as built.

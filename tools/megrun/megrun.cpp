@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/AtomicFile.h"
 #include "runtime/BatchData.h"
+#include "runtime/Checkpoint.h"
 #include "runtime/Plan.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Generate.h"
@@ -36,9 +37,9 @@ static cl::opt<std::string> ranksMode("ranks", cl::desc("How ranks run: threads 
                                       cl::value_desc("threads|mpi"), cl::init("threads"), cl::cat(megrunCategory));
 // Numbers are parsed here rather than by cl::opt<int>, whose value errors bypass the one-line error format.
 static cl::opt<std::string> stepsText("steps",
-                              cl::desc("Steps to run (default 1). Forward only for now: on a train plan each step "
-                                       "computes and logs the loss; training (backward + optimizer) arrives with "
-                                       "autodiff. 0 runs no step (with --save-weights: the seeded initial weights)"),
+                              cl::desc("Steps to run (default 1); with --resume: the step to reach in total, "
+                                       "counting the checkpoint's. 0 runs no step (with --save-weights: the seeded "
+                                       "initial weights)"),
                               cl::value_desc("N"), cl::init("1"), cl::cat(megrunCategory));
 static cl::opt<std::string> dataPath("data",
                                      cl::desc("Token data: a token file (MEGTOK01) or a text file (byte-level ids, "
@@ -46,8 +47,10 @@ static cl::opt<std::string> dataPath("data",
                                      cl::value_desc("FILE"), cl::cat(megrunCategory));
 static cl::opt<std::string> seedText("seed", cl::desc("Seed of init, data order and dropout (default 1234)"),
                                      cl::value_desc("S"), cl::init("1234"), cl::cat(megrunCategory));
-static cl::opt<std::string> logPath("log", cl::desc("Write one JSON object per step"), cl::value_desc("FILE.jsonl"),
-                                    cl::cat(megrunCategory));
+static cl::opt<std::string> logPath("log",
+                                    cl::desc("Write one JSON object per step, as it ends (with --resume: after the "
+                                             "checkpoint's steps)"),
+                                    cl::value_desc("FILE.jsonl"), cl::cat(megrunCategory));
 static cl::opt<std::string> loadWeightsPath("load-weights",
                                             cl::desc("Load full weights (Hugging Face names and shapes)"),
                                             cl::value_desc("W.safetensors"), cl::cat(megrunCategory));
@@ -75,10 +78,24 @@ static cl::opt<std::string> generatePrompt("generate",
                                            cl::value_desc("PROMPT"), cl::cat(megrunCategory));
 static cl::opt<int> maxNewTokens("max-new-tokens", cl::desc("Tokens --generate adds (default 100)"), cl::init(100),
                                  cl::cat(megrunCategory));
-static cl::opt<std::string> saveCkpt("save", cl::desc("Checkpoint (arrives with training)"), cl::value_desc("CKPT"),
-                                     cl::cat(megrunCategory));
-static cl::opt<std::string> resumeCkpt("resume", cl::desc("Resume from a checkpoint (arrives with training)"),
+static cl::opt<std::string> saveCkpt("save",
+                                     cl::desc("Write a checkpoint (every rank's parameter and optimizer state shards, "
+                                              "step, seed, data position, plan identity; runtime/Checkpoint.h) "
+                                              "at the end, and every --save-interval steps"),
+                                     cl::value_desc("CKPT"), cl::cat(megrunCategory));
+static cl::opt<std::string> saveIntervalText("save-interval",
+                                             cl::desc("With --save: also checkpoint after every K steps (default 0: "
+                                                      "only at the end)"),
+                                             cl::value_desc("K"), cl::init("0"), cl::cat(megrunCategory));
+static cl::opt<std::string> resumeCkpt("resume",
+                                       cl::desc("Continue the run a checkpoint of the same plan set holds: --steps N "
+                                                "then means up to step N in total, the seed is the checkpoint's, and "
+                                                "--log keeps the checkpoint's steps and appends the rest"),
                                        cl::value_desc("CKPT"), cl::cat(megrunCategory));
+static cl::opt<bool> dumpEveryStep("dump-every-step",
+                                   cl::desc("With --dump: write DIR/step-<t>/ (batch, loss, gradients) for every step "
+                                            "t instead of DIR/ for the first"),
+                                   cl::cat(megrunCategory));
 
 static int fail(const llvm::Twine &what) {
   llvm::errs() << "megrun: error: " << what << "\n";
@@ -141,13 +158,13 @@ int main(int argc, char **argv) {
     return fail("unknown --ranks '" + ranksMode + "' (expected threads or mpi)");
   if (ranksMode == "mpi")
     return fail("--ranks mpi is not available yet (use --ranks threads)");
-  if (!saveCkpt.empty() || !resumeCkpt.empty())
-    return fail("--save/--resume: checkpoints arrive with training");
-  int64_t steps, evalBatches;
+  int64_t steps, evalBatches, saveInterval;
   uint64_t seed;
   double validFraction;
   if (llvm::StringRef(stepsText).getAsInteger(10, steps))
     return fail("--steps: '" + stepsText + "' is not an integer");
+  if (llvm::StringRef(saveIntervalText).getAsInteger(10, saveInterval) || saveInterval < 0)
+    return fail("--save-interval: '" + saveIntervalText + "' is not a non-negative integer");
   if (llvm::StringRef(evalBatchesText).getAsInteger(10, evalBatches))
     return fail("--eval-batches: '" + evalBatchesText + "' is not an integer");
   if (llvm::StringRef(seedText).getAsInteger(10, seed))
@@ -165,13 +182,44 @@ int main(int argc, char **argv) {
   if (!loadWeightsPath.empty() && !saveWeightsPath.empty() && loadWeightsPath == saveWeightsPath)
     return fail("--load-weights and --save-weights name the same file");
 
+  if (!resumeCkpt.empty() && !loadWeightsPath.empty())
+    return fail("--resume and --load-weights both give the weights (use one)");
+  if (!saveCkpt.empty() && (evalMode || generatePrompt.getNumOccurrences()))
+    return fail("--save: only training steps are checkpointed (not --eval or --generate)");
+
   auto plans = loadPlanSet(planDir);
   if (!plans)
     return fail(plans.takeError());
 
+  // Checkpoints: the plan set's identity, and the checkpoint to resume (verified before anything runs).
+  PlanSetIdentity planId;
+  std::optional<Checkpoint> resumeFrom;
+  int64_t firstStep = 0;
+  if (!saveCkpt.empty() || !resumeCkpt.empty()) {
+    auto id = planSetIdentity(*plans);
+    if (!id)
+      return fail(id.takeError());
+    planId = *id;
+  }
+  if (!resumeCkpt.empty()) {
+    auto loaded = Checkpoint::load(resumeCkpt);
+    if (!loaded)
+      return fail(loaded.takeError());
+    if (auto err = loaded->checkPlanSet(planId))
+      return fail(std::move(err));
+    if (seedText.getNumOccurrences() && loaded->state().seed != seed)
+      return fail(llvm::formatv("--seed {0} differs from the seed {1} of checkpoint {2}", seed,
+                                loaded->state().seed, resumeCkpt));
+    seed = loaded->state().seed;
+    firstStep = int64_t(loaded->state().step);
+    if (steps < firstStep && !evalMode && !generatePrompt.getNumOccurrences())
+      return fail(llvm::formatv("--steps {0}: checkpoint {1} is already at step {2}", steps, resumeCkpt, firstStep));
+    resumeFrom = std::move(*loaded);
+  }
+
   // The data source (checked before anything runs or is written).
   std::unique_ptr<BatchSource> source;
-  if (evalMode || steps > 0) {
+  if (evalMode || steps > firstStep) {
     DataOptions options;
     options.path = dataPath;
     options.seed = seed;
@@ -181,13 +229,22 @@ int main(int argc, char **argv) {
     if (!created)
       return fail(created.takeError());
     source = std::move(*created);
+    if (resumeFrom && !evalMode && resumeFrom->state().dataWindows &&
+        resumeFrom->state().dataWindows != source->windowsPerEpoch())
+      return fail(llvm::formatv("{0}: the checkpoint's training data has {1} windows per epoch, --data gives {2} "
+                                "(other data or --valid-fraction)",
+                                resumeCkpt, resumeFrom->state().dataWindows, source->windowsPerEpoch()));
   }
 
   auto session = Session::create(std::move(*plans), backendName);
   if (!session)
     return fail(session.takeError());
   Session &s = **session;
-  if (!loadWeightsPath.empty()) {
+  if (resumeFrom) {
+    if (auto err = resumeFrom->restore(s))
+      return fail(std::move(err));
+    resumeFrom.reset();
+  } else if (!loadWeightsPath.empty()) {
     if (auto err = s.loadWeights(loadWeightsPath))
       return fail(std::move(err));
   } else if (auto err = s.initWeights(seed)) {
@@ -214,8 +271,23 @@ int main(int argc, char **argv) {
                                       std::max(result->seconds, 1e-9));
   }
 
-  std::string log;
-  for (int64_t t = 0; !evalMode && t < steps; ++t) {
+  // The log is written as the steps run (a killed run keeps its finished steps); a resumed run appends.
+  std::unique_ptr<StepLog> log;
+  if (!logPath.empty()) {
+    auto opened = StepLog::open(logPath, resumeCkpt.empty() ? std::nullopt : std::optional<uint64_t>(firstStep));
+    if (!opened)
+      return fail(opened.takeError());
+    log = std::move(*opened);
+  }
+  auto checkpoint = [&](int64_t done) -> llvm::Error {
+    CheckpointState state;
+    state.step = state.dataStep = uint64_t(done);
+    state.seed = seed;
+    state.dataWindows = source ? source->windowsPerEpoch() : 0;
+    return saveCheckpoint(saveCkpt, s, planId, state);
+  };
+  int64_t savedStep = resumeCkpt == saveCkpt ? firstStep : -1;
+  for (int64_t t = firstStep; !evalMode && t < steps; ++t) {
     auto batch = source->batch(uint64_t(t));
     if (!batch)
       return fail(batch.takeError());
@@ -234,16 +306,27 @@ int main(int argc, char **argv) {
     std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
     llvm::outs() << llvm::formatv("step {0}: loss {1} ({2:F1} tokens/s)\n", t + 1, lossText, tokensPerSecond);
     std::optional<float> lrValue = s.scalarOutput("lr"), gradNorm = s.scalarOutput("grad_norm");
-    log += "{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
-           ",\"lr\":" + formatNumber("%.9g", lrValue.value_or(0.0f)) +
-           (gradNorm ? ",\"grad_norm\":" + formatNumber("%.6g", *gradNorm) : std::string()) +
-           ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond) + "}\n";
-    if (t == 0 && !dumpDir.empty())
-      if (auto err = writeDump(dumpDir, *batch, *loss, s))
+    if (log)
+      if (auto err = log->append("{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
+                                 ",\"lr\":" + formatNumber("%.9g", lrValue.value_or(0.0f)) +
+                                 (gradNorm ? ",\"grad_norm\":" + formatNumber("%.6g", *gradNorm) : std::string()) +
+                                 ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond) + "}\n"))
         return fail(std::move(err));
+    if (!dumpDir.empty() && (t == 0 || dumpEveryStep)) {
+      llvm::SmallString<256> dir(dumpDir);
+      if (dumpEveryStep)
+        llvm::sys::path::append(dir, "step-" + std::to_string(t + 1));
+      if (auto err = writeDump(dir, *batch, *loss, s))
+        return fail(std::move(err));
+    }
+    if (!saveCkpt.empty() && saveInterval > 0 && (t + 1) % saveInterval == 0) {
+      if (auto err = checkpoint(t + 1))
+        return fail(std::move(err));
+      savedStep = t + 1;
+    }
   }
-  if (!logPath.empty())
-    if (auto err = writeFileAtomically(logPath, llvm::StringRef(log)))
+  if (!saveCkpt.empty() && savedStep != steps)
+    if (auto err = checkpoint(steps))
       return fail(std::move(err));
   if (!saveWeightsPath.empty())
     if (auto err = s.saveWeights(saveWeightsPath))

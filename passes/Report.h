@@ -1,0 +1,82 @@
+//===- Report.h - per-rank figures of a compiled graph -----------*- C++ -*-===//
+//
+// What one rank of a compiled (partitioned, scheduled, memory-planned) training or inference graph holds, computes
+// and moves per step; `megc --emit report` prints formatPlanReport's lines after frontend/Report.cpp's. The rules:
+//   - memory: local bytes (TensorType::localShape) of the `param` nodes, of each parameter's gradient (the
+//     operand of `output grad:<param>`), of the `state` nodes (optimizer state) and the activation arena
+//     (computeMemoryPlanStats);
+//   - FLOPs per step per rank: over ALL nodes (forward, backward, optimizer), ir::countFlops(node) (global,
+//     unsharded work) divided by the size of every mesh axis that one of the node's operands or results is split
+//     or partial over. Work on values replicated over an axis (LayerNorm over tp, the optimizer of replicated
+//     parameters over tp and of every parameter over dp) is done in full on every rank of it and counted so;
+//   - collectives per mesh axis: one per all_reduce / all_gather / reduce_scatter node over it, except that a dp
+//     gradient bucket (bucket-dp: `bucket = k`) is one collective; `shard` moves nothing. Bytes one rank sends
+//     under the ring algorithm (it receives as many), with n the axis size and B the bytes of the tensor one rank
+//     holds: all_reduce 2 (n-1)/n x B; all_gather (n-1)/n x B of the gathered result; reduce_scatter (n-1)/n x B of
+//     the operand. Bucketing changes the count, not the bytes.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_PASSES_REPORT_H
+#define MEG_PASSES_REPORT_H
+
+#include "passes/MemoryPlan.h"
+
+#include "ir/Graph.h"
+
+#include "llvm/Support/Error.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace meg::passes {
+
+/// The collectives over one mesh axis in one step, as one rank sees them.
+struct AxisTraffic {
+  int64_t groupSize = 1;
+  int64_t allReduces = 0, allGathers = 0, reduceScatters = 0, shards = 0;
+  /// dp gradient buckets (distinct `bucket` values) and the all-reduces in them.
+  int64_t buckets = 0, bucketedAllReduces = 0;
+  /// The largest bucket, in bytes per rank.
+  int64_t largestBucketBytes = 0;
+  /// Bytes this rank sends (and receives) under the ring algorithm.
+  int64_t ringBytes = 0;
+  /// Collectives at run time: every all_reduce / all_gather / reduce_scatter, a bucket counted once.
+  int64_t collectives() const { return allReduces - bucketedAllReduces + buckets + allGathers + reduceScatters; }
+};
+
+struct PlanReport {
+  ir::Mesh mesh;
+  int64_t paramElements = 0, paramBytes = 0; ///< per rank
+  int64_t totalParamElements = 0;            ///< global, every parameter once
+  int64_t gradientBytes = 0;                 ///< per rank
+  int64_t optimizerStateBytes = 0;           ///< per rank
+  MemoryPlanStats memory;
+  double flopsPerRank = 0; ///< per step, rule above
+  double flopsGlobal = 0;  ///< per step, sum of ir::countFlops over all nodes (the step on one device)
+  std::array<AxisTraffic, ir::kNumMeshAxes> traffic;
+};
+
+/// The figures of a compiled, memory-planned graph.
+llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g);
+
+/// One line per figure, no trailing newlines:
+///   param bytes per rank: 4174196736
+///   parameters per rank: 1043549184 (of 8317040640: 1/7.970)
+///   gradient bytes per rank: ...
+///   optimizer state bytes per rank: ...
+///   arena bytes per rank: ...
+///   buffer bytes per rank: ...
+///   live lower bound per rank: ... bytes (ratio 1.000)
+///   FLOPs per step per rank: ... (...rule...)
+///   FLOPs per step on one device: ...
+///   tp collectives per step: 581 (581 all_reduce, 0 all_gather, 0 reduce_scatter; 146 shard move nothing)
+///   tp bytes sent per rank per step: ... (ring, n = 8: ...; as many received)
+///   dp collectives per step: ...
+///   dp bytes sent per rank per step: ...
+std::vector<std::string> formatPlanReport(const PlanReport &r);
+
+} // namespace meg::passes
+
+#endif
