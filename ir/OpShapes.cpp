@@ -53,6 +53,18 @@ Expected<int64_t> intAttr(const AttrDict &a, llvm::StringRef key) {
   return fail("attribute '" + key + "' must be an integer");
 }
 
+/// Several required integer attributes at once; the first missing or ill-typed one is the error.
+template <size_t N> Expected<std::array<int64_t, N>> intAttrs(const AttrDict &a, const char *const (&keys)[N]) {
+  std::array<int64_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    auto v = intAttr(a, keys[i]);
+    if (!v)
+      return v.takeError();
+    out[i] = *v;
+  }
+  return out;
+}
+
 Expected<double> floatAttr(const AttrDict &a, llvm::StringRef key) {
   if (!a.has(key))
     return fail("missing attribute '" + key + "'");
@@ -336,39 +348,32 @@ Expected<Types> inferTranspose(ArrayRef<TensorType> ops, const AttrDict &a) {
 
 Expected<Types> inferSlice(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &x = ops[0];
-  auto dim = intAttr(a, "dim");
-  if (!dim)
-    return dim.takeError();
-  auto start = intAttr(a, "start");
-  if (!start)
-    return start.takeError();
-  auto size = intAttr(a, "size");
-  if (!size)
-    return size.takeError();
-  if (auto e = checkDim(*dim, x.rank()))
+  auto attrs = intAttrs(a, {"dim", "start", "size"});
+  if (!attrs)
+    return attrs.takeError();
+  auto [dim, start, size] = *attrs;
+  if (auto e = checkDim(dim, x.rank()))
     return e;
-  if (*start < 0 || *size <= 0 || *start + *size > x.shape[*dim])
-    return fail(llvm::formatv("range [{0}, {1}) is outside dim {2} of size {3}", *start, *start + *size, *dim,
-                              x.shape[*dim]));
+  if (start < 0 || size <= 0 || start + size > x.shape[dim])
+    return fail(llvm::formatv("range [{0}, {1}) is outside dim {2} of size {3}", start, start + size, dim,
+                              x.shape[dim]));
   Shape out(x.shape.begin(), x.shape.end());
-  out[*dim] = *size;
+  out[dim] = size;
   return Types{TensorType(x.dtype, out)};
 }
 
 Expected<Types> inferSelect(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &x = ops[0];
-  auto dim = intAttr(a, "dim");
-  if (!dim)
-    return dim.takeError();
-  auto index = intAttr(a, "index");
-  if (!index)
-    return index.takeError();
-  if (auto e = checkDim(*dim, x.rank()))
+  auto attrs = intAttrs(a, {"dim", "index"});
+  if (!attrs)
+    return attrs.takeError();
+  auto [dim, index] = *attrs;
+  if (auto e = checkDim(dim, x.rank()))
     return e;
-  if (*index < 0 || *index >= x.shape[*dim])
-    return fail(llvm::formatv("index {0} is outside dim {1} of size {2}", *index, *dim, x.shape[*dim]));
+  if (index < 0 || index >= x.shape[dim])
+    return fail(llvm::formatv("index {0} is outside dim {1} of size {2}", index, dim, x.shape[dim]));
   Shape out(x.shape.begin(), x.shape.end());
-  out.erase(out.begin() + *dim);
+  out.erase(out.begin() + dim);
   return Types{TensorType(x.dtype, out)};
 }
 
@@ -539,42 +544,32 @@ Expected<Types> inferPickGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
 
 Expected<Types> inferSliceGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &dy = ops[0];
-  auto dim = intAttr(a, "dim");
-  if (!dim)
-    return dim.takeError();
-  auto start = intAttr(a, "start");
-  if (!start)
-    return start.takeError();
-  auto full = intAttr(a, "full");
-  if (!full)
-    return full.takeError();
-  if (auto e = checkDim(*dim, dy.rank()))
+  auto attrs = intAttrs(a, {"dim", "start", "full"});
+  if (!attrs)
+    return attrs.takeError();
+  auto [dim, start, full] = *attrs;
+  if (auto e = checkDim(dim, dy.rank()))
     return e;
-  if (*start < 0 || *start + dy.shape[*dim] > *full)
-    return fail(llvm::formatv("range [{0}, {1}) is outside a dim of size {2}", *start, *start + dy.shape[*dim],
-                              *full));
+  if (start < 0 || start + dy.shape[dim] > full)
+    return fail(llvm::formatv("range [{0}, {1}) is outside a dim of size {2}", start, start + dy.shape[dim],
+                              full));
   Shape out(dy.shape.begin(), dy.shape.end());
-  out[*dim] = *full;
+  out[dim] = full;
   return Types{TensorType(dy.dtype, out)};
 }
 
 Expected<Types> inferSelectGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
   const TensorType &dy = ops[0];
-  auto dim = intAttr(a, "dim");
-  if (!dim)
-    return dim.takeError();
-  auto index = intAttr(a, "index");
-  if (!index)
-    return index.takeError();
-  auto size = intAttr(a, "size");
-  if (!size)
-    return size.takeError();
-  if (auto e = checkDim(*dim, dy.rank() + 1))
+  auto attrs = intAttrs(a, {"dim", "index", "size"});
+  if (!attrs)
+    return attrs.takeError();
+  auto [dim, index, size] = *attrs;
+  if (auto e = checkDim(dim, dy.rank() + 1))
     return e;
-  if (*index < 0 || *index >= *size)
-    return fail(llvm::formatv("index {0} is outside a dim of size {1}", *index, *size));
+  if (index < 0 || index >= size)
+    return fail(llvm::formatv("index {0} is outside a dim of size {1}", index, size));
   Shape out(dy.shape.begin(), dy.shape.end());
-  out.insert(out.begin() + *dim, *size);
+  out.insert(out.begin() + dim, size);
   return Types{TensorType(dy.dtype, out)};
 }
 
