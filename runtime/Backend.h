@@ -54,8 +54,26 @@ public:
   virtual void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) = 0;
 };
 
+/// Where a backend instance runs: its mesh rank, the ranks this process hosts, and the device it should use
+/// (CUDA: every rank of a process on one device in one-GPU mode, or LOCAL_RANK's device with one rank per process).
+struct BackendPlace {
+  int rank = 0;        ///< mesh rank of the plan the backend runs
+  int localRanks = 1;  ///< ranks hosted by this process
+  int device = 0;      ///< device ordinal (CUDA)
+};
+
 /// The CPU backend (runtime/CpuBackend.cpp).
 std::unique_ptr<Backend> createCpuBackend();
+#ifdef MEG_HAVE_CUDA
+/// The CUDA backend (runtime/cuda/CudaBackend.cpp).
+std::unique_ptr<Backend> createCudaBackend(const BackendPlace &place);
+#endif
+
+/// The backend called `name` ("cpu", "cuda"), or an error naming the backends this build has
+/// (runtime/BackendRegistry.cpp).
+llvm::Expected<std::unique_ptr<Backend>> createBackend(llvm::StringRef name, const BackendPlace &place);
+/// The backend names this build has, comma-separated.
+llvm::StringRef availableBackends();
 
 } // namespace meg::runtime
 

@@ -21,9 +21,6 @@ Session::~Session() = default;
 
 llvm::Expected<std::unique_ptr<Session>> Session::create(std::vector<LoadedPlan> plans, llvm::StringRef backend) {
   assert(!plans.empty() && "no plans");
-  if (backend != "cpu")
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "backend '" + backend + "' is not available (this megrun has: cpu)");
   std::unique_ptr<Session> s(new Session());
   s->plans = std::move(plans);
   int world = s->world();
@@ -33,7 +30,13 @@ llvm::Expected<std::unique_ptr<Session>> Session::create(std::vector<LoadedPlan>
   if (world > 1)
     shared = InProcessCommunicator::createWorld(s->plans[0].meshDp, s->plans[0].meshTp);
   for (int r = 0; r < world; ++r) {
-    s->backends.push_back(createCpuBackend());
+    BackendPlace place;
+    place.rank = r;
+    place.localRanks = world;
+    auto created = createBackend(backend, place);
+    if (!created)
+      return created.takeError();
+    s->backends.push_back(std::move(*created));
     if (auto err = s->backends.back()->prepare(s->plans[r]))
       return err;
     if (world > 1)

@@ -31,7 +31,7 @@ namespace cl = llvm::cl;
 static cl::OptionCategory megrunCategory("megrun options");
 
 static cl::opt<std::string> planDir(cl::Positional, cl::desc("PLAN_DIR"), cl::Required, cl::cat(megrunCategory));
-static cl::opt<std::string> backendName("backend", cl::desc("Backend: cpu (cuda arrives with the CUDA backend)"),
+static cl::opt<std::string> backendName("backend", cl::desc("Backend: cpu, or cuda where built with it"),
                                         cl::value_desc("cpu|cuda"), cl::init("cpu"), cl::cat(megrunCategory));
 static cl::opt<std::string> ranksMode("ranks", cl::desc("How ranks run: threads (one process); mpi arrives later"),
                                       cl::value_desc("threads|mpi"), cl::init("threads"), cl::cat(megrunCategory));
@@ -152,8 +152,9 @@ int main(int argc, char **argv) {
 
   if (backendName != "cpu" && backendName != "cuda")
     return fail("unknown --backend '" + backendName + "' (expected cpu or cuda)");
-  if (backendName == "cuda")
-    return fail("--backend cuda: this megrun was built without the CUDA backend");
+  if (!llvm::is_contained(llvm::split(availableBackends(), ", "), llvm::StringRef(backendName)))
+    return fail("--backend " + backendName + ": this megrun was built without it (it has: " + availableBackends() +
+                ")");
   if (ranksMode != "threads" && ranksMode != "mpi")
     return fail("unknown --ranks '" + ranksMode + "' (expected threads or mpi)");
   if (ranksMode == "mpi")
