@@ -18,9 +18,15 @@ ls -d /usr/share/games/fortunes/* | grep -vE '\.(dat|u8)$' | sort | xargs cat > 
 echo "demo: corpus $(wc -c < "$OUT/corpus.txt") bytes of English from Debian's fortunes package"
 
 # Compile: tensor parallel over 2 ranks, AdamW with warm-up and cosine decay (Megatron's flag names).
-"$BIN/megc/megc" models/demo-gpt.json --tp 2 --train-iters "$STEPS" --lr 2e-3 --min-lr 2e-4 --lr-warmup-iters 15 \
-  --lr-decay-style cosine --clip-grad 1.0 --weight-decay 0.01 --emit plan -o "$OUT/plan"
-"$BIN/megc/megc" models/demo-gpt.json --tp 2 --emit report | grep -E "^(model|parameters|param bytes|arena)" || true
+TRAIN_FLAGS=(--tp 2 --train-iters "$STEPS" --lr 2e-3 --min-lr 2e-4 --lr-warmup-iters 15 --lr-decay-style cosine
+  --clip-grad 1.0 --weight-decay 0.01)
+"$BIN/megc/megc" models/demo-gpt.json "${TRAIN_FLAGS[@]}" --emit plan -o "$OUT/plan"
+# What each rank holds and what crosses between the two ranks per training step (the Megatron minimum: 2 all-reduces
+# per layer forward, 2 backward, plus the embedding, the output layer's input gradient, the parallel cross-entropy's
+# reductions and the clipping norm; never a gather of the logits).
+"$BIN/megc/megc" models/demo-gpt.json "${TRAIN_FLAGS[@]}" --emit report |
+  grep -E "^(model|parameters|parameters per rank|arena bytes per rank|FLOPs per step per rank|tp collectives|tp bytes)" |
+  sed 's/ (as many received.*//; s/ (every node.*//' | sed 's/^/demo: /'
 
 # Train (one progress line per step), then evaluate the held-out tail of the corpus with the trained weights.
 "$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.txt" --steps "$STEPS" --seed 1 --log "$OUT/train.jsonl" \
