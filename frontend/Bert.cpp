@@ -5,8 +5,9 @@
 //     x = LN(x + dropout(attn(x))); x = LN(x + dropout(mlp(x)))
 //   pre-LN (Megatron's rearrangement, MegatronBertForPreTraining): emb = word + type + pos; per layer
 //     x = x + dropout(attn(LN(x))); x = x + dropout(mlp(LN(x))); final LN
-// Heads: pooler (tanh of a dense on token 0), MLM (dense, GeLU, LN, decoder tied to the word embedding + bias) and
-// NSP (dense to 2 classes); loss = CE(MLM) + CE(NSP). Attention is bidirectional with the padding mask.
+// Heads: pooler (tanh of a dense on token 0), MLM (dense, GeLU, LN, decoder tied to the word embedding + bias, over
+// the tp-padded vocabulary with the padding logits masked) and NSP (dense to 2 classes); loss = CE(MLM) + CE(NSP).
+// Attention is bidirectional with the padding mask.
 //
 // Parameter names are the HF state_dict keys of the class named above. nn.Linear weights are [out, in]; the IR
 // names the heads: query/key/value [heads, head_dim, h], attention output [h, heads, head_dim].
@@ -40,7 +41,10 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildBert(const ModelC
   Value *nspLabels = train ? B.input("next_sentence_label", ir::DType::I32, {b}) : nullptr;
 
   // Embeddings: word + token type + position (rows 0..s-1), in HF's order of addition.
-  Value *wordEmb = B.param("bert.embeddings.word_embeddings.weight", {c.vocabSize, h}, ParamInit::normal(std), "vh");
+  // Megatron's padded vocabulary (only the first vocab_size rows exist in HF files).
+  const int64_t vp = c.paddedVocab(opts.tp);
+  Value *wordEmb =
+      B.param("bert.embeddings.word_embeddings.weight", {vp, h}, ParamInit::normal(std), "vh", {}, c.vocabSize);
   Value *posEmb = B.param("bert.embeddings.position_embeddings.weight", {c.maxPositions, h}, ParamInit::normal(std), "ph");
   Value *typeEmb = B.param("bert.embeddings.token_type_embeddings.weight", {c.typeVocabSize, h}, ParamInit::normal(std), "yh");
   Value *words = B.embedding(wordEmb, ids);
@@ -91,7 +95,8 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildBert(const ModelC
   Value *t = B.gelu(B.dense(x, "cls.predictions.transform.dense", "bsi,oi->bso", {h, h}, {h}, std), c.activation);
   t = B.layerNorm(t, "cls.predictions.transform.LayerNorm", eps);
   Value *decoded = B.contract(t, wordEmb, "bsh,vh->bsv");
-  Value *mlmLogits = B.add(decoded, B.param("cls.predictions.bias", {c.vocabSize}, ParamInit::zeros(), "v"));
+  Value *mlmBias = B.param("cls.predictions.bias", {vp}, ParamInit::zeros(), "v", {}, c.vocabSize);
+  Value *mlmLogits = B.maskVocabPadding(B.add(decoded, mlmBias), c.vocabSize);
 
   // NSP head.
   Value *nspLogits = B.dense(pooled, "cls.seq_relationship", "bh,ch->bc", {2, h}, {2}, std);

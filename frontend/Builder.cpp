@@ -6,6 +6,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 using namespace meg;
@@ -41,7 +42,7 @@ static llvm::StringRef axisName(char letter) {
 }
 
 Value *Builder::param(const llvm::Twine &name, llvm::ArrayRef<int64_t> shape, ParamInit init, llvm::StringRef letters,
-                      llvm::ArrayRef<int64_t> hfShape) {
+                      llvm::ArrayRef<int64_t> hfShape, int64_t vocabRows) {
   assert(letters.size() == shape.size() && "one letter per parameter dim");
   AttrDict a;
   a.set("name", name.str());
@@ -67,6 +68,8 @@ Value *Builder::param(const llvm::Twine &name, llvm::ArrayRef<int64_t> shape, Pa
            "hf_shape must have the same element count as the IR shape");
     a.set("hf_shape", ints(hfShape));
   }
+  if (vocabRows > 0 && vocabRows < shape[0])
+    a.set("vocab_rows", vocabRows);
   return graph.append(OpKind::Param, {}, std::move(a), {ir::TensorType(ir::DType::F32, shape)})->getResult();
 }
 
@@ -159,6 +162,14 @@ Value *Builder::attention(Value *q, Value *k, Value *v, Value *mask, bool causal
   if (mask)
     operands.push_back(mask);
   return op(OpKind::Attention, operands, std::move(a));
+}
+
+Value *Builder::maskVocabPadding(Value *logits, int64_t vocab) {
+  if (!logits || logits->getType().rank() == 0 || logits->getType().shape.back() == vocab)
+    return logits;
+  int64_t dim = int64_t(logits->getType().rank()) - 1;
+  return op(OpKind::MaskPadding, {logits},
+            attrs({{"dim", dim}, {"valid", vocab}, {"value", -std::numeric_limits<double>::infinity()}}));
 }
 
 Value *Builder::crossEntropy(Value *logits, Value *labels) {

@@ -43,8 +43,10 @@ public:
   // Graph interface.
   /// `letters` names each dim with the letter it has in the model's contract specs; the param's `axes` attribute
   /// spells them out (see axisName in Builder.cpp), which is all a sharding strategy looks at.
+  /// `vocabRows` < shape[0] marks a vocab-padded parameter: only its first vocabRows rows exist in Hugging Face
+  /// files (attribute `vocab_rows`; 0 = no padding).
   Value *param(const llvm::Twine &name, llvm::ArrayRef<int64_t> shape, ParamInit init, llvm::StringRef letters,
-               llvm::ArrayRef<int64_t> hfShape = {});
+               llvm::ArrayRef<int64_t> hfShape = {}, int64_t vocabRows = 0);
   Value *input(llvm::StringRef name, ir::DType dtype, llvm::ArrayRef<int64_t> shape);
   void output(Value *v, llvm::StringRef name);
 
@@ -79,6 +81,10 @@ public:
   Value *layerNorm(Value *x, const llvm::Twine &prefix, double eps);
   /// Fused attention over q, k, v [b,s,n,d] (mask i32[b,s] or null); scale = 1/sqrt(d).
   Value *attention(Value *q, Value *k, Value *v, Value *mask, bool causal, double dropoutP);
+
+  /// Logits [..., Vp] of a padded vocabulary with the columns at or beyond `vocab` set to -inf (no node when
+  /// Vp == vocab).
+  Value *maskVocabPadding(Value *logits, int64_t vocab);
 
   /// Mean cross-entropy of logits [..., V] against labels i32[...], ignoring label -100 (torch's
   /// cross_entropy(ignore_index=-100)), decomposed so that sharding rules see the pieces. Result f32[].

@@ -4,6 +4,11 @@
 // state_dict keys (GPT2LMHeadModel, BertForPreTraining, MegatronBertForPreTraining); IR shapes name the heads
 // where the sharding needs them, with the HF shape in the `hf_shape` attribute (same element order).
 //
+// Vocabulary padding (Megatron): the word embedding (and BERT's MLM bias) has ModelConfig::paddedVocab(tp) rows, with
+// `vocab_rows` = the real vocabulary so that weights files keep Hugging Face's shapes; the logits of the padding
+// columns are set to -inf by `mask_padding` before the loss (and in the inference logits), so they never win and
+// get no gradient.
+//
 //   train: inputs + labels -> output "loss" (f32[])
 //   infer: inputs only -> output "logits" (GPT-2), "prediction_logits" + "seq_relationship_logits" (BERT); no
 //          dropout nodes
@@ -29,6 +34,9 @@ std::optional<BuildMode> parseBuildMode(llvm::StringRef s);
 
 struct BuildOptions {
   BuildMode mode = BuildMode::Train;
+  /// The tensor-parallel size the graph is built for: the vocabulary is padded to ModelConfig::paddedVocab(tp)
+  /// (the padded rows exist only inside meg: vocab_rows on the parameters, mask_padding on the logits).
+  int64_t tp = 1;
 };
 
 /// Builds the graph of any supported family.

@@ -1,7 +1,8 @@
 //===- Gpt.cpp - GPT-2 (GPT2LMHeadModel) -> ir::Graph ------------------------===//
 //
 // Pre-LN decoder, causal attention, GeLU (tanh form) MLP of n_inner, learned positions, output layer tied to the
-// word embedding, mean cross-entropy over the (already shifted) labels. Parameters carry HF's names; the fused
+// word embedding (vocabulary padded for tp, padding logits masked), mean cross-entropy over the (already shifted)
+// labels. Parameters carry HF's names; the fused
 // QKV weight is [h, 3, heads, head_dim] (HF Conv1D [h, 3h], same element order) so the heads dim can be split.
 //
 //===----------------------------------------------------------------------===//
@@ -28,7 +29,9 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelCo
   Value *labels = train ? B.input("labels", ir::DType::I32, {b, s}) : nullptr;
 
   // Embeddings: word + position (rows 0..s-1, broadcast over the batch).
-  Value *wte = B.param("transformer.wte.weight", {c.vocabSize, h}, ParamInit::normal(std), "vh");
+  // The word embedding has Megatron's padded vocabulary rows; only the first vocab_size exist in HF files.
+  const int64_t vp = c.paddedVocab(opts.tp);
+  Value *wte = B.param("transformer.wte.weight", {vp, h}, ParamInit::normal(std), "vh", {}, c.vocabSize);
   Value *wpe = B.param("transformer.wpe.weight", {c.maxPositions, h}, ParamInit::normal(std), "ph");
   Value *tokens = B.embedding(wte, ids);
   Value *positions = B.slice(wpe, 0, 0, s);
@@ -56,8 +59,8 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelCo
   }
   x = B.layerNorm(x, "transformer.ln_f", c.layerNormEps);
 
-  // Tied output layer: logits = x . wte^T (no lm_head parameter).
-  Value *logits = B.contract(x, wte, "bsh,vh->bsv");
+  // Tied output layer: logits = x . wte^T (no lm_head parameter); the padding columns are -inf.
+  Value *logits = B.maskVocabPadding(B.contract(x, wte, "bsh,vh->bsv"), c.vocabSize);
   if (train)
     B.output(B.crossEntropy(logits, labels), "loss");
   else

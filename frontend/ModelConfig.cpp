@@ -278,6 +278,7 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
     }
     c.microBatch = m.getSize("micro_batch", c.microBatch);
     c.seq = m.getSize("seq", c.seq);
+    c.vocabDivisibleBy = m.getSize("vocab_divisible_by", c.vocabDivisibleBy);
     if (m.failed())
       return m.takeError();
   }
@@ -293,6 +294,8 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
     c.microBatch = *overrides.microBatch;
   if (overrides.seq)
     c.seq = *overrides.seq;
+  if (overrides.vocabDivisibleBy)
+    c.vocabDivisibleBy = *overrides.vocabDivisibleBy;
 
   // Cross-key checks.
   bool gpt = c.family == ModelFamily::GPT2;

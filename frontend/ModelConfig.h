@@ -2,7 +2,7 @@
 //
 // A model description is a Hugging Face config.json (GPT-2, BERT or Megatron-BERT keys) plus an optional "meg"
 // object for what HF does not describe (BERT layer-norm placement, default micro batch and sequence length, a
-// display name). Unknown keys are ignored, so a real config.json loads as is. models/README.md lists the keys.
+// display name, the vocabulary padding multiple `vocab_divisible_by`). Unknown keys are ignored, so a real config.json loads as is. models/README.md lists the keys.
 //
 // Errors name the file and the key: `<file>: missing key 'n_head'`, `<file>:<line>:<col>: <json message>`.
 //
@@ -53,14 +53,24 @@ struct ModelConfig {
 
   int64_t microBatch = 1;
   int64_t seq = 0;
+  /// meg.vocab_divisible_by (Megatron's --make-vocab-size-divisible-by): the vocabulary is padded to a multiple of
+  /// this times tp.
+  int64_t vocabDivisibleBy = 128;
 
   int64_t headDim() const { return hidden / numHeads; }
+  /// Megatron's padded vocabulary at tensor-parallel size `tp`: vocabSize rounded up to a multiple of
+  /// vocabDivisibleBy * tp (GPT-2's 50257 -> 50304 at tp 1, 50432 at tp 2, 51200 at tp 8).
+  int64_t paddedVocab(int64_t tp) const {
+    int64_t multiple = vocabDivisibleBy * tp;
+    return (vocabSize + multiple - 1) / multiple * multiple;
+  }
 };
 
-/// Command-line overrides of the description's defaults (--micro-batch, --seq).
+/// Command-line overrides of the description's defaults (--micro-batch, --seq, --make-vocab-size-divisible-by).
 struct ConfigOverrides {
   std::optional<int64_t> microBatch;
   std::optional<int64_t> seq;
+  std::optional<int64_t> vocabDivisibleBy;
 };
 
 /// Parses a description from text; `filename` prefixes every error and names the default model name.

@@ -178,6 +178,13 @@ void printModel(const ir::Graph &g, const ReportContext &ctx, llvm::raw_ostream 
   if (ctx.mode)
     os << ", mode: " << buildModeName(*ctx.mode);
   os << '\n';
+  int64_t padded = c->paddedVocab(ctx.tp);
+  os << "vocab " << c->vocabSize;
+  if (padded == c->vocabSize)
+    os << " needs no padding";
+  else
+    os << " padded to " << padded;
+  os << " (multiple of " << c->vocabDivisibleBy << " x tp " << ctx.tp << ")\n";
 }
 
 } // namespace
@@ -185,8 +192,12 @@ void printModel(const ir::Graph &g, const ReportContext &ctx, llvm::raw_ostream 
 ParamTotals meg::frontend::countParameters(const ir::Graph &g) {
   ParamTotals t;
   for (ir::Node *n : g.nodesOfKind(ir::OpKind::Param)) {
-    t.elements += n->getResult()->getType().numElements();
-    t.bytes += n->getResult()->getType().numBytes();
+    const ir::TensorType &type = n->getResult()->getType();
+    int64_t stored = type.numElements(), rows = type.rank() ? type.shape[0] : 1;
+    int64_t exported = rows ? stored / rows * n->getAttrs().getInt("vocab_rows").value_or(rows) : 0;
+    t.elements += exported;
+    t.bytes += exported * ir::dtypeBytes(type.dtype);
+    t.storedElements += stored;
   }
   return t;
 }
@@ -204,6 +215,8 @@ void meg::frontend::printReport(const ir::Graph &g, const ReportContext &ctx, ll
   printValues(g, ir::OpKind::Output, "outputs", os);
   ParamTotals totals = countParameters(g);
   os << "parameters: " << totals.elements << '\n';
+  if (totals.storedElements != totals.elements)
+    os << "parameters with vocab padding: " << totals.storedElements << '\n';
   os << "parameter bytes: " << totals.bytes << '\n';
   os << "forward FLOPs: " << llvm::format("%.0f", std::round(countGraphFlops(g))) << '\n';
   os << '\n';

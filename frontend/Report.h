@@ -7,7 +7,9 @@
 //
 //   model: gpt2 (gpt2, GPT2LMHeadModel)
 //   ...
+//   vocab 50257 padded to 50304 (multiple of 128 x tp 1)
 //   parameters: 124439808
+//   parameters with vocab padding: 124475904
 //   parameter bytes: 497759232
 //   forward FLOPs: 250592722944
 //
@@ -31,12 +33,15 @@ namespace meg::frontend {
 struct ReportContext {
   const ModelConfig *config = nullptr;
   std::optional<BuildMode> mode;
+  int64_t tp = 1; ///< the tp the graph was built for (its vocabulary padding)
 };
 
-/// Total elements and bytes of every `param` of the graph.
+/// Parameters of the graph as Hugging Face counts them (a vocab-padded parameter's rows beyond `vocab_rows` are
+/// left out: they never leave meg), and as meg stores them (with the padding).
 struct ParamTotals {
   int64_t elements = 0;
   int64_t bytes = 0;
+  int64_t storedElements = 0;
 };
 ParamTotals countParameters(const ir::Graph &g);
 

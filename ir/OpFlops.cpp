@@ -57,6 +57,8 @@ double countTanh(const Node &n) { return perResult(n); }
 double countGelu(const Node &n) { return perResult(n); }
 double countDropout(const Node &n) { return perResult(n); }
 double countCast(const Node &n) { return none(n); }
+// A compare and select per element, no arithmetic (like pick and valid_mask).
+double countMaskPadding(const Node &n) { return none(n); }
 // mean, variance, normalize, scale and shift: about 5 per element.
 double countLayerNorm(const Node &n) { return 5.0 * perResult(n); }
 // max, exp, sum, divide: about 4 per element.

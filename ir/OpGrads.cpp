@@ -159,6 +159,13 @@ Grads gradCast(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   return {b.op(OpKind::Cast, {d[0]}, std::move(a))};
 }
 
+// The masked elements are constants: the same mask with value 0 on dy (exact zeros, also where dy is not finite).
+Grads gradMaskPadding(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
+  AttrDict a = n.getAttrs();
+  a.set("value", 0.0);
+  return {b.op(OpKind::MaskPadding, {d[0]}, std::move(a))};
+}
+
 Grads gradLayerNorm(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   auto r = b.multi(OpKind::LayerNormGrad, {n.getOperand(0), n.getOperand(1), d[0]}, n.getAttrs());
   return {r[0], r[1], r[2]};

@@ -263,6 +263,22 @@ Expected<Types> inferCast(ArrayRef<TensorType> ops, const AttrDict &a) {
   return Types{TensorType(*parseDType(*s), ops[0].shape)};
 }
 
+// The vocabulary-padding mask: `valid` may be the whole dim (nothing masked); `value` may be -inf.
+Expected<Types> inferMaskPadding(ArrayRef<TensorType> ops, const AttrDict &a) {
+  const TensorType &x = ops[0];
+  auto attrs = intAttrs(a, {"dim", "valid"});
+  if (!attrs)
+    return attrs.takeError();
+  auto [dim, valid] = *attrs;
+  if (auto e = checkDim(dim, x.rank()))
+    return e;
+  if (valid < 0 || valid > x.shape[dim])
+    return fail(llvm::formatv("attribute 'valid' = {0} is outside [0, {1}] (dim {2})", valid, x.shape[dim], dim));
+  if (auto v = floatAttr(a, "value"); !v)
+    return v.takeError();
+  return floatUnary(ops);
+}
+
 //===-- normalization and attention ------------------------------------------===//
 
 Expected<Types> inferLayerNorm(ArrayRef<TensorType> ops, const AttrDict &a) {

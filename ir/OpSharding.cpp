@@ -135,6 +135,13 @@ ShardingSpec specGelu(const Node &n) { return elementwise(n, Partial::None); }
 // The mask depends only on the global element index, so dropout commutes with a pending sum.
 ShardingSpec specDropout(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
 ShardingSpec specCast(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
+// Whether an element is masked depends only on its GLOBAL index along `dim`, so every dim (the masked one included)
+// is parallel: a vocab-split shard masks its own columns. Masking with 0 is linear (a pending sum passes); with any
+// other value it is not.
+ShardingSpec specMaskPadding(const Node &n) {
+  bool zero = n.getAttrs().getFloat("value").value_or(1.0) == 0.0;
+  return zero ? elementwise(n, Partial::Linear, 0b1) : elementwise(n, Partial::None);
+}
 
 // Normalized over the last dim: that dim is whole; gain and bias index it.
 ShardingSpec specLayerNorm(const Node &n) {

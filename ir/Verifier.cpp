@@ -136,6 +136,17 @@ std::string Verifier::checkParamInit(const Node &n) {
     if (count != t.numElements())
       return "attribute 'hf_shape' " + shapeStr(*hf) + " has a different element count than " + shapeStr(t.shape);
   }
+  if (a.has("vocab_rows")) {
+    auto rows = a.getInt("vocab_rows");
+    if (!rows)
+      return "attribute 'vocab_rows' must be an integer";
+    const TensorType &t = n.getResult(0)->getType();
+    if (t.rank() == 0 || *rows < 1 || *rows > t.shape[0])
+      return "attribute 'vocab_rows' = " + std::to_string(*rows) + " must be in [1, " +
+             std::to_string(t.rank() ? t.shape[0] : 0) + "] (rows of dim 0 that exist in Hugging Face files)";
+    if (const std::vector<int64_t> *hf = a.getInts("hf_shape"); hf && (hf->empty() || (*hf)[0] != t.shape[0]))
+      return "attribute 'vocab_rows' needs 'hf_shape' to keep dim 0 of " + shapeStr(t.shape);
+  }
   return "";
 }
 

@@ -154,7 +154,8 @@ private:
     plan::Init kind = init == "zeros" ? plan::Init::Zeros : init == "ones" ? plan::Init::Ones : plan::Init::Normal;
     return plan::CreateParameterDirect(fbb, nameOf(n).str().c_str(), toPlan(t.dtype), &s.global, &hf, &s.local,
                                        &s.offset, kind, n.getAttrs().getFloat("std").value_or(0.0),
-                                       /*no_decay=*/t.rank() == 1, /*vocab_rows=*/0);
+                                       /*no_decay=*/t.rank() == 1,
+                                       /*vocab_rows=*/n.getAttrs().getInt("vocab_rows").value_or(0));
   }
 
   /// Optimizer state: zeros at start, laid out like its parameter.

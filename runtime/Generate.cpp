@@ -1,6 +1,7 @@
 //===- Generate.cpp - greedy decoding with an inference plan -------------------===//
 #include "runtime/Generate.h"
 
+#include "runtime/BatchData.h"
 #include "runtime/Tokenizer.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -24,7 +25,9 @@ llvm::Expected<std::string> meg::runtime::generateGreedy(Session &session, llvm:
   if (in.size() != 2 || in[0] != 1 || out.size() != 3)
     return fail(llvm::formatv("{0}: --generate needs micro-batch 1 (megc --micro-batch 1), got input_ids {1}",
                               plan.path, in.size() == 2 ? in[0] : -1));
-  int64_t seq = in[1], vocab = out[2];
+  // The logits may be wider than the vocabulary (Megatron's padding, masked to -inf): rows are `width` apart, and
+  // only real ids are candidates.
+  int64_t seq = in[1], width = out[2], vocab = modelVocabSize(plan);
   if (vocab < 256)
     return fail(llvm::formatv("{0}: byte-level generation needs a vocabulary of at least 256, the model has {1}",
                               plan.path, vocab));
@@ -50,8 +53,8 @@ llvm::Expected<std::string> meg::runtime::generateGreedy(Session &session, llvm:
     if (!all)
       return all.takeError();
     size_t last = tokens.size() - begin - 1;
-    // Only byte ids can be printed; padded vocabulary rows beyond 256 are never chosen.
-    const float *row = all->data() + last * size_t(vocab);
+    // Only byte ids can be printed: the argmax is over ids 0..255 (real ids, never padding).
+    const float *row = all->data() + last * size_t(width);
     tokens.push_back(int32_t(std::max_element(row, row + 256) - row));
   }
   return bytes.decode(tokens);

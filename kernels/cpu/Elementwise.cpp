@@ -5,6 +5,7 @@
 #include "kernels/cpu/Reduce.h"
 #include "kernels/cpu/Shape.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 
@@ -228,6 +229,21 @@ void tanhBackward(const float *y, const float *dy, int64_t n, float *dx) {
 
 void scale(const float *x, int64_t n, float factor, float *y) {
   unary(n, [&](int64_t i) { y[i] = factor * x[i]; });
+}
+
+void maskPadding(const float *x, int64_t outer, int64_t n, int64_t inner, int64_t dimOffset, int64_t valid,
+                 float value, float *y) {
+  // Local indices j >= keep along the middle dim are masked.
+  int64_t keep = std::clamp<int64_t>(valid - dimOffset, 0, n);
+  parallelFor(outer, grainFor(n * inner), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const float *src = x + o * n * inner;
+      float *dst = y + o * n * inner;
+      if (src != dst)
+        std::copy(src, src + keep * inner, dst);
+      std::fill(dst + keep * inner, dst + n * inner, value);
+    }
+  });
 }
 
 } // namespace meg::kernels::cpu

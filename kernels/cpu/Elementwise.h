@@ -6,6 +6,8 @@
 //   d(a+b): da = R(dy), db = R(dy);  d(a-b): db = -R(dy);  d(a*b): da = R(dy*b), db = R(dy*a);
 //   d(a/b): da = R(dy/b), db = -R(dy*a/b^2).
 // Unary: y = exp(x) (dx = dy*y), y = log(x) (dx = dy/x), y = tanh(x) (dx = dy*(1-y^2)), y = s*x (dx = s*dy).
+// Padding mask: y = (dimOffset + j >= valid) ? value : x for x viewed as [outer, n, inner], j the index along the
+// middle dim (a shard of a larger dim starts at global index dimOffset); its backward is the same mask with value 0.
 #ifndef MEG_KERNELS_CPU_ELEMENTWISE_H
 #define MEG_KERNELS_CPU_ELEMENTWISE_H
 
@@ -40,6 +42,10 @@ void tanhBackward(const float *y, const float *dy, int64_t n, float *dx);
 void broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut, float *out);
 /// y = factor * x (also its own backward; x == y is allowed).
 void scale(const float *x, int64_t n, float factor, float *y);
+/// y = x with `value` where the global index along the middle dim of [outer, n, inner], dimOffset + j, is >= valid
+/// (x == y is allowed).
+void maskPadding(const float *x, int64_t outer, int64_t n, int64_t inner, int64_t dimOffset, int64_t valid,
+                 float value, float *y);
 
 } // namespace meg::kernels::cpu
 

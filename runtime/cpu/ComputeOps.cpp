@@ -4,7 +4,8 @@
 //   embedding: rowOffset = offset[0] of the (vocab-split) table;
 //   attention: headOffset = offset[2] of q, total heads = global_shape[2] (a dp shard also folds its batch offset in,
 //              so the dropout mask index is the global [batch, heads, seq, seq] index);
-//   dropout:   the global element index from the result's global shape and offset.
+//   dropout:   the global element index from the result's global shape and offset;
+//   mask_padding: the shard's offset along the masked dim (a vocab-split shard masks the global columns it holds).
 // Dropout masks are keyed by (seed, step, stream attribute, global index); StepContext::dropout == false (eval)
 // makes dropout the identity.
 //
@@ -197,6 +198,36 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::cpuDropout(CpuStep &s) {
     const TensorSlot &r = s.result();
     k::GlobalView view{r.shape.data(), r.globalShape.data(), r.offset.data(), int(r.shape.size())};
     k::dropoutForward(s.f(0), view, prob, kernels::PhiloxKey{args.ctx.seed, streamId, args.ctx.step}, s.fout());
+    return llvm::Error::success();
+  };
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::cpuMaskPadding(CpuStep &s) {
+  auto dim = s.intAttr("dim");
+  if (!dim)
+    return dim.takeError();
+  auto valid = s.intAttr("valid");
+  if (!valid)
+    return valid.takeError();
+  auto value = s.floatAttr("value");
+  if (!value)
+    return value.takeError();
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  const TensorSlot &x = s.operand(0);
+  if (*dim < 0 || *dim >= int64_t(x.shape.size()))
+    return s.error(llvm::formatv("dim {0} is out of range for rank {1}", *dim, x.shape.size()));
+  if (auto err = s.expectResultShape(x.shape))
+    return err;
+  int64_t outer = 1, inner = 1, n = x.shape[size_t(*dim)], offset = x.offset[size_t(*dim)];
+  for (int64_t d = 0; d < *dim; ++d)
+    outer *= x.shape[size_t(d)];
+  for (size_t d = size_t(*dim) + 1; d < x.shape.size(); ++d)
+    inner *= x.shape[d];
+  int64_t keep = *valid;
+  float fill = float(*value);
+  return [=, &s](const CpuRunArgs &) -> llvm::Error {
+    k::maskPadding(s.f(0), outer, n, inner, offset, keep, fill, s.fout());
     return llvm::Error::success();
   };
 }

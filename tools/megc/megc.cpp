@@ -2,7 +2,7 @@
 //
 //   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
-//        [--time-passes] [--dp-bucket-bytes N]
+//        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //
 // A .json input is a model description (frontend); anything else is textual IR. Output goes to stdout or to -o,
 // which is written only on success (temp file + rename). Every error is one line `megc: error: <message>` on
@@ -47,6 +47,10 @@ cl::opt<int> microBatch("micro-batch", cl::desc("Micro-batch size (overrides the
                         cl::value_desc("B"), cl::cat(megCategory));
 cl::opt<int> seqLen("seq", cl::desc("Sequence length (overrides the model description)"), cl::value_desc("S"),
                     cl::cat(megCategory));
+cl::opt<int> vocabDivisibleBy("make-vocab-size-divisible-by",
+                              cl::desc("Pad the vocabulary to a multiple of N x tp (Megatron-LM's flag; overrides the "
+                                       "description's meg.vocab_divisible_by, default 128)"),
+                              cl::value_desc("N"), cl::cat(megCategory));
 cl::opt<std::string> mode("mode", cl::desc("Graph to build: train (loss) or infer (logits, no dropout)"),
                           cl::value_desc("train|infer"), cl::init("train"), cl::cat(megCategory));
 cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or dot"),
@@ -153,6 +157,9 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("--micro-batch must be positive (got " + llvm::Twine(int(microBatch)) + ")");
   if (seqLen.getNumOccurrences() && seqLen < 1)
     return makeError("--seq must be positive (got " + llvm::Twine(int(seqLen)) + ")");
+  if (vocabDivisibleBy.getNumOccurrences() && vocabDivisibleBy < 1)
+    return makeError("--make-vocab-size-divisible-by must be positive (got " + llvm::Twine(int(vocabDivisibleBy)) +
+                     ")");
   if (dpBucketBytes < 0)
     return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
   if (!frontend::parseBuildMode(mode))
@@ -161,7 +168,8 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("unknown --emit '" + emit + "' (expected ir, plan, report or dot)");
   if (!isModel)
     for (const cl::Option *o : {static_cast<const cl::Option *>(&microBatch),
-                                static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode)})
+                                static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode),
+                                static_cast<const cl::Option *>(&vocabDivisibleBy)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
   if (emit == "dot")
@@ -186,11 +194,14 @@ llvm::Expected<std::string> run() {
       overrides.microBatch = microBatch;
     if (seqLen.getNumOccurrences())
       overrides.seq = seqLen;
+    if (vocabDivisibleBy.getNumOccurrences())
+      overrides.vocabDivisibleBy = vocabDivisibleBy;
     auto loaded = frontend::loadModelConfig(inputPath, overrides);
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
-    auto built = frontend::buildModel(*config, {buildMode});
+    // The vocabulary is padded for this tp (Megatron: to a multiple of vocab_divisible_by x tp).
+    auto built = frontend::buildModel(*config, {buildMode, tpSize});
     if (!built)
       return built.takeError();
     graph = std::move(*built);
@@ -241,6 +252,7 @@ llvm::Expected<std::string> run() {
     if (config) {
       ctx.config = &*config;
       ctx.mode = buildMode;
+      ctx.tp = tpSize;
     }
     frontend::printReport(*graph, ctx, os);
     auto lines = passes::planReportLines(*graph, pipelineOptions);

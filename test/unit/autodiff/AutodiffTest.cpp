@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -654,6 +655,78 @@ TEST(GradReduceMax, StableSoftmaxDecomposition) {
   Value *s = c.op(OpKind::ReduceSum, {e}, attrs({{"dims", std::vector<int64_t>{2}}, {"keepdim", true}}));
   c.weightedLoss(c.op(OpKind::Div, {e, s}));
   c.check();
+}
+
+AttrDict maskAttrs(int64_t dim, int64_t valid, double value) {
+  return attrs({{"dim", dim}, {"valid", valid}, {"value", value}});
+}
+
+// A finite fill value: the masked entries are constants (zero gradient), the others pass dy through.
+void maskPaddingCase(int64_t dim, int64_t valid) {
+  GradCheck c;
+  std::vector<int64_t> shape{2, 3, 6};
+  Value *x = c.param("x", shape);
+  c.weightedLoss(c.op(OpKind::MaskPadding, {x}, maskAttrs(dim, valid, -3.0)));
+  c.check();
+  int64_t inner = 1;
+  for (size_t d = size_t(dim) + 1; d < shape.size(); ++d)
+    inner *= shape[d];
+  const auto *w = reinterpret_cast<const float *>(c.inputs["w"].data());
+  for (size_t i = 0; i < c.grads["x"].size(); ++i) {
+    bool masked = int64_t(i) / inner % shape[size_t(dim)] >= valid;
+    EXPECT_EQ(c.grads["x"][i], masked ? 0.0f : w[i]) << i;
+  }
+}
+TEST(GradMaskPadding, LastDim) { maskPaddingCase(2, 4); }
+TEST(GradMaskPadding, MiddleDim) { maskPaddingCase(1, 1); }
+TEST(GradMaskPadding, NothingMasked) { maskPaddingCase(2, 6); }
+
+// The frontend's padded-vocab loss: logits [2,3,7] of which columns 5 and 6 are padding, masked to -inf before the
+// cross-entropy decomposition. The loss is the cross-entropy of the 5 real columns (a double reference), the
+// gradient is finite everywhere and exactly zero on the padding (exp(-inf - max) = 0, no inf - inf).
+TEST(GradMaskPadding, PaddedVocabCrossEntropy) {
+  GradCheck c;
+  const int64_t real = 5, padded = 7;
+  std::vector<int64_t> labelsShape{2, 3};
+  std::vector<int32_t> labelValues{4, 0, -100, 2, 3, 1};
+  std::vector<float> values = c.normal(2 * 3 * padded, 2.0);
+  Value *raw = c.param("logits", {2, 3, padded}, values);
+  Value *labels = c.ids("labels", labelsShape, labelValues);
+  Value *logits = c.op(OpKind::MaskPadding, {raw}, maskAttrs(2, real, -std::numeric_limits<double>::infinity()));
+  Value *m = c.op(OpKind::ReduceMax, {logits}, maxAttrs(2));
+  Value *e = c.op(OpKind::Exp, {c.op(OpKind::Sub, {logits, m})});
+  Value *se = c.op(OpKind::ReduceSum, {e}, attrs({{"dims", std::vector<int64_t>{2}}, {"keepdim", false}}));
+  Value *lse = c.op(OpKind::Add, {c.op(OpKind::Log, {se}),
+                                  c.op(OpKind::Reshape, {m}, attrs({{"shape", labelsShape}}))});
+  Value *tok = c.op(OpKind::Sub, {lse, c.op(OpKind::Pick, {logits, labels})});
+  Value *mask = c.op(OpKind::ValidMask, {labels}, attrs({{"ignore", int64_t(-100)}}));
+  Value *total = c.op(OpKind::ReduceSum, {c.op(OpKind::Mul, {tok, mask})},
+                      attrs({{"dims", allDims(2)}, {"keepdim", false}}));
+  Value *count = c.op(OpKind::ReduceSum, {mask}, attrs({{"dims", allDims(2)}, {"keepdim", false}}));
+  c.output(c.op(OpKind::Div, {total, count}), "loss");
+  c.check();
+  EXPECT_TRUE(c.hasStep("mask_padding"));
+
+  double want = 0;
+  int tokens = 0;
+  for (size_t t = 0; t < labelValues.size(); ++t) {
+    if (labelValues[t] == -100)
+      continue;
+    const float *row = values.data() + t * size_t(padded);
+    double mx = *std::max_element(row, row + real), sum = 0;
+    for (int64_t v = 0; v < real; ++v)
+      sum += std::exp(double(row[v]) - mx);
+    want += std::log(sum) + mx - double(row[labelValues[t]]);
+    ++tokens;
+  }
+  EXPECT_NEAR(c.baseLoss, want / tokens, 1e-5 * std::fabs(want / tokens));
+  for (size_t t = 0; t < labelValues.size(); ++t)
+    for (int64_t v = 0; v < padded; ++v) {
+      float g = c.grads["logits"][t * size_t(padded) + size_t(v)];
+      EXPECT_TRUE(std::isfinite(g)) << t << "," << v;
+      if (v >= real)
+        EXPECT_EQ(g, 0.0f) << "padding column " << v << " of token " << t;
+    }
 }
 
 TEST(GradPick, InAndOutOfRangeIds) {

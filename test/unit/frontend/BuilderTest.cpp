@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 using namespace meg;
@@ -169,7 +170,67 @@ TEST(Gpt, InferMode) {
   EXPECT_TRUE((*g)->nodesOfKind(OpKind::Dropout).empty());
   ir::Node *out = (*g)->findNamed(OpKind::Output, "logits");
   ASSERT_NE(out, nullptr);
-  EXPECT_EQ(out->getOperand(0)->getType().shape, (llvm::SmallVector<int64_t, 4>{2, 4, 32}));
+  // Vocab 32 padded to 128; the padding columns are masked in the inference logits too.
+  EXPECT_EQ(out->getOperand(0)->getType().shape, (llvm::SmallVector<int64_t, 4>{2, 4, 128}));
+  EXPECT_EQ(out->getOperand(0)->getDef()->getKind(), OpKind::MaskPadding);
+}
+
+// Megatron's padding: vocab 32 -> 128 x tp rows, vocab_rows = 32 on the table, the logits masked to -inf from
+// column 32 on, between the tied output layer and the cross-entropy's first op.
+TEST(Gpt, VocabPaddedForTp) {
+  for (int64_t tp : {1, 2, 4}) {
+    auto g = buildGpt(tinyGpt(), {BuildMode::Train, tp});
+    ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+    ir::Node *wte = (*g)->findNamed(OpKind::Param, "transformer.wte.weight");
+    ASSERT_NE(wte, nullptr);
+    EXPECT_EQ(wte->getResult()->getType().shape, (llvm::SmallVector<int64_t, 4>{128 * tp, 16})) << tp;
+    EXPECT_EQ(wte->getAttrs().getInt("vocab_rows"), 32);
+    auto masks = (*g)->nodesOfKind(OpKind::MaskPadding);
+    ASSERT_EQ(masks.size(), 1u);
+    const ir::AttrDict &a = masks[0]->getAttrs();
+    EXPECT_EQ(a.getInt("dim"), 2);
+    EXPECT_EQ(a.getInt("valid"), 32);
+    EXPECT_EQ(*a.getFloat("value"), -std::numeric_limits<double>::infinity());
+    EXPECT_EQ(masks[0]->getOperand(0), (*g)->nodesOfKind(OpKind::Contract).back()->getResult());
+    // Nothing but the mask reads the unmasked logits; the cross-entropy (reduce_max, sub, pick) reads the masked.
+    std::multiset<OpKind> rawUsers, maskedUsers;
+    for (auto &n : **g)
+      for (ir::Value *v : n->getOperands()) {
+        if (v == masks[0]->getOperand(0))
+          rawUsers.insert(n->getKind());
+        if (v == masks[0]->getResult())
+          maskedUsers.insert(n->getKind());
+      }
+    EXPECT_EQ(rawUsers, (std::multiset<OpKind>{OpKind::MaskPadding}));
+    EXPECT_EQ(maskedUsers, (std::multiset<OpKind>{OpKind::ReduceMax, OpKind::Sub, OpKind::Pick}));
+  }
+}
+
+TEST(Gpt, NoMaskWithoutPadding) {
+  ModelConfig c = tinyGpt();
+  c.vocabSize = 256;
+  auto g = buildGpt(c, {BuildMode::Train, 2});
+  ASSERT_TRUE(bool(g)) << llvm::toString(g.takeError());
+  EXPECT_TRUE((*g)->nodesOfKind(OpKind::MaskPadding).empty());
+  EXPECT_FALSE((*g)->findNamed(OpKind::Param, "transformer.wte.weight")->getAttrs().has("vocab_rows"));
+}
+
+TEST(ModelConfig, PaddedVocab) {
+  ModelConfig c;
+  c.vocabSize = 50257; // GPT-2: multiples of 128, 256, 512, 1024 (the paper's 51,200 at tp 8)
+  EXPECT_EQ(c.paddedVocab(1), 50304);
+  EXPECT_EQ(c.paddedVocab(2), 50432);
+  EXPECT_EQ(c.paddedVocab(4), 50688);
+  EXPECT_EQ(c.paddedVocab(8), 51200);
+  c.vocabSize = 30522; // BERT
+  EXPECT_EQ(c.paddedVocab(1), 30592);
+  EXPECT_EQ(c.paddedVocab(2), 30720);
+  c.vocabSize = 51200; // Megatron's Table 1 models: already padded
+  EXPECT_EQ(c.paddedVocab(8), 51200);
+  c.vocabSize = 1000;
+  EXPECT_EQ(c.paddedVocab(2), 1024);
+  c.vocabDivisibleBy = 1;
+  EXPECT_EQ(c.paddedVocab(3), 1002);
 }
 
 } // namespace

@@ -77,6 +77,24 @@ TEST(ModelConfig, Overrides) {
   EXPECT_EQ(errorOf(kGpt, ov), "m.json: seq (65) exceeds n_positions (64)");
 }
 
+TEST(ModelConfig, VocabDivisibleBy) {
+  EXPECT_EQ(parseOk(kGpt).vocabDivisibleBy, 128);
+  ModelConfig c = parseOk(R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1000,
+                              "n_positions": 64, "meg": {"vocab_divisible_by": 64}})");
+  EXPECT_EQ(c.vocabDivisibleBy, 64);
+  EXPECT_EQ(c.paddedVocab(2), 1024);
+  EXPECT_EQ(c.paddedVocab(1), 1024);
+  ConfigOverrides ov;
+  ov.vocabDivisibleBy = 8; // --make-vocab-size-divisible-by wins over the description
+  EXPECT_EQ(parseOk(R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1000,
+                        "n_positions": 64, "meg": {"vocab_divisible_by": 64}})", ov)
+                .paddedVocab(1),
+            1000);
+  EXPECT_EQ(errorOf(R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1000,
+                        "n_positions": 64, "meg": {"vocab_divisible_by": 0}})"),
+            "m.json: key 'meg.vocab_divisible_by' must be positive (got 0)");
+}
+
 TEST(ModelConfig, FamilyFromArchitectures) {
   ModelConfig c = parseOk(R"({"architectures": ["MegatronBertForPreTraining"], "num_hidden_layers": 2,
       "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256, "vocab_size": 256,

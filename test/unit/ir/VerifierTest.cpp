@@ -96,6 +96,18 @@ TEST(Verifier, SourceNodes) {
   EXPECT_EQ(check(p), "");
   p.set("hf_shape", std::vector<int64_t>{3, 4});
   EXPECT_EQ(check(p), "'param' (node #0) attribute 'hf_shape' [3,4] has a different element count than [4,2]");
+  p.set("hf_shape", std::vector<int64_t>{4, 2});
+  p.set("vocab_rows", int64_t(3)); // a vocab-padded table: 3 of its 4 rows exist in HF files
+  EXPECT_EQ(check(p), "");
+  p.set("vocab_rows", int64_t(5));
+  EXPECT_EQ(check(p), "'param' (node #0) attribute 'vocab_rows' = 5 must be in [1, 4] (rows of dim 0 that exist in "
+                      "Hugging Face files)");
+  p.set("vocab_rows", 3.0);
+  EXPECT_EQ(check(p), "'param' (node #0) attribute 'vocab_rows' must be an integer");
+  p.set("vocab_rows", int64_t(3));
+  p.set("hf_shape", std::vector<int64_t>{2, 4});
+  EXPECT_EQ(check(p), "'param' (node #0) attribute 'vocab_rows' needs 'hf_shape' to keep dim 0 of [4,2]");
+  p.erase("vocab_rows");
 
   EXPECT_EQ(check({}, OpKind::Input), "'input' (node #0) missing attribute 'name'");
   EXPECT_EQ(check(named(""), OpKind::Input), "'input' (node #0) attribute 'name' must not be empty");

@@ -3,6 +3,8 @@
 
 #include "TestUtil.h"
 
+#include <limits>
+
 namespace meg::kernels::cpu {
 namespace {
 
@@ -214,6 +216,38 @@ TEST(Elementwise, UnaryBackwardMatchesFiniteDifferences) {
   expectNear(dx, numericGradient(lossOf([](double v) { return std::tanh(v); }), toDouble(x)), 1e-5, "tanh");
   scale(dy.data(), n, 0.75f, dx.data());
   expectNear(dx, numericGradient(lossOf([](double v) { return 0.75 * v; }), toDouble(x)), 1e-6, "scale");
+}
+
+// The padding mask against a plain reference: whole tensors and shards of the masked dim (offset > 0, shards wholly
+// valid, straddling `valid`, wholly padding), out of place and in place.
+TEST(Elementwise, MaskPaddingUsesTheGlobalIndex) {
+  const int64_t outer = 3, inner = 5, full = 12, valid = 7;
+  const float value = -std::numeric_limits<float>::infinity();
+  std::vector<float> global = randomFloats(size_t(outer * full * inner), 11);
+  for (int64_t shard : {12, 4, 3}) {
+    for (int64_t offset = 0; offset < full; offset += shard) {
+      // The local block [outer, shard, inner] of the global [outer, full, inner].
+      std::vector<float> x(size_t(outer * shard * inner)), want(x.size());
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t j = 0; j < shard; ++j)
+          for (int64_t i = 0; i < inner; ++i) {
+            size_t l = size_t((o * shard + j) * inner + i);
+            x[l] = global[size_t((o * full + offset + j) * inner + i)];
+            want[l] = offset + j >= valid ? value : x[l];
+          }
+      std::vector<float> y(x.size(), 42.0f);
+      maskPadding(x.data(), outer, shard, inner, offset, valid, value, y.data());
+      EXPECT_EQ(y, want) << "shard " << shard << " at " << offset;
+      maskPadding(x.data(), outer, shard, inner, offset, valid, value, x.data());
+      EXPECT_EQ(x, want) << "in place, shard " << shard << " at " << offset;
+    }
+  }
+  // valid = the whole dim masks nothing; valid = 0 masks everything.
+  std::vector<float> y(global.size());
+  maskPadding(global.data(), outer, full, inner, 0, full, value, y.data());
+  EXPECT_EQ(y, global);
+  maskPadding(global.data(), outer, full, inner, 0, 0, 0.0f, y.data());
+  EXPECT_EQ(y, std::vector<float>(global.size(), 0.0f));
 }
 
 } // namespace
