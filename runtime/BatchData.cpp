@@ -2,6 +2,7 @@
 #include "runtime/BatchData.h"
 
 #include "runtime/BertData.h"
+#include "runtime/Documents.h"
 #include "runtime/Tokenizer.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -38,6 +39,8 @@ int64_t meg::runtime::modelVocabSize(const LoadedPlan &plan) {
   return 0;
 }
 
+BatchSource::~BatchSource() = default;
+
 llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPlan &plan, const DataOptions &o) {
   std::unique_ptr<BatchSource> src(new BatchSource());
   src->seed = o.seed;
@@ -58,12 +61,16 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
   }
 
   std::shared_ptr<const std::vector<int32_t>> tokens;
+  // How BERT data finds documents and sentences (random tokens: one document of one sentence).
+  DocumentRule rule;
+  const int64_t bertSpecials = 3; // [SEP], [CLS], [MASK] at the top of the vocabulary
+  bool byteLevel = false;
   if (o.path.empty()) {
     // Random tokens: enough windows for many distinct batches.
     auto stream = std::make_shared<std::vector<int32_t>>();
     size_t n = size_t(src->batchRows * (src->seq + 1)) * 64;
     SplitMix64 rng(o.seed ^ 0x72616e646f6dull);
-    int64_t vocab = std::max<int64_t>(1, src->bert ? src->modelVocab - 1 : src->modelVocab);
+    int64_t vocab = std::max<int64_t>(1, src->bert ? src->modelVocab - bertSpecials : src->modelVocab);
     for (size_t i = 0; i < n; ++i)
       stream->push_back(int32_t(rng.below(uint64_t(vocab))));
     tokens = std::move(stream);
@@ -79,16 +86,24 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
       if (int64_t(file->vocabSize()) > src->modelVocab)
         return dataError(o.path, llvm::formatv("token vocabulary of {0} does not fit the model's {1}",
                                                file->vocabSize(), src->modelVocab));
+      byteLevel = file->kind() == TokenizerKind::Byte;
+      if (src->bert && !byteLevel && int64_t(file->vocabSize()) > src->modelVocab - bertSpecials)
+        return dataError(o.path, llvm::formatv("token vocabulary of {0} leaves no room for BERT's [SEP], [CLS] and "
+                                               "[MASK] (ids V-3..V-1 of the model's V = {1})",
+                                               file->vocabSize(), src->modelVocab));
       src->dataVocab = file->vocabSize();
       tokens = file->sharedTokens();
+      rule = documentRuleFor(file->kind(), file->meta().EndOfDocument, file->meta().Flags);
     } else {
       ByteTokenizer tok;
       if (src->modelVocab < 256)
         return dataError(o.path, llvm::formatv("byte-level text needs a vocabulary of at least 256 (the model has {0})",
                                                src->modelVocab));
-      // BERT's [MASK] is vocab - 1 (255 for a 256-token model: a byte that UTF-8 text never contains).
+      // BERT's specials are V-3..V-1 (253..255 for a 256-token model: bytes that UTF-8 text never contains).
       tokens = std::make_shared<std::vector<int32_t>>(tok.encode((*buffer)->getBuffer()));
       src->dataVocab = 256;
+      byteLevel = true;
+      rule = documentRuleFor(TokenizerKind::Byte, /*EndOfDocument=*/-1, {});
     }
   }
   BatcherOptions bo;
@@ -101,6 +116,20 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
   if (!batcher)
     return dataError(o.path, llvm::toString(batcher.takeError()));
   src->batcher = std::make_unique<Batcher>(std::move(*batcher));
+  if (src->bert) {
+    BertDataOptions pairOptions;
+    pairOptions.seed = o.seed;
+    pairOptions.seqLen = src->seq;
+    pairOptions.ids = bertSpecialIds(src->modelVocab);
+    int64_t dataIds = byteLevel ? std::min<int64_t>(256, src->modelVocab - bertSpecials) : src->dataVocab;
+    pairOptions.randomEnd = int32_t(std::min(dataIds, src->modelVocab - bertSpecials));
+    auto pairs = BertPairBuilder::create(tokens, src->batcher->splitBegin(),
+                                         src->batcher->splitBegin() + src->batcher->splitSize(), rule,
+                                         pairOptions);
+    if (!pairs)
+      return dataError(o.path, llvm::toString(pairs.takeError()));
+    src->bertPairs = std::move(*pairs);
+  }
   return src;
 }
 
@@ -109,12 +138,7 @@ llvm::Expected<GlobalBatch> BatchSource::batch(uint64_t step) const {
   if (!rows)
     return rows.takeError();
   if (bert) {
-    MlmOptions mo;
-    mo.seed = seed;
-    mo.maskId = int32_t(modelVocab - 1);
-    mo.padId = 0;
-    mo.randomVocab = int32_t(std::min(dataVocab, modelVocab));
-    GlobalBatch all = makeMlmBatch(*rows, step, mo);
+    GlobalBatch all = bertPairs->batch(*rows, step);
     GlobalBatch out;
     for (const std::string &name : inputNames)
       out.tensors[name] = std::move(all.tensors[name]);

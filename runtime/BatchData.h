@@ -6,8 +6,10 @@
 //   - any other file: text, tokenized byte-level (ids = bytes; needs a model vocabulary of at least 256);
 //   - none: a seeded stream of random tokens (for benchmarks).
 // Token windows come from the Batcher (train or valid split; seq and micro-batch from input_ids' global shape).
-// GPT plans get input_ids and labels (shifted by one); BERT plans (which have token_type_ids) get an MLM batch
-// (runtime/BertData.h).
+// GPT plans get input_ids and labels (shifted by one); BERT plans (which have token_type_ids) get sentence pairs with
+// MLM masking (runtime/BertData.h: documents from the token file's end-of-document id, or `%` lines / blank lines of
+// byte-level text; special ids at the top of the model's vocabulary).
+// Token files must fit the model: data vocabulary <= the model's (BERT: <= V - 3, byte-level data excepted).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_BATCHDATA_H
@@ -48,11 +50,14 @@ struct DataOptions {
   double validFraction = 0.1;
 };
 
+class BertPairBuilder;
+
 class BatchSource {
 public:
   /// Errors name the data file: unreadable, too short for one window, tokens outside the model's vocabulary, or a
   /// plan input this source cannot produce.
   static llvm::Expected<std::unique_ptr<BatchSource>> create(const LoadedPlan &plan, const DataOptions &options);
+  ~BatchSource();
 
   int64_t microBatch() const { return batchRows; }
   int64_t seqLen() const { return seq; }
@@ -65,6 +70,7 @@ public:
 private:
   BatchSource() = default;
   std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<BertPairBuilder> bertPairs;
   std::vector<std::string> inputNames;
   int64_t batchRows = 0, seq = 0;
   int64_t modelVocab = 0, dataVocab = 0;

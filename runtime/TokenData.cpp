@@ -3,6 +3,7 @@
 #include "runtime/TokenData.h"
 
 #include "runtime/AtomicFile.h"
+#include "runtime/Documents.h"
 
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/Format.h"
@@ -24,8 +25,12 @@ static Error fail(StringRef Path, const Twine &What) {
 // Token files
 //===----------------------------------------------------------------------===//
 
+/// Size of the version-2 flag table on disk (padded to 4 bytes).
+static uint64_t paddedFlags(uint64_t F) { return (F + 3) / 4 * 4; }
+
 Error writeTokenFile(StringRef Path, ArrayRef<int32_t> Tokens,
-                     uint32_t VocabSize, TokenizerKind Kind) {
+                     uint32_t VocabSize, TokenizerKind Kind,
+                     const TokenFileMeta &Meta) {
   if (VocabSize == 0)
     return fail(Path, "vocabulary size must be positive");
   for (size_t I = 0; I < Tokens.size(); ++I)
@@ -33,14 +38,32 @@ Error writeTokenFile(StringRef Path, ArrayRef<int32_t> Tokens,
       return fail(Path, "token " + Twine(Tokens[I]) + " at index " + Twine(I) +
                             " is outside the vocabulary [0, " +
                             Twine(VocabSize) + ")");
+  if (Meta.EndOfDocument < -1 ||
+      (Meta.EndOfDocument >= 0 &&
+       static_cast<uint32_t>(Meta.EndOfDocument) >= VocabSize))
+    return fail(Path, "end-of-document id " + Twine(Meta.EndOfDocument) +
+                          " is outside the vocabulary [0, " + Twine(VocabSize) +
+                          ")");
+  if (!Meta.Flags.empty() && Meta.Flags.size() != VocabSize)
+    return fail(Path, "flag table has " + Twine(Meta.Flags.size()) +
+                          " entries for a vocabulary of " + Twine(VocabSize));
+  bool V2 = Meta.EndOfDocument >= 0 || !Meta.Flags.empty();
   return writeFileAtomically(Path, [&](raw_ostream &OS) {
-    char Header[TokenFileHeaderSize];
+    char Header[TokenFileHeaderSize + 8];
     std::memcpy(Header, TokenFileMagic.data(), 8);
-    support::endian::write32le(Header + 8, TokenFileVersion);
+    support::endian::write32le(Header + 8, V2 ? 2 : 1);
     support::endian::write32le(Header + 12, VocabSize);
     support::endian::write64le(Header + 16, Tokens.size());
     support::endian::write32le(Header + 24, static_cast<uint32_t>(Kind));
-    OS.write(Header, sizeof(Header));
+    support::endian::write32le(Header + 28,
+                               static_cast<uint32_t>(Meta.EndOfDocument));
+    support::endian::write32le(Header + 32, Meta.Flags.size());
+    OS.write(Header, V2 ? sizeof(Header) : TokenFileHeaderSize);
+    if (V2) {
+      OS.write(reinterpret_cast<const char *>(Meta.Flags.data()),
+               Meta.Flags.size());
+      OS.write_zeros(paddedFlags(Meta.Flags.size()) - Meta.Flags.size());
+    }
     char Buf[4096];
     size_t Fill = 0;
     for (int32_t T : Tokens) {
@@ -71,9 +94,9 @@ Expected<TokenFile> TokenFile::open(StringRef Path) {
     return fail(Path, "not a token file (bad magic, expected \"MEGTOK01\")");
   const char *P = Bytes.data();
   uint32_t Version = support::endian::read32le(P + 8);
-  if (Version != TokenFileVersion)
+  if (Version != 1 && Version != 2)
     return fail(Path, "unsupported token file version " + Twine(Version) +
-                          " (expected " + Twine(TokenFileVersion) + ")");
+                          " (expected 1 or 2)");
   uint32_t VocabSize = support::endian::read32le(P + 12);
   if (VocabSize == 0)
     return fail(Path, "vocabulary size is 0");
@@ -81,20 +104,46 @@ Expected<TokenFile> TokenFile::open(StringRef Path) {
   uint32_t Kind = support::endian::read32le(P + 24);
   if (Kind > static_cast<uint32_t>(TokenizerKind::Gpt2Bpe))
     return fail(Path, "unknown tokenizer kind " + Twine(Kind));
-  uint64_t Payload = Bytes.size() - TokenFileHeaderSize;
+  uint64_t HeaderSize = TokenFileHeaderSize;
+  TokenFileMeta Meta;
+  if (Version == 2) {
+    if (Bytes.size() < TokenFileHeaderSize + 8)
+      return fail(Path, "file is too short for a version 2 header (" +
+                            Twine(Bytes.size()) + " bytes, need " +
+                            Twine(TokenFileHeaderSize + 8) + ")");
+    Meta.EndOfDocument =
+        static_cast<int32_t>(support::endian::read32le(P + 28));
+    if (Meta.EndOfDocument < -1 ||
+        (Meta.EndOfDocument >= 0 &&
+         static_cast<uint32_t>(Meta.EndOfDocument) >= VocabSize))
+      return fail(Path, "end-of-document id " + Twine(Meta.EndOfDocument) +
+                            " is outside the vocabulary [0, " +
+                            Twine(VocabSize) + ")");
+    uint32_t F = support::endian::read32le(P + 32);
+    if (F != 0 && F != VocabSize)
+      return fail(Path, "flag table has " + Twine(F) +
+                            " entries for a vocabulary of " + Twine(VocabSize));
+    HeaderSize = TokenFileHeaderSize + 8 + paddedFlags(F);
+    if (Bytes.size() < HeaderSize)
+      return fail(Path, "file is too short for its flag table (" +
+                            Twine(Bytes.size()) + " bytes, need " +
+                            Twine(HeaderSize) + ")");
+    Meta.Flags.assign(P + TokenFileHeaderSize + 8,
+                      P + TokenFileHeaderSize + 8 + F);
+  }
+  uint64_t Payload = Bytes.size() - HeaderSize;
   if (Count > Payload / 4 || Payload != Count * 4)
     return fail(Path, "header says " + Twine(Count) + " tokens (" +
-                          Twine(TokenFileHeaderSize) + " + 4*" + Twine(Count) +
+                          Twine(HeaderSize) + " + 4*" + Twine(Count) +
                           " bytes) but the file has " + Twine(Bytes.size()) +
                           " bytes");
   auto Tokens = std::make_shared<std::vector<int32_t>>(Count);
-  const char *Data = P + TokenFileHeaderSize;
+  const char *Data = P + HeaderSize;
   for (uint64_t I = 0; I < Count; ++I) {
     int32_t T = static_cast<int32_t>(support::endian::read32le(Data + 4 * I));
     if (T < 0 || static_cast<uint32_t>(T) >= VocabSize)
       return fail(Path, "token " + Twine(T) + " at index " + Twine(I) +
-                            " (byte offset " +
-                            Twine(TokenFileHeaderSize + 4 * I) +
+                            " (byte offset " + Twine(HeaderSize + 4 * I) +
                             ") is outside the vocabulary [0, " +
                             Twine(VocabSize) + ")");
     (*Tokens)[I] = T;
@@ -103,6 +152,8 @@ Expected<TokenFile> TokenFile::open(StringRef Path) {
   File.Path = Path.str();
   File.VocabSize = VocabSize;
   File.Kind = static_cast<TokenizerKind>(Kind);
+  File.Version = Version;
+  File.Meta = std::move(Meta);
   File.Tokens = std::move(Tokens);
   return File;
 }
@@ -142,8 +193,39 @@ Expected<TextCorpus> TextCorpus::fromFiles(ArrayRef<std::string> Paths,
   return C;
 }
 
+Expected<TextCorpus> TextCorpus::fromFiles(ArrayRef<std::string> Paths,
+                                           const Tokenizer &Tok,
+                                           const CorpusOptions &Options) {
+  int32_t Eod = Options.EndOfDocument;
+  if (Eod >= 0 && static_cast<uint32_t>(Eod) >= Tok.vocabSize())
+    return createStringError(inconvertibleErrorCode(),
+                             "end-of-document id " + Twine(Eod) +
+                                 " is outside the vocabulary");
+  TextCorpus C;
+  C.VocabSize = Tok.vocabSize();
+  C.Kind = Tok.kind();
+  C.Meta.EndOfDocument = Eod;
+  C.Meta.Flags = tokenFlags(Tok);
+  for (const std::string &Path : Paths) {
+    ErrorOr<std::unique_ptr<MemoryBuffer>> Buffer =
+        MemoryBuffer::getFile(Path, /*IsText=*/false,
+                              /*RequiresNullTerminator=*/false);
+    if (!Buffer)
+      return fail(Path, "cannot open file: " + Buffer.getError().message());
+    for (StringRef Doc :
+         splitDocuments((*Buffer)->getBuffer(), Options.SeparatorLine)) {
+      llvm::append_range(C.Tokens, Tok.encode(Doc));
+      if (Eod >= 0)
+        C.Tokens.push_back(Eod);
+      ++C.Documents;
+      C.Bytes += Doc.size();
+    }
+  }
+  return C;
+}
+
 Error TextCorpus::write(StringRef Path) const {
-  return writeTokenFile(Path, Tokens, VocabSize, Kind);
+  return writeTokenFile(Path, Tokens, VocabSize, Kind, Meta);
 }
 
 //===----------------------------------------------------------------------===//
@@ -278,10 +360,12 @@ Expected<Batch> Batcher::batchAt(uint64_t FirstWindow, unsigned DpRank,
   Out.Start = {FirstWindow / NumWindows, FirstWindow % NumWindows};
   Out.InputIds.resize(Rows * S);
   Out.Labels.resize(Rows * S);
+  Out.RowOffsets.resize(Rows);
   const std::vector<int32_t> &T = *Tokens;
   for (uint64_t R = 0; R < Rows; ++R) {
     uint64_t W = windowOf(FirstWindow + DpRank * Rows + R);
-    const int32_t *Src = T.data() + SplitBegin + W * (S + 1);
+    Out.RowOffsets[R] = SplitBegin + W * (S + 1);
+    const int32_t *Src = T.data() + Out.RowOffsets[R];
     std::copy(Src, Src + S, Out.InputIds.begin() + R * S);
     std::copy(Src + 1, Src + S + 1, Out.Labels.begin() + R * S);
   }

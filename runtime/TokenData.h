@@ -4,15 +4,24 @@
 //
 //   offset  size  field
 //        0     8  magic "MEGTOK01"
-//        8     4  u32 version (1)
+//        8     4  u32 version (1 or 2)
 //       12     4  u32 vocabulary size V (> 0)
 //       16     8  u64 token count T
 //       24     4  u32 tokenizer kind (0 = byte, 1 = gpt2-bpe)
+//   version 1:
 //       28  4*T   tokens, int32 each, every one in [0, V)
+//   version 2 (written when there is document metadata, e.g. by megdata):
+//       28     4  i32 end-of-document id E (-1: none, else in [0, V)); it
+//                 follows every document (GPT-2 BPE: <|endoftext|>; byte
+//                 level: 0x1E, runtime/Documents.h)
+//       32     4  u32 F: size of the per-id flag table, 0 or V
+//       36     F  one byte of TokenFlag bits per id (Documents.h: sentence
+//                 ends), then zero bytes up to a multiple of 4 (P = padded F)
+//   36+P  4*T     tokens, int32 each, every one in [0, V)
 //
 // Tokens are always int32 (not uint16 for small vocabularies): one layout,
-// 4-byte aligned after the 28-byte header, the same dtype as input_ids.
-// The file size must be exactly 28 + 4*T.
+// 4-byte aligned after the header, the same dtype as input_ids.
+// The file size must be exactly header + 4*T.
 //
 // The Batcher cuts a token stream into non-overlapping windows of S+1 tokens
 // (window w = tokens[w*(S+1), (w+1)*(S+1)) of its split; a partial window at
@@ -45,13 +54,22 @@
 namespace meg::runtime {
 
 constexpr llvm::StringLiteral TokenFileMagic = "MEGTOK01";
-constexpr uint32_t TokenFileVersion = 1;
-constexpr size_t TokenFileHeaderSize = 28;
+constexpr uint32_t TokenFileVersion = 2;   ///< the newest; 1 is read too
+constexpr size_t TokenFileHeaderSize = 28; ///< version 1's header
 
-/// Writes a token file atomically. Errors: vocabulary size 0, or a token
-/// outside [0, VocabSize) (the message gives its index).
+/// Document metadata of a token file (version 2).
+struct TokenFileMeta {
+  int32_t EndOfDocument = -1;
+  std::vector<uint8_t> Flags; ///< empty or one entry per id
+};
+
+/// Writes a token file atomically: version 1 when `Meta` is empty, else
+/// version 2. Errors: vocabulary size 0, a token outside [0, VocabSize) (the
+/// message gives its index), an end-of-document id outside it, or a flag table
+/// whose size is not VocabSize.
 llvm::Error writeTokenFile(llvm::StringRef Path, llvm::ArrayRef<int32_t> Tokens,
-                           uint32_t VocabSize, TokenizerKind Kind);
+                           uint32_t VocabSize, TokenizerKind Kind,
+                           const TokenFileMeta &Meta = {});
 
 /// A validated token file, loaded into memory.
 class TokenFile {
@@ -64,6 +82,9 @@ public:
   uint32_t vocabSize() const { return VocabSize; }
   TokenizerKind kind() const { return Kind; }
   llvm::ArrayRef<int32_t> tokens() const { return *Tokens; }
+  uint32_t version() const { return Version; }
+  /// Version 2's metadata (version 1: none).
+  const TokenFileMeta &meta() const { return Meta; }
   /// The tokens, shareable with Batchers without a copy.
   std::shared_ptr<const std::vector<int32_t>> sharedTokens() const {
     return Tokens;
@@ -74,7 +95,18 @@ private:
   std::string Path;
   uint32_t VocabSize = 0;
   TokenizerKind Kind = TokenizerKind::Byte;
+  uint32_t Version = TokenFileVersion;
+  TokenFileMeta Meta;
   std::shared_ptr<const std::vector<int32_t>> Tokens;
+};
+
+/// How text files become documents (runtime/Documents.h).
+struct CorpusOptions {
+  /// A line holding exactly this ends a document; empty: one document per
+  /// file.
+  std::string SeparatorLine;
+  /// Appended after every document when >= 0.
+  int32_t EndOfDocument = -1;
 };
 
 /// Token stream built from text files with a tokenizer.
@@ -82,6 +114,9 @@ struct TextCorpus {
   std::vector<int32_t> Tokens;
   uint32_t VocabSize = 0;
   TokenizerKind Kind = TokenizerKind::Byte;
+  TokenFileMeta Meta; ///< end-of-document id and flags (fromFiles)
+  uint64_t Documents = 0;
+  uint64_t Bytes = 0; ///< bytes of document text tokenized
 
   /// Tokenizes `Text` as one document.
   static TextCorpus fromText(llvm::StringRef Text, const Tokenizer &Tok);
@@ -90,7 +125,14 @@ struct TextCorpus {
   static llvm::Expected<TextCorpus> fromFiles(llvm::ArrayRef<std::string> Paths,
                                               const Tokenizer &Tok,
                                               int32_t Separator = -1);
-  /// writeTokenFile(Path, Tokens, VocabSize, Kind).
+  /// Splits each file into documents (Options.SeparatorLine), tokenizes each
+  /// document on its own and appends Options.EndOfDocument after each. Meta
+  /// gets the end-of-document id and the tokenizer's flag table. Errors: an
+  /// unreadable file, an end-of-document id outside the vocabulary.
+  static llvm::Expected<TextCorpus> fromFiles(llvm::ArrayRef<std::string> Paths,
+                                              const Tokenizer &Tok,
+                                              const CorpusOptions &Options);
+  /// writeTokenFile(Path, Tokens, VocabSize, Kind, Meta).
   llvm::Error write(llvm::StringRef Path) const;
 };
 
@@ -122,6 +164,8 @@ struct Batch {
   int64_t SeqLen = 0;
   std::vector<int32_t> InputIds;
   std::vector<int32_t> Labels;
+  /// Stream offset of each row's window (index into the whole stream).
+  std::vector<uint64_t> RowOffsets;
   BatcherPosition Start; ///< position of the step's first window (all ranks)
 };
 

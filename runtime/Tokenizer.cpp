@@ -505,7 +505,7 @@ const ByteAlphabet &byteAlphabet() {
   return Alphabet;
 }
 
-Error fail(StringRef File, const Twine &What) {
+Error fail(const Twine &File, const Twine &What) {
   return createStringError(inconvertibleErrorCode(), File + ": " + What);
 }
 
@@ -543,8 +543,25 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
   std::unique_ptr<Gpt2BpeTokenizer> Tok(new Gpt2BpeTokenizer());
 
   Expected<json::Value> Vocab = json::parse(VocabJson);
-  if (!Vocab)
-    return fail(VocabName, "not valid JSON: " + toString(Vocab.takeError()));
+  if (!Vocab) {
+    // "<file>:<line>:<col>: not valid JSON: <what>".
+    std::string Where = VocabName.str(), What;
+    handleAllErrors(
+        Vocab.takeError(),
+        [&](const json::ParseError &E) {
+          std::string Log;
+          raw_string_ostream OS(Log);
+          E.log(OS); // "[L:C, byte=B]: what"
+          OS.flush();
+          StringRef Rest(Log);
+          StringRef LineCol = Rest.drop_front().split(',').first;
+          Where += ":" + LineCol.str();
+          What = Rest.split("]: ").second.str();
+        },
+        [&](const ErrorInfoBase &E) { What = E.message(); });
+    return createStringError(inconvertibleErrorCode(),
+                             Where + ": not valid JSON: " + What);
+  }
   const json::Object *Obj = Vocab->getAsObject();
   if (!Obj)
     return fail(VocabName, "not a JSON object of token -> id");
@@ -587,13 +604,17 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
       if (!P.empty())
         Words.push_back(P);
     }
+    // HF would keep such a line as a tuple that never matches a pair; it is
+    // almost always a sign of a file that is not merges.txt, so refuse it.
     if (Words.size() != 2)
-      continue; // such a tuple never matches a pair in HF either
+      return fail(MergesName + ":" + Twine(L + 1),
+                  "expected two symbols separated by a space, got " +
+                      Twine(Words.size()));
     if (Tok->UnkId < 0 && !Tok->Encoder.count((Words[0] + Words[1]).str()))
-      return fail(MergesName, "line " + Twine(L + 1) + ": merge result '" +
-                                  Words[0] + Words[1] +
-                                  "' is not in the vocabulary (and there is "
-                                  "no unk token)");
+      return fail(MergesName + ":" + Twine(L + 1),
+                  "merge result '" + Words[0] + Words[1] +
+                      "' is not in the vocabulary (and there is "
+                      "no unk token)");
     // Later duplicates overwrite earlier ranks, as in HF's dict(zip(...)).
     Tok->MergeRanks[(Words[0] + " " + Words[1]).str()] =
         static_cast<uint32_t>(L - 1);

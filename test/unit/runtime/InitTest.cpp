@@ -2,7 +2,6 @@
 #include "PlanBuilder.h"
 #include "TestUtil.h"
 
-#include "runtime/BertData.h"
 #include "runtime/Init.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Weights.h"
@@ -151,45 +150,6 @@ TEST(WeightsTest, LoadReportsMissingUnexpectedAndMisShapedTensors) {
   EXPECT_NE(message(loadWeights(dir.path("none.safetensors"), plans, [](int, size_t, llvm::ArrayRef<float>) {}))
                 .find("none.safetensors"),
             std::string::npos);
-}
-
-TEST(BertDataTest, MlmBatchesAreDeterministicAndWellFormed) {
-  Batch rows;
-  rows.Rows = 4;
-  rows.SeqLen = 32;
-  for (int i = 0; i < 4 * 32; ++i)
-    rows.InputIds.push_back(32 + i % 90);
-  MlmOptions o;
-  o.seed = 11;
-  o.maskId = 255;
-  o.randomVocab = 256;
-  GlobalBatch a = makeMlmBatch(rows, 3, o), b = makeMlmBatch(rows, 3, o), c = makeMlmBatch(rows, 4, o);
-  EXPECT_EQ(a.tensors["input_ids"].data, b.tensors["input_ids"].data);
-  EXPECT_NE(a.tensors["labels"].data, c.tensors["labels"].data);
-  const auto &ids = a.tensors["input_ids"].data, &types = a.tensors["token_type_ids"].data,
-             &mask = a.tensors["attention_mask"].data, &labels = a.tensors["labels"].data;
-  EXPECT_EQ(a.tensors["next_sentence_label"].shape, (Shape{4}));
-  int64_t targets = 0;
-  for (int r = 0; r < 4; ++r) {
-    int64_t rowTargets = 0;
-    for (int j = 0; j < 32; ++j) {
-      size_t i = size_t(r * 32 + j);
-      if (!mask[i]) {
-        EXPECT_EQ(labels[i], kIgnoreLabel);
-        EXPECT_EQ(ids[i], 0);
-        EXPECT_EQ(types[i], 0);
-      }
-      if (j > 0 && mask[i])
-        EXPECT_GE(types[i], types[i - 1]); // sentence A then sentence B
-      if (labels[i] != kIgnoreLabel) {
-        ++rowTargets;
-        EXPECT_TRUE(ids[i] == 255 || ids[i] == labels[i] || ids[i] < 256);
-      }
-    }
-    EXPECT_GE(rowTargets, 1);
-    targets += rowTargets;
-  }
-  EXPECT_EQ(a.targetTokens(), targets);
 }
 
 } // namespace

@@ -81,8 +81,27 @@ INSTANTIATE_TEST_SUITE_P(
                      "need 28)"},
         BadTokenFile{"BadMagic", header("MEGTOK02", 1, 10, 0, 0),
                      "not a token file (bad magic, expected \"MEGTOK01\")"},
-        BadTokenFile{"BadVersion", header("MEGTOK01", 2, 10, 0, 0),
-                     "unsupported token file version 2 (expected 1)"},
+        BadTokenFile{"BadVersion", header("MEGTOK01", 3, 10, 0, 0),
+                     "unsupported token file version 3 (expected 1 or 2)"},
+        BadTokenFile{"V2TooShort", header("MEGTOK01", 2, 10, 0, 0),
+                     "file is too short for a version 2 header (28 bytes, "
+                     "need 36)"},
+        BadTokenFile{"V2BadEndOfDocument",
+                     header("MEGTOK01", 2, 10, 0, 0) + tokenBytes({10, 0}),
+                     "end-of-document id 10 is outside the vocabulary [0, 10)"},
+        BadTokenFile{"V2BadFlagCount",
+                     header("MEGTOK01", 2, 10, 0, 0) + tokenBytes({-1, 3}),
+                     "flag table has 3 entries for a vocabulary of 10"},
+        BadTokenFile{"V2FlagsCut",
+                     header("MEGTOK01", 2, 10, 0, 0) + tokenBytes({-1, 10}) +
+                         "abcd",
+                     "file is too short for its flag table (40 bytes, need "
+                     "48)"},
+        BadTokenFile{"V2Truncated",
+                     header("MEGTOK01", 2, 10, 2, 0) + tokenBytes({-1, 0}) +
+                         tokenBytes({1}),
+                     "header says 2 tokens (36 + 4*2 bytes) but the file has "
+                     "40 bytes"},
         BadTokenFile{"ZeroVocab", header("MEGTOK01", 1, 0, 0, 0),
                      "vocabulary size is 0"},
         BadTokenFile{"BadKind", header("MEGTOK01", 1, 10, 0, 7),
@@ -106,6 +125,62 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<BadTokenFile> &I) {
       return std::string(I.param.Name);
     });
+
+TEST(TokenFile, Version2KeepsEndOfDocumentAndFlags) {
+  TempDir D;
+  std::string P = D.path("t.bin");
+  std::vector<int32_t> Tokens = {1, 4, 2, 4};
+  TokenFileMeta Meta;
+  Meta.EndOfDocument = 4;
+  Meta.Flags = {0, 1, 2, 3, 4};
+  ASSERT_OK(writeTokenFile(P, Tokens, 5, TokenizerKind::Gpt2Bpe, Meta));
+  // Header, eod, flag count, 5 flag bytes padded to 8, tokens.
+  EXPECT_EQ(readRaw(P), header("MEGTOK01", 2, 5, 4, 1) + tokenBytes({4, 5}) +
+                            std::string("\x00\x01\x02\x03\x04\x00\x00\x00", 8) +
+                            tokenBytes(Tokens));
+  ASSERT_OK_AND_ASSIGN(F, TokenFile::open(P));
+  EXPECT_EQ(F.version(), 2u);
+  EXPECT_EQ(F.meta().EndOfDocument, 4);
+  EXPECT_EQ(F.meta().Flags, Meta.Flags);
+  EXPECT_EQ(F.tokens().vec(), Tokens);
+
+  Meta.Flags = {1};
+  EXPECT_EQ(message(writeTokenFile(P, Tokens, 5, TokenizerKind::Byte, Meta)),
+            P + ": flag table has 1 entries for a vocabulary of 5");
+  Meta.Flags.clear();
+  Meta.EndOfDocument = 5;
+  EXPECT_EQ(message(writeTokenFile(P, Tokens, 5, TokenizerKind::Byte, Meta)),
+            P + ": end-of-document id 5 is outside the vocabulary [0, 5)");
+}
+
+TEST(TextCorpus, DocumentsAtSeparatorLinesWithEndOfDocument) {
+  TempDir D;
+  writeRaw(D.path("a.txt"), "ab\n%\n \n%\ncd\n%");
+  writeRaw(D.path("b.txt"), "e\r\n%\r\nf");
+  ByteTokenizer Tok;
+  CorpusOptions O;
+  O.SeparatorLine = "%";
+  O.EndOfDocument = 0x1E;
+  ASSERT_OK_AND_ASSIGN(
+      C, TextCorpus::fromFiles({D.path("a.txt"), D.path("b.txt")}, Tok, O));
+  // " \n" is whitespace only: dropped. The "%\r" line separates too.
+  EXPECT_EQ(C.Tokens,
+            (std::vector<int32_t>{'a', 'b', '\n', 0x1E, 'c', 'd', '\n', 0x1E,
+                                  'e', '\r', '\n', 0x1E, 'f', 0x1E}));
+  EXPECT_EQ(C.Documents, 4u);
+  EXPECT_EQ(C.Bytes, 10u);
+  EXPECT_EQ(C.Meta.EndOfDocument, 0x1E);
+  ASSERT_EQ(C.Meta.Flags.size(), 256u);
+  ASSERT_OK(C.write(D.path("c.tok")));
+  ASSERT_OK_AND_ASSIGN(F, TokenFile::open(D.path("c.tok")));
+  EXPECT_EQ(F.tokens().vec(), C.Tokens);
+  EXPECT_EQ(F.meta().EndOfDocument, 0x1E);
+  EXPECT_EQ(F.meta().Flags, C.Meta.Flags);
+
+  O.EndOfDocument = 256;
+  EXPECT_EQ(message(TextCorpus::fromFiles({D.path("a.txt")}, Tok, O)),
+            "end-of-document id 256 is outside the vocabulary");
+}
 
 TEST(TextCorpus, FromFilesWithSeparator) {
   TempDir D;

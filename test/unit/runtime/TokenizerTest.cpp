@@ -222,8 +222,10 @@ TEST(Gpt2Bpe, LoadErrors) {
   TinyBpe T = tinyBpe();
   EXPECT_EQ(message(Gpt2BpeTokenizer::fromStrings("[1]", T.Merges, "v.json")),
             "v.json: not a JSON object of token -> id");
-  std::string M = message(Gpt2BpeTokenizer::fromStrings("{", T.Merges));
-  EXPECT_EQ(M.rfind("vocab.json: not valid JSON: ", 0), 0u) << M;
+  EXPECT_EQ(
+      message(Gpt2BpeTokenizer::fromStrings("{\n  \"a\": 1,\n  b", T.Merges)),
+      "vocab.json:3:3: not valid JSON: Expected object key");
+  std::string M;
   EXPECT_EQ(message(Gpt2BpeTokenizer::fromStrings(R"({"a": -1})", T.Merges)),
             "vocab.json: token 'a' has no valid id (a non-negative integer)");
   EXPECT_EQ(
@@ -237,8 +239,14 @@ TEST(Gpt2Bpe, LoadErrors) {
   TinyBpe NoEot = tinyBpe(/*WithEndOfText=*/false);
   EXPECT_EQ(message(Gpt2BpeTokenizer::fromStrings(
                 NoEot.Vocab, NoEot.Merges + "x y\n", "v", "m.txt")),
-            "m.txt: line 11: merge result 'xy' is not in the vocabulary (and "
+            "m.txt:11: merge result 'xy' is not in the vocabulary (and "
             "there is no unk token)");
+  EXPECT_EQ(message(Gpt2BpeTokenizer::fromStrings(T.Vocab, "#v\nh e\nx\n", "v",
+                                                  "m.txt")),
+            "m.txt:3: expected two symbols separated by a space, got 1");
+  EXPECT_EQ(message(Gpt2BpeTokenizer::fromStrings(T.Vocab, "#v\na b c\n", "v",
+                                                  "m.txt")),
+            "m.txt:2: expected two symbols separated by a space, got 3");
   TempDir D;
   std::string Missing = D.path("vocab.json");
   M = message(Gpt2BpeTokenizer::load(Missing, D.path("merges.txt")));

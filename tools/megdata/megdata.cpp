@@ -1,0 +1,110 @@
+//===- megdata.cpp - text corpus -> token file ---------------------------------===//
+//
+// megdata CORPUS.txt [CORPUS2.txt ...] -o OUT.tok [--tokenizer byte|gpt2] [--vocab vocab.json --merges merges.txt]
+//         [--separator LINE] [--eod=false]
+// Splits every input into documents (one per file, or at lines holding exactly LINE, e.g. `%` for the fortunes
+// files), tokenizes each document on its own and writes the ids, each document followed by the end-of-document
+// token, as a token file (runtime/TokenData.h, version 2: with the end-of-document id and the per-id sentence flags
+// that BERT's sentence pairs use). End of document: GPT-2 BPE's `<|endoftext|>`; byte level's 0x1E (ASCII record
+// separator, runtime/Documents.h), which text does not contain. A thin driver: everything is a runtime/ call.
+// Errors are one line `megdata: error: <what>`, exit code 1, and no output file (it is written atomically).
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/Documents.h"
+#include "runtime/TokenData.h"
+#include "runtime/Tokenizer.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace meg;
+using namespace meg::runtime;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory megdataCategory("megdata options");
+
+static cl::list<std::string> inputs(cl::Positional, cl::desc("CORPUS.txt..."), cl::ZeroOrMore,
+                                    cl::cat(megdataCategory));
+static cl::opt<std::string> outputPath("o", cl::desc("Token file to write"), cl::value_desc("OUT.tok"),
+                                       cl::cat(megdataCategory));
+static cl::opt<std::string> tokenizerName("tokenizer",
+                                          cl::desc("byte (ids = bytes, vocabulary 256) or gpt2 (byte-level BPE "
+                                                   "from --vocab and --merges, as Hugging Face's GPT2Tokenizer)"),
+                                          cl::value_desc("byte|gpt2"), cl::init("byte"), cl::cat(megdataCategory));
+static cl::opt<std::string> vocabPath("vocab", cl::desc("GPT-2 vocab.json (token -> id)"), cl::value_desc("vocab.json"),
+                                      cl::cat(megdataCategory));
+static cl::opt<std::string> mergesPath("merges", cl::desc("GPT-2 merges.txt"), cl::value_desc("merges.txt"),
+                                       cl::cat(megdataCategory));
+static cl::opt<std::string> separatorLine("separator",
+                                          cl::desc("A line holding exactly LINE ends a document (e.g. % for "
+                                                   "fortunes); default: one document per input file"),
+                                          cl::value_desc("LINE"), cl::cat(megdataCategory));
+static cl::opt<bool> endOfDocument("eod",
+                                   cl::desc("Append the end-of-document token after every document (gpt2: "
+                                            "<|endoftext|>, byte: 0x1E); default true, --eod=false to leave it out"),
+                                   cl::init(true), cl::cat(megdataCategory));
+
+static int fail(const llvm::Twine &what) {
+  llvm::errs() << "megdata: error: " << what << "\n";
+  return 1;
+}
+static int fail(llvm::Error err) { return fail(llvm::toString(std::move(err))); }
+
+int main(int argc, char **argv) {
+  cl::HideUnrelatedOptions(megdataCategory);
+  std::string clErrors;
+  llvm::raw_string_ostream clErrs(clErrors);
+  if (!cl::ParseCommandLineOptions(argc, argv, "meg corpus tokenizer: text files -> a token file for megrun --data\n",
+                                   &clErrs)) {
+    llvm::StringRef first = llvm::StringRef(clErrs.str()).split('\n').first.trim();
+    first.consume_front("megdata: ");
+    return fail(first);
+  }
+
+  // Checked here rather than by cl::Required/OneOrMore, whose errors bypass the one-line error format.
+  if (inputs.empty())
+    return fail("no input files (usage: megdata CORPUS.txt... -o OUT.tok)");
+  if (outputPath.empty())
+    return fail("no output file: pass -o OUT.tok");
+
+  std::unique_ptr<Tokenizer> tok;
+  int32_t eod = -1;
+  if (tokenizerName == "byte") {
+    if (!vocabPath.empty() || !mergesPath.empty())
+      return fail("--vocab and --merges need --tokenizer gpt2");
+    tok = std::make_unique<ByteTokenizer>();
+    eod = ByteEndOfDocument;
+  } else if (tokenizerName == "gpt2") {
+    if (vocabPath.empty() || mergesPath.empty())
+      return fail("--tokenizer gpt2 needs --vocab vocab.json and --merges merges.txt");
+    auto bpe = Gpt2BpeTokenizer::load(vocabPath, mergesPath);
+    if (!bpe)
+      return fail(bpe.takeError());
+    eod = (*bpe)->endOfTextId();
+    if (eod < 0 && endOfDocument)
+      return fail(vocabPath + ": no <|endoftext|> token to end documents with (or pass --eod=false)");
+    tok = std::move(*bpe);
+  } else {
+    return fail("unknown --tokenizer '" + tokenizerName + "' (expected byte or gpt2)");
+  }
+
+  CorpusOptions options;
+  options.SeparatorLine = separatorLine;
+  options.EndOfDocument = endOfDocument ? eod : -1;
+  auto corpus = TextCorpus::fromFiles(inputs, *tok, options);
+  if (!corpus)
+    return fail(corpus.takeError());
+  if (corpus->Documents == 0)
+    return fail("the corpus is empty: no input holds a document with text");
+  if (auto err = corpus->write(outputPath))
+    return fail(std::move(err));
+  llvm::outs() << "megdata: " << corpus->Documents << " documents, " << corpus->Bytes << " bytes, "
+               << corpus->Tokens.size() << " tokens, vocabulary " << corpus->VocabSize << " (" << tokenizerName
+               << "), end of document ";
+  if (options.EndOfDocument >= 0)
+    llvm::outs() << options.EndOfDocument;
+  else
+    llvm::outs() << "none";
+  llvm::outs() << " -> " << outputPath << "\n";
+  return 0;
+}
