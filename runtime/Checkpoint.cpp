@@ -57,31 +57,24 @@ llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<Loa
 // Save
 //===----------------------------------------------------------------------===//
 
-llvm::Error meg::runtime::saveCheckpoint(llvm::StringRef path, Session &session, const PlanSetIdentity &id,
-                                         const CheckpointState &state) {
+/// The checkpoint file of the shards `get` hands out (ShardKind::Param and State of every rank).
+static llvm::Error writeCheckpoint(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardGetter get,
+                                  const PlanSetIdentity &id, const CheckpointState &state) {
   SafetensorsWriter writer;
   std::vector<float> values;
-  for (int r = 0; r < session.world(); ++r) {
-    const LoadedPlan &plan = session.plan(r);
-    Backend &backend = session.backend(r);
-    for (size_t i = 0; i < plan.params.size(); ++i) {
-      const PlanParam &p = plan.params[i];
-      if (p.dtype != DType::F32)
-        return error(path, "parameter '" + p.name + "' is not f32 (only f32 checkpoints are supported)");
-      values.resize(size_t(p.numel()));
-      backend.readParam(i, values);
-      if (auto err = writer.addF32(tensorName(r, "param", p.name), p.shape, values))
-        return error(path, llvm::toString(std::move(err)));
-    }
-    for (size_t i = 0; i < plan.states.size(); ++i) {
-      const PlanParam &p = plan.states[i];
-      if (p.dtype != DType::F32)
-        return error(path, "optimizer state '" + p.name + "' is not f32 (only f32 checkpoints are supported)");
-      values.resize(size_t(p.numel()));
-      backend.readState(i, values);
-      if (auto err = writer.addF32(tensorName(r, "state", p.name), p.shape, values))
-        return error(path, llvm::toString(std::move(err)));
-    }
+  for (int r = 0; r < int(plans.size()); ++r) {
+    const LoadedPlan &plan = plans[size_t(r)];
+    for (const auto &[kind, name, list] :
+         {std::tuple<ShardKind, llvm::StringRef, const std::vector<PlanParam> *>{ShardKind::Param, "param",
+                                                                                 &plan.params},
+          {ShardKind::State, "state", &plan.states}})
+      for (size_t i = 0; i < list->size(); ++i) {
+        const PlanParam &p = (*list)[i];
+        values.resize(size_t(p.numel()));
+        get(kind, r, i, values);
+        if (auto err = writer.addF32(tensorName(r, name, p.name), p.shape, values))
+          return error(path, llvm::toString(std::move(err)));
+      }
   }
   writer.setMetadata("format", kFormatName);
   writer.setMetadata("version", std::to_string(kCheckpointVersion));
@@ -101,6 +94,21 @@ llvm::Error meg::runtime::saveCheckpoint(llvm::StringRef path, Session &session,
     os.write(header, kHeaderBytes);
     os << payload;
     return llvm::Error::success();
+  });
+}
+
+llvm::Error meg::runtime::saveCheckpoint(llvm::StringRef path, Session &session, const PlanSetIdentity &id,
+                                         const CheckpointState &state) {
+  for (const LoadedPlan &plan : session.allPlans())
+    for (const auto &[what, list] : {std::pair<llvm::StringRef, const std::vector<PlanParam> *>{"parameter",
+                                                                                                 &plan.params},
+                                     {"optimizer state", &plan.states}})
+      for (const PlanParam &p : *list)
+        if (p.dtype != DType::F32)
+          return error(path, what + " '" + p.name + "' is not f32 (only f32 checkpoints are supported)");
+  // Every rank's shards (dp replicas too: the checkpoint holds each rank's own), gathered to the root.
+  return session.withShards({ShardKind::Param, ShardKind::State}, /*replicas=*/true, [&](ShardGetter get) {
+    return writeCheckpoint(path, session.allPlans(), get, id, state);
   });
 }
 
@@ -223,6 +231,8 @@ llvm::Error Checkpoint::restore(Session &session) const {
     return error(path, llvm::formatv("checkpoint has {0} tensors, the plans need {1}", payload->size(), expected));
   std::vector<float> values;
   for (int r = 0; r < session.world(); ++r) {
+    if (!session.hosts(r))
+      continue;
     const LoadedPlan &plan = session.plan(r);
     Backend &backend = session.backend(r);
     for (size_t i = 0; i < plan.params.size(); ++i) {

@@ -25,6 +25,7 @@
 
 #include "runtime/Plan.h"
 #include "runtime/Safetensors.h"
+#include "runtime/Session.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
@@ -41,8 +42,6 @@ class raw_fd_ostream;
 } // namespace llvm
 
 namespace meg::runtime {
-
-class Session;
 
 constexpr llvm::StringLiteral CheckpointMagic("MEGCKPT1");
 constexpr uint32_t kCheckpointVersion = 1;
@@ -66,8 +65,9 @@ struct CheckpointState {
   uint64_t dataWindows = 0; ///< windows per epoch of the training split (0: no data source)
 };
 
-/// Writes every rank's parameter and optimizer state shards of `session` with `state` and `id` to `path`,
-/// atomically. Errors name the file.
+/// Collective: writes every rank's parameter and optimizer state shards of `session` with `state` and `id` to
+/// `path`, atomically, from the root process (the others send their shards: Session::withShards). Errors name the
+/// file.
 llvm::Error saveCheckpoint(llvm::StringRef path, Session &session, const PlanSetIdentity &id,
                            const CheckpointState &state);
 
@@ -82,8 +82,8 @@ public:
   const PlanSetIdentity &identity() const { return id; }
   /// Error unless the checkpoint was written for the plan set `current` (same mesh, same plan files).
   llvm::Error checkPlanSet(const PlanSetIdentity &current) const;
-  /// Writes every rank's parameter and optimizer state shards into `session`. Error: a tensor missing or of
-  /// another shape (checked for all ranks before anything is written).
+  /// Writes the parameter and optimizer state shards of the ranks `session` hosts into it. Error: a tensor missing
+  /// or of another shape (checked for all ranks before anything is written).
   llvm::Error restore(Session &session) const;
 
 private:

@@ -32,6 +32,13 @@ llvm::Error SingleRankCommunicator::reduceScatter(CommAxis, CommReduce, const fl
   return llvm::Error::success();
 }
 
+llvm::Error SingleRankCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out,
+                                                std::vector<int64_t> &counts) {
+  out.assign(in.begin(), in.end());
+  counts.assign(1, int64_t(in.size()));
+  return llvm::Error::success();
+}
+
 namespace meg::runtime {
 
 class InProcessWorld {
@@ -159,3 +166,36 @@ llvm::Error InProcessCommunicator::reduceScatter(CommAxis axis, CommReduce op, c
 }
 
 void InProcessCommunicator::barrier() { world->worldBarrier.arrive_and_wait(); }
+
+// World collectives: every rank publishes its slot, the world rendezvous, the readers copy, the world rendezvous
+// again before anyone may reuse its buffer.
+llvm::Error InProcessCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out,
+                                                std::vector<int64_t> &counts) {
+  InProcessWorld &w = *world;
+  out.clear();
+  counts.clear();
+  w.slots[myRank] = {in.data(), int64_t(in.size())};
+  w.worldBarrier.arrive_and_wait();
+  if (myRank == 0)
+    for (const InProcessWorld::Slot &slot : w.slots) {
+      counts.push_back(slot.count);
+      out.insert(out.end(), slot.data, slot.data + slot.count);
+    }
+  w.worldBarrier.arrive_and_wait();
+  return llvm::Error::success();
+}
+
+llvm::Error InProcessCommunicator::broadcastFromRoot(float *data, int64_t count) {
+  InProcessWorld &w = *world;
+  w.slots[myRank] = {data, count};
+  w.worldBarrier.arrive_and_wait();
+  bool agree = w.slots[0].count == count;
+  if (agree && myRank != 0)
+    std::memcpy(data, w.slots[0].data, size_t(count) * sizeof(float));
+  w.worldBarrier.arrive_and_wait();
+  if (!agree)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("broadcast: rank {0} passed {1} floats, rank 0 {2}", myRank, count,
+                                                 w.slots[0].count));
+  return llvm::Error::success();
+}

@@ -5,18 +5,24 @@
 // coordinate. Buffers are float, in the backend's memory space (host memory for the CPU backend). Every member of a
 // group must call the same collectives in the same order with the same counts.
 //
+// Besides the group collectives the plan's steps use, two world collectives move host data between the root (rank
+// 0, which writes every output file) and the others: gatherToRoot (shards to save) and broadcastFromRoot.
+//
 // Implementations: SingleRankCommunicator (world 1: collectives are copies), InProcessCommunicator (ranks are
-// threads of one process sharing memory). Reductions sum in group-rank order, so results never depend on thread
-// timing and every member gets bit-identical values.
+// threads of one process sharing memory), MpiCommunicator (runtime/MpiCommunicator.h: one process per rank).
+// In-process reductions sum in group-rank order, so results never depend on thread timing and every member gets
+// bit-identical values.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_COMMUNICATOR_H
 #define MEG_RUNTIME_COMMUNICATOR_H
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace meg::runtime {
 
@@ -46,6 +52,13 @@ public:
   /// Returns when every rank of the world has called it.
   virtual void barrier() = 0;
 
+  /// World collective: rank 0 gets every rank's `in` (counts may differ between ranks) concatenated in rank order
+  /// in `out`, and each rank's count in `counts`; on the other ranks both are left empty.
+  virtual llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out,
+                                   std::vector<int64_t> &counts) = 0;
+  /// World collective: every rank's data[0, count) = rank 0's (every rank passes the same count).
+  virtual llvm::Error broadcastFromRoot(float *data, int64_t count) = 0;
+
 protected:
   int meshDp, meshTp, myRank;
 };
@@ -58,6 +71,8 @@ public:
   llvm::Error allGather(CommAxis, const float *in, int64_t count, float *out) override;
   llvm::Error reduceScatter(CommAxis, CommReduce, const float *in, int64_t count, float *out) override;
   void barrier() override {}
+  llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
+  llvm::Error broadcastFromRoot(float *, int64_t) override { return llvm::Error::success(); }
 };
 
 /// Shared state of the ranks of one process (one per run); each rank thread gets its own communicator from it.
@@ -73,6 +88,8 @@ public:
   llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) override;
   llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) override;
   void barrier() override;
+  llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
+  llvm::Error broadcastFromRoot(float *data, int64_t count) override;
 
 private:
   std::shared_ptr<InProcessWorld> world;

@@ -1,8 +1,10 @@
 //===- MpiCommunicator.h - collectives between MPI processes ----*- C++ -*-===//
 //
 // One process per rank (`mpirun -np N megrun PLAN_DIR --ranks mpi`): the world's MPI rank is the mesh rank, and the
-// tp and dp groups are MPI communicators split from MPI_COMM_WORLD by mesh coordinate. Built only when CMake finds
-// MPI (MEG_HAVE_MPI); megrun reports that MPI is unavailable otherwise.
+// tp and dp groups are MPI communicators split from MPI_COMM_WORLD by mesh coordinate. The world collectives
+// (gatherToRoot, broadcastFromRoot) run on MPI_COMM_WORLD in chunks, so counts may exceed MPI's int. MPI errors
+// come back as llvm::Errors (MPI_ERRORS_RETURN), never as MPI's own abort. Built only when CMake finds MPI
+// (MEG_HAVE_MPI); runtime/Job.cpp reports that MPI is unavailable otherwise.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_MPICOMMUNICATOR_H
@@ -23,12 +25,16 @@ public:
   ~MpiSession();
   int worldRank() const { return rank; }
   int worldSize() const { return size; }
+  /// This process's index among the job's processes on the same node (the device it should use).
+  int localRank() const { return local; }
+  /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did.
+  int firstFailure(bool failed);
   /// Ends every process of the job (after a rank failed: the others may be blocked in a collective).
   [[noreturn]] void abort(int code);
 
 private:
-  MpiSession(int rank, int size) : rank(rank), size(size) {}
-  int rank, size;
+  MpiSession(int rank, int size, int local) : rank(rank), size(size), local(local) {}
+  int rank, size, local;
 };
 
 /// Collectives over the tp and dp groups of a dp x tp mesh laid on MPI_COMM_WORLD (rank = dpRank * tp + tpRank).
@@ -42,6 +48,8 @@ public:
   llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) override;
   llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) override;
   void barrier() override;
+  llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
+  llvm::Error broadcastFromRoot(float *data, int64_t count) override;
 
 private:
   struct Groups;
