@@ -13,6 +13,9 @@
 using namespace meg;
 using namespace meg::runtime;
 
+// OpenBLAS's own thread pool; with several rank threads each BLAS call runs on its caller's thread.
+extern "C" void openblas_set_num_threads(int);
+
 static llvm::Error error(const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), what);
 }
@@ -44,6 +47,8 @@ llvm::Expected<std::unique_ptr<Session>> Session::create(std::vector<LoadedPlan>
   std::unique_ptr<Session> s(new Session());
   s->plans = std::move(plans);
   int world = s->world();
+  if (world > 1)
+    openblas_set_num_threads(1);
   std::vector<int> ranks;
   for (int r = 0; r < world; ++r)
     ranks.push_back(r);

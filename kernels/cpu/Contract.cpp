@@ -2,7 +2,6 @@
 #include "kernels/cpu/Contract.h"
 
 #include "kernels/cpu/Layout.h"
-#include "kernels/cpu/Parallel.h"
 #include "kernels/cpu/Shape.h"
 
 #include <cblas.h>
@@ -10,21 +9,10 @@
 #include <algorithm>
 #include <cassert>
 #include <limits>
-#include <mutex>
 
 namespace meg::kernels::cpu {
 
 namespace {
-
-/// GEMM row tiles: a multiple of kGemmTileMin rows carrying about kGemmTileWork multiply-adds.
-constexpr int64_t kGemmTileMin = 32;
-constexpr int64_t kGemmTileWork = int64_t(1) << 23;
-
-/// OpenBLAS (Debian's OpenMP build) threads each call itself unless told not to; the tiles are our parallelism.
-void singleThreadedBlas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
 
 std::string quoted(char c) { return std::string("'") + c + "'"; }
 
@@ -228,28 +216,21 @@ void contract(const ContractPlan &plan, const float *a, const float *b, float *o
     assert(v <= std::numeric_limits<blasint>::max() && "gemm dim too large for the BLAS integer type");
     return static_cast<blasint>(std::max<int64_t>(v, 1));
   };
-  // One GEMM C[rows, cols] = op(X) op(Y) per batch index, cut into row tiles whose size depends only on the problem,
-  // each tile a single-threaded BLAS call: the bits of C never depend on the thread count (OpenBLAS's own threading
-  // splits differently for 1 and 2 threads and gives different roundings).
-  bool transX = plan.swapOutput ? !plan.transB : plan.transA, transY = plan.swapOutput ? !plan.transA : plan.transB;
-  int64_t rows = plan.swapOutput ? plan.n : plan.m, cols = plan.swapOutput ? plan.m : plan.n;
-  const float *x = plan.swapOutput ? pb : pa, *y = plan.swapOutput ? pa : pb;
-  int64_t ldx = plan.swapOutput ? ldb : lda, ldy = plan.swapOutput ? lda : ldb;
-  int64_t strideX = plan.swapOutput ? plan.k * plan.n : plan.m * plan.k;
-  int64_t strideY = plan.swapOutput ? plan.m * plan.k : plan.k * plan.n;
-  int64_t tileRows = std::min(rows, kGemmTileMin * std::max<int64_t>(1, kGemmTileWork / std::max<int64_t>(
-                                                                              1, kGemmTileMin * cols * plan.k)));
-  int64_t tiles = (rows + tileRows - 1) / tileRows;
-  singleThreadedBlas();
-  parallelFor(plan.batch * tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      int64_t i = t / tiles, r0 = (t % tiles) * tileRows, r = std::min(tileRows, rows - r0);
-      const float *xi = x + i * strideX + (transX ? r0 : r0 * ldx);
-      cblas_sgemm(CblasRowMajor, transX ? CblasTrans : CblasNoTrans, transY ? CblasTrans : CblasNoTrans, blasInt(r),
-                  blasInt(cols), blasInt(plan.k), 1.0f, xi, blasInt(ldx), y + i * strideY, blasInt(ldy), gemmBeta,
-                  pc + i * plan.m * plan.n + r0 * cols, blasInt(cols));
+  for (int64_t i = 0; i < plan.batch; ++i) {
+    const float *ai = pa + i * plan.m * plan.k;
+    const float *bi = pb + i * plan.k * plan.n;
+    float *ci = pc + i * plan.m * plan.n;
+    if (!plan.swapOutput) {
+      cblas_sgemm(CblasRowMajor, plan.transA ? CblasTrans : CblasNoTrans, plan.transB ? CblasTrans : CblasNoTrans,
+                  blasInt(plan.m), blasInt(plan.n), blasInt(plan.k), 1.0f, ai, blasInt(lda), bi, blasInt(ldb), gemmBeta,
+                  ci, blasInt(plan.n));
+    } else {
+      // OUT^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m].
+      cblas_sgemm(CblasRowMajor, plan.transB ? CblasNoTrans : CblasTrans, plan.transA ? CblasNoTrans : CblasTrans,
+                  blasInt(plan.n), blasInt(plan.m), blasInt(plan.k), 1.0f, bi, blasInt(ldb), ai, blasInt(lda), gemmBeta,
+                  ci, blasInt(plan.m));
     }
-  });
+  }
   if (!plan.permOut.empty())
     transpose(pc, plan.shapeGemmOut.data(), static_cast<int>(plan.shapeGemmOut.size()), plan.permOut.data(), out, beta);
 }

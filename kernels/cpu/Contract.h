@@ -6,8 +6,7 @@
 // an operand already laid out as [batch, M, K] or [batch, K, M] (A), [batch, K, N] or [batch, N, K] (B) is used in
 // place with the matching CblasTrans flag, and an output laid out as [batch, N, M] is produced as the transposed
 // product. Otherwise the operand is permuted into scratch (and the result permuted out of scratch).
-// Then there is one GEMM per batch index, cut into row tiles of a size fixed by the problem (each tile one
-// single-threaded cblas_sgemm, the tiles run in parallel), so results do not depend on the thread count.
+// Then there is one cblas_sgemm per batch index.
 #ifndef MEG_KERNELS_CPU_CONTRACT_H
 #define MEG_KERNELS_CPU_CONTRACT_H
 
