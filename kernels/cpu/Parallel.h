@@ -1,8 +1,12 @@
 // Parallel loops for the CPU kernels (OpenMP).
 //
 // Work is cut into chunks whose boundaries depend only on the problem size, never on the number of threads, and
-// every output element is produced by exactly one chunk in a fixed order. Results are therefore bit-identical
-// whatever OMP_NUM_THREADS is. Reductions that cross chunks must combine per-chunk partials in chunk order.
+// every output element is produced by exactly one chunk in a fixed order. Our kernels' results are therefore
+// bit-identical whatever OMP_NUM_THREADS is. Reductions that cross chunks must combine per-chunk partials in chunk
+// order. The exception is the GEMM (Contract.cpp): OpenBLAS threads each call itself and rounds differently with 1 and
+// 2 threads (deterministic for a given count). Cutting GEMMs into our own tiles of single-threaded BLAS calls would
+// fix that, but Debian's OpenMP build of OpenBLAS is not safe to call from inside parallel regions of several rank
+// threads at once (results changed from run to run when we tried), so runs compared byte for byte pin the count.
 #ifndef MEG_KERNELS_CPU_PARALLEL_H
 #define MEG_KERNELS_CPU_PARALLEL_H
 
