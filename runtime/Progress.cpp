@@ -14,9 +14,13 @@ ProgressLine::ProgressLine(llvm::raw_ostream &os, int64_t firstStep, int64_t las
 
 std::string ProgressLine::duration(double seconds) {
   int64_t s = int64_t(std::llround(std::max(seconds, 0.0)));
+  char buf[48];
   if (s >= 3600)
-    return llvm::formatv("{0}:{1:2}:{2:2}", s / 3600, (s / 60) % 60, s % 60).str();
-  return llvm::formatv("{0}:{1:2}", s / 60, s % 60).str();
+    std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
+                  (long long)(s % 60));
+  else
+    std::snprintf(buf, sizeof(buf), "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
+  return buf;
 }
 
 void ProgressLine::step(int64_t step, llvm::StringRef lossText, double lr, double tokensPerSecond) {
