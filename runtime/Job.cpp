@@ -92,6 +92,12 @@ llvm::Expected<std::unique_ptr<Session>> Job::createSession(std::vector<LoadedPl
                                          std::to_string(first.world()) + ")"
                                    : "mpirun started " + std::to_string(started))
             .str());
+  // MPI moves host buffers; CUDA ranks in separate processes talk over NCCL, started from torchrun's or Slurm's
+  // environment (runtime/cuda/CudaCommunicator.h), which megrun does not wire yet.
+  if (backend != "cpu")
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--ranks mpi runs the cpu backend only (--backend " + backend +
+                                       ": run its ranks as threads on one GPU)");
   auto comm = MpiCommunicator::create(*mpi->session, first.meshDp, first.meshTp);
   if (!comm)
     return comm.takeError();

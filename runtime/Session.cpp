@@ -4,6 +4,9 @@
 #include "runtime/Init.h"
 #include "runtime/ShardCopy.h"
 #include "runtime/Weights.h"
+#ifdef MEG_HAVE_CUDA
+#include "runtime/cuda/CudaCommunicator.h"
+#endif
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -54,6 +57,18 @@ llvm::Expected<std::unique_ptr<Session>> Session::create(std::vector<LoadedPlan>
     ranks.push_back(r);
   if (auto err = s->prepare(backend, ranks, /*device=*/0))
     return err;
+#ifdef MEG_HAVE_CUDA
+  // CUDA ranks as threads: every rank on device 0, a stream each, collectives as device kernels (one-GPU mode).
+  if (backend == "cuda" && world > 1) {
+    auto gpuWorld = cuda::createOneGpuWorld(s->plans[0].meshDp, s->plans[0].meshTp, /*device=*/0);
+    if (!gpuWorld)
+      return gpuWorld.takeError();
+    for (int r = 0; r < world; ++r)
+      s->comms[size_t(r)] =
+          cuda::createOneGpuCommunicator(*gpuWorld, r, cuda::backendStream(*s->backends[size_t(r)]));
+    return s;
+  }
+#endif
   std::shared_ptr<InProcessWorld> shared;
   if (world > 1)
     shared = InProcessCommunicator::createWorld(s->plans[0].meshDp, s->plans[0].meshTp);

@@ -1,0 +1,186 @@
+// Elementwise kernels (math as kernels/cpu/Elementwise.h): out = a op b with numpy broadcasting (an operand's missing
+// or size-1 dim has stride 0 against the output shape), y = exp/log/tanh(x), y = factor * x, broadcastTo, fill and
+// cast. One thread per output element in grid-stride loops; the output index is decomposed over the output shape.
+#include "kernels/cuda/Common.cuh"
+
+#include <cuda_bf16.h>
+
+namespace meg::kernels::cuda {
+
+namespace {
+
+/// Strides of an operand (shape, rank) aligned to the trailing dims of `out`; false if it does not broadcast.
+bool alignStrides(const int64_t *shape, int rank, const int64_t *out, int outRank, int64_t *stride) {
+  if (rank > outRank)
+    return false;
+  int lead = outRank - rank;
+  int64_t s = 1;
+  for (int d = outRank - 1; d >= 0; --d) {
+    if (d < lead) {
+      stride[d] = 0;
+      continue;
+    }
+    int64_t len = shape[d - lead];
+    if (len != 1 && len != out[d])
+      return false;
+    stride[d] = len == 1 ? 0 : s;
+    s *= len;
+  }
+  return true;
+}
+
+__global__ void binaryKernel(cpu::BinaryOp op, Strided<2> g, int64_t n, const float *a, const float *b, float *out) {
+  MEG_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    g.offsets(i, off);
+    float x = a[off[0]], y = b[off[1]];
+    float r;
+    switch (op) {
+    case cpu::BinaryOp::Add:
+      r = x + y;
+      break;
+    case cpu::BinaryOp::Sub:
+      r = x - y;
+      break;
+    case cpu::BinaryOp::Mul:
+      r = x * y;
+      break;
+    default:
+      r = x / y;
+      break;
+    }
+    out[i] = r;
+  }
+}
+
+__global__ void unaryKernel(UnaryOp op, const float *x, int64_t n, float factor, float *y) {
+  MEG_GRID_STRIDE(i, n) {
+    float v = x[i];
+    switch (op) {
+    case UnaryOp::Exp:
+      y[i] = expf(v);
+      break;
+    case UnaryOp::Log:
+      y[i] = logf(v);
+      break;
+    case UnaryOp::Tanh:
+      y[i] = tanhf(v);
+      break;
+    case UnaryOp::Scale:
+      y[i] = v * factor;
+      break;
+    }
+  }
+}
+
+__global__ void gatherKernel(Strided<1> g, int64_t n, const float *x, float *out) {
+  MEG_GRID_STRIDE(i, n) {
+    int64_t off;
+    g.offsets(i, &off);
+    out[i] = x[off];
+  }
+}
+
+__global__ void fillKernel(float *x, int64_t n, float value) {
+  MEG_GRID_STRIDE(i, n) { x[i] = value; }
+}
+
+__device__ inline float loadAsFloat(const void *x, Elem t, int64_t i) {
+  switch (t) {
+  case Elem::F32:
+    return static_cast<const float *>(x)[i];
+  case Elem::BF16:
+    return __bfloat162float(static_cast<const __nv_bfloat16 *>(x)[i]);
+  default:
+    return float(static_cast<const int32_t *>(x)[i]);
+  }
+}
+
+__global__ void castKernel(const void *x, Elem from, void *y, Elem to, int64_t n) {
+  MEG_GRID_STRIDE(i, n) {
+    if (from == Elem::F32 && to == Elem::I32) {
+      static_cast<int32_t *>(y)[i] = int32_t(static_cast<const float *>(x)[i]);
+      continue;
+    }
+    float v = loadAsFloat(x, from, i);
+    if (to == Elem::BF16)
+      static_cast<__nv_bfloat16 *>(y)[i] = __float2bfloat16_rn(v);
+    else
+      static_cast<float *>(y)[i] = v;
+  }
+}
+
+int elemBytes(Elem t) { return t == Elem::BF16 ? 2 : 4; }
+
+} // namespace
+
+cudaError_t binary(cpu::BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b,
+                   const int64_t *shapeB, int rankB, float *out, cudaStream_t stream) {
+  int rank = rankA > rankB ? rankA : rankB;
+  if (rank > kMaxRank)
+    return cudaErrorInvalidValue;
+  Strided<2> g;
+  g.rank = rank;
+  for (int d = 0; d < rank; ++d) {
+    int64_t la = d - (rank - rankA) >= 0 ? shapeA[d - (rank - rankA)] : 1;
+    int64_t lb = d - (rank - rankB) >= 0 ? shapeB[d - (rank - rankB)] : 1;
+    if (la != lb && la != 1 && lb != 1)
+      return cudaErrorInvalidValue;
+    g.size[d] = la == 1 ? lb : la;
+  }
+  if (!alignStrides(shapeA, rankA, g.size, rank, g.stride[0]) || !alignStrides(shapeB, rankB, g.size, rank, g.stride[1]))
+    return cudaErrorInvalidValue;
+  int64_t n = product(g.size, rank);
+  if (n == 0)
+    return cudaSuccess;
+  binaryKernel<<<blocksFor(n), kThreads, 0, stream>>>(op, g, n, a, b, out);
+  return launched();
+}
+
+cudaError_t unary(UnaryOp op, const float *x, int64_t n, float factor, float *y, cudaStream_t stream) {
+  if (n < 0)
+    return cudaErrorInvalidValue;
+  if (n == 0)
+    return cudaSuccess;
+  unaryKernel<<<blocksFor(n), kThreads, 0, stream>>>(op, x, n, factor, y);
+  return launched();
+}
+
+cudaError_t broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut,
+                        float *out, cudaStream_t stream) {
+  if (rankOut > kMaxRank)
+    return cudaErrorInvalidValue;
+  Strided<1> g;
+  g.rank = rankOut;
+  for (int d = 0; d < rankOut; ++d)
+    g.size[d] = shapeOut[d];
+  if (!alignStrides(shapeX, rankX, g.size, rankOut, g.stride[0]))
+    return cudaErrorInvalidValue;
+  int64_t n = product(shapeOut, rankOut);
+  if (n == 0)
+    return cudaSuccess;
+  gatherKernel<<<blocksFor(n), kThreads, 0, stream>>>(g, n, x, out);
+  return launched();
+}
+
+cudaError_t fill(float *x, int64_t n, float value, cudaStream_t stream) {
+  if (n < 0)
+    return cudaErrorInvalidValue;
+  if (n == 0)
+    return cudaSuccess;
+  fillKernel<<<blocksFor(n), kThreads, 0, stream>>>(x, n, value);
+  return launched();
+}
+
+cudaError_t cast(const void *x, Elem from, void *y, Elem to, int64_t n, cudaStream_t stream) {
+  if (n < 0 || (x == y && elemBytes(from) != elemBytes(to)))
+    return cudaErrorInvalidValue;
+  if (n == 0)
+    return cudaSuccess;
+  if (from == to)
+    return x == y ? cudaSuccess : cudaMemcpyAsync(y, x, size_t(n) * elemBytes(from), cudaMemcpyDeviceToDevice, stream);
+  castKernel<<<blocksFor(n), kThreads, 0, stream>>>(x, from, y, to, n);
+  return launched();
+}
+
+} // namespace meg::kernels::cuda

@@ -1,0 +1,175 @@
+// CUDA kernels: launchers for every op family of the CUDA backend (kernels/cuda/<Family>.cu holds each family's
+// kernels, forward and backward side by side, and opens with its math).
+//
+// Conventions. Every launcher takes an explicit stream, checks its preconditions (cudaErrorInvalidValue when they do
+// not hold, before anything is launched) and returns the launch's status (cudaGetLastError: no host
+// synchronization). Pointers are device pointers unless a parameter says "host". The math is the CPU kernels'
+// (kernels/cpu/*.h), and so are the shared parameter types (GeluForm, GlobalView, AttentionParams, AdamConfig,
+// ContractPlan): the GPU tests run the CPU kernels as the reference. Sums that cross threads use fixed trees or
+// fixed-order loops and no float atomics, so every result is bit-identical run to run.
+#ifndef MEG_KERNELS_CUDA_KERNELS_H
+#define MEG_KERNELS_CUDA_KERNELS_H
+
+#include "kernels/Philox.h"
+#include "kernels/cpu/Adam.h"
+#include "kernels/cpu/Attention.h"
+#include "kernels/cpu/Contract.h"
+#include "kernels/cpu/Dropout.h"
+#include "kernels/cpu/Elementwise.h"
+#include "kernels/cpu/Gelu.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+namespace meg::kernels::cuda {
+
+/// Highest tensor rank the strided kernels accept (as kernels/cpu/Shape.h's kMaxRank).
+constexpr int kMaxRank = 8;
+
+//===-- Elementwise.cu ---------------------------------------------------------------------------------------===//
+enum class UnaryOp { Exp, Log, Tanh, Scale };
+/// Element types of cast.
+enum class Elem { F32, I32, BF16 };
+
+/// out (the broadcast shape of a and b; host shapes) = a op b. out may alias an operand of out's size.
+cudaError_t binary(cpu::BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b,
+                   const int64_t *shapeB, int rankB, float *out, cudaStream_t stream);
+/// y = f(x) elementwise; `factor` is Scale's (ignored otherwise). x == y is allowed.
+cudaError_t unary(UnaryOp op, const float *x, int64_t n, float factor, float *y, cudaStream_t stream);
+/// out (shapeOut) = x (shapeX) broadcast numpy-style; host shapes.
+cudaError_t broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut,
+                        float *out, cudaStream_t stream);
+cudaError_t fill(float *x, int64_t n, float value, cudaStream_t stream);
+/// y = convert(x): f32 <-> i32 (truncation toward zero, as the CPU's int32_t(float)), f32 <-> bf16 (round to
+/// nearest even). x == y is allowed when the element sizes agree.
+cudaError_t cast(const void *x, Elem from, void *y, Elem to, int64_t n, cudaStream_t stream);
+
+//===-- Gelu.cu ----------------------------------------------------------------------------------------------===//
+cudaError_t geluForward(cpu::GeluForm form, const float *x, int64_t n, float *y, cudaStream_t stream);
+cudaError_t geluBackward(cpu::GeluForm form, const float *x, const float *dy, int64_t n, float *dx,
+                         cudaStream_t stream);
+
+//===-- LayerNorm.cu -----------------------------------------------------------------------------------------===//
+/// y = layernorm(x) over the last dim of [rows, n]; g, b may be null (gain 1, bias 0).
+cudaError_t layerNormForward(const float *x, const float *g, const float *b, int64_t rows, int64_t n, float eps,
+                             float *y, cudaStream_t stream);
+/// Row chunks of layerNormBackward's dg/db partials.
+constexpr int64_t kLayerNormRowChunks = 64;
+/// Floats of scratch layerNormBackward needs: row statistics, then per-chunk double partials of dg and db.
+inline int64_t layerNormBackwardScratch(int64_t rows, int64_t n) { return 2 * rows + 2 * 2 * kLayerNormRowChunks * n; }
+/// dx, dg, db are OVERWRITTEN (unlike the CPU kernel, which accumulates dg, db); the row statistics are recomputed.
+cudaError_t layerNormBackward(const float *x, const float *g, const float *dy, int64_t rows, int64_t n, float eps,
+                              float *dx, float *dg, float *db, float *scratch, cudaStream_t stream);
+
+//===-- Softmax.cu -------------------------------------------------------------------------------------------===//
+cudaError_t softmaxForward(const float *x, int64_t rows, int64_t n, float *y, cudaStream_t stream);
+cudaError_t softmaxBackward(const float *y, const float *dy, int64_t rows, int64_t n, float *dx, cudaStream_t stream);
+
+//===-- Reduce.cu --------------------------------------------------------------------------------------------===//
+/// out = sum (isMax: max) of x over the dims with reduceDim[d] (host arrays). Empty sum 0, empty max -inf.
+cudaError_t reduce(bool isMax, const float *x, const int64_t *shape, int rank, const bool *reduceDim, float *out,
+                   cudaStream_t stream);
+/// Doubles of scratch sumSquares needs.
+constexpr int64_t kSumSquaresScratch = 256;
+/// *out = sum_i x_i^2 (accumulated in double, fixed blocks).
+cudaError_t sumSquares(const float *x, int64_t n, float *out, double *scratch, cudaStream_t stream);
+cudaError_t pick(const float *x, const int32_t *ids, int64_t rows, int64_t cols, int64_t colOffset, float *out,
+                 cudaStream_t stream);
+cudaError_t pickBackward(const float *dy, const int32_t *ids, int64_t rows, int64_t cols, int64_t colOffset,
+                         float *dx, cudaStream_t stream);
+cudaError_t validMask(const int32_t *ids, int64_t n, int32_t ignoreId, float *out, cudaStream_t stream);
+
+//===-- Embedding.cu -----------------------------------------------------------------------------------------===//
+cudaError_t embeddingForward(const float *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
+                             int64_t rowOffset, float *out, cudaStream_t stream);
+/// dTable [rows, dim] is OVERWRITTEN with the sum over tokens (token order, no atomics).
+cudaError_t embeddingBackward(const float *dy, const int32_t *ids, int64_t tokens, int64_t rowOffset, int64_t rows,
+                              int64_t dim, float *dTable, cudaStream_t stream);
+
+//===-- Dropout.cu -------------------------------------------------------------------------------------------===//
+/// y = dropout(x) with the CPU's Philox keying (kernels/cpu/Dropout.h); view's arrays are host arrays. Also the
+/// backward (apply to dy). x == y is allowed.
+cudaError_t dropout(const float *x, const cpu::GlobalView &view, float p, const PhiloxKey &key, float *y,
+                    cudaStream_t stream);
+
+//===-- Attention.cu -----------------------------------------------------------------------------------------===//
+/// Largest head_dim the attention kernels accept.
+constexpr int64_t kAttentionMaxHeadDim = 256;
+/// params.keyMask is a device pointer (or null).
+cudaError_t attentionForward(const cpu::AttentionParams &params, const float *q, const float *k, const float *v,
+                             float *out, cudaStream_t stream);
+inline int64_t attentionBackwardScratch(const cpu::AttentionParams &p) { return 2 * p.batch * p.heads * p.seq; }
+cudaError_t attentionBackward(const cpu::AttentionParams &params, const float *q, const float *k, const float *v,
+                              const float *dout, float *dq, float *dk, float *dv, float *scratch, cudaStream_t stream);
+
+//===-- Layout.cu (4-byte elements: f32 or i32) ------------------------------------------------------------------===//
+/// y = x transposed by perm (numpy.transpose; host arrays, shape is x's).
+cudaError_t transpose(const void *x, const int64_t *shape, int rank, const int *perm, void *y, cudaStream_t stream);
+/// The slice [start, start + length) of `dim` of x (host shape).
+cudaError_t slice(const void *x, const int64_t *shape, int rank, int dim, int64_t start, int64_t length, void *y,
+                  cudaStream_t stream);
+/// dx (host shape: the full shape) = zeros with dy at [start, start + length) of `dim`.
+cudaError_t sliceBackward(const float *dy, const int64_t *shape, int rank, int dim, int64_t start, int64_t length,
+                          float *dx, cudaStream_t stream);
+cudaError_t select(const void *x, const int64_t *shape, int rank, int dim, int64_t index, void *y, cudaStream_t stream);
+cudaError_t selectBackward(const float *dy, const int64_t *shape, int rank, int dim, int64_t index, float *dx,
+                           cudaStream_t stream);
+/// Elements of `dim` at global index >= valid become `value` (mask_padding); dimOffset is the shard's global offset
+/// of `dim`. x == y is allowed.
+cudaError_t maskPadding(const float *x, const int64_t *shape, int rank, int dim, int64_t dimOffset, int64_t valid,
+                        float value, float *y, cudaStream_t stream);
+
+//===-- Adam.cu ----------------------------------------------------------------------------------------------===//
+/// One AdamW step in place (kernels/cpu/Adam.h) with the gradient scaled by *gradScale first; config.lr is ignored:
+/// the rate is *lr (device scalars, written by earlier steps). `step` is 1-based.
+cudaError_t adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const cpu::AdamConfig &config,
+                      const float *lr, const float *gradScale, int64_t step, cudaStream_t stream);
+/// coeff = min(1, maxNorm / (sqrt(*sumSq) + 1e-6)), norm = sqrt(*sumSq) (clip_scale).
+cudaError_t clipScale(const float *sumSq, float maxNorm, float *coeff, float *norm, cudaStream_t stream);
+
+//===-- Contract.cu ------------------------------------------------------------------------------------------===//
+/// A prepared contraction: the CPU's ContractPlan (einsum spec -> permutes + batched GEMM) run through cuBLASLt,
+/// fp32 or bf16 operands, fp32 accumulation and output. Not copyable.
+class ContractGemm {
+public:
+  ContractGemm() = default;
+  ContractGemm(const ContractGemm &) = delete;
+  ContractGemm &operator=(const ContractGemm &) = delete;
+  ~ContractGemm();
+
+  /// Sets up descriptors and picks an algorithm for `plan` (which must be ok()) whose operand and result pointers
+  /// are `alignment`-byte aligned (a power of two; cuBLASLt's fast kernels want 16 or more; permuted copies in scratch
+  /// are always 256-byte aligned). Returns "" or an error message.
+  std::string init(cublasLtHandle_t handle, const cpu::ContractPlan &plan, bool bf16Operands, size_t workspaceBytes,
+                   uint32_t alignment = 256);
+  /// Bytes of scratch run() needs (the plan's permuted copies).
+  int64_t scratchBytes() const { return scratch; }
+  /// out = A (x) B. scratch holds scratchBytes(), workspace the bytes given to init. Returns "" or an error message.
+  std::string run(cublasLtHandle_t handle, const void *a, const void *b, float *out, void *scratch, void *workspace,
+                  cudaStream_t stream) const;
+
+private:
+  cpu::ContractPlan plan;
+  bool bf16 = false;
+  int64_t scratch = 0;
+  size_t workspaceBytes = 0;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t layoutA = nullptr, layoutB = nullptr, layoutC = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool haveAlgo = false;
+};
+
+//===-- Collectives.cu ---------------------------------------------------------------------------------------===//
+/// Most members of one device-side collective.
+constexpr int kMaxMembers = 64;
+/// For i in [0, count): r = reduction of in[0][inOffset + i], ..., in[members - 1][inOffset + i] in member order;
+/// then outs[o][outOffset + i] = r for every o < numOuts. Host arrays of device pointers.
+cudaError_t reduceMembers(bool isMax, const float *const *in, int members, int64_t inOffset, float *const *outs,
+                          int numOuts, int64_t outOffset, int64_t count, cudaStream_t stream);
+
+} // namespace meg::kernels::cuda
+
+#endif // MEG_KERNELS_CUDA_KERNELS_H

@@ -1,0 +1,309 @@
+//===- CudaBackend.cpp - the CUDA backend -------------------------------------===//
+//
+// Device memory: one arena, one buffer per parameter, gradient, optimizer state and input, one scratch buffer (the
+// largest request of any step) and one cuBLASLt workspace, all on the device of BackendPlace. Steps are prepared
+// through the adapter table built from ir/Ops.def (runtime/cuda/*Ops.cpp) and run on the backend's own stream:
+// runStep only enqueues work (no host synchronization); readTensor and readParam/readState synchronize the stream
+// before copying back. Host copies into the device (writeParam, writeState, writeInput) are stream-ordered, so a
+// step sees the values written before it. A failed copy is remembered and reported by the next runStep.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/Backend.h"
+#include "runtime/cuda/CudaCommunicator.h"
+#include "runtime/cuda/CudaOps.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cassert>
+
+using namespace meg;
+using namespace meg::runtime;
+using namespace meg::runtime::cuda;
+
+namespace {
+
+using CudaAdapter = llvm::Expected<CudaKernel> (*)(CudaStep &);
+
+const CudaAdapter kCudaAdapters[] = {
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &cuda##Enum,
+#include "ir/Ops.def"
+};
+static_assert(sizeof(kCudaAdapters) / sizeof(kCudaAdapters[0]) == ir::kNumOpKinds, "one CUDA adapter per op");
+
+llvm::Error cudaFailure(const llvm::Twine &what, cudaError_t err) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), what + ": " + cudaGetErrorString(err));
+}
+
+/// A device allocation, freed with the backend.
+class DeviceBuffer {
+public:
+  DeviceBuffer() = default;
+  DeviceBuffer(DeviceBuffer &&o) noexcept : ptr(o.ptr), size(o.size) { o.ptr = nullptr; }
+  DeviceBuffer &operator=(DeviceBuffer &&o) noexcept {
+    std::swap(ptr, o.ptr);
+    std::swap(size, o.size);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (ptr)
+      cudaFree(ptr);
+  }
+  /// Zero-filled, at least 256-byte aligned (cudaMalloc).
+  llvm::Error allocate(int64_t bytes, const llvm::Twine &what) {
+    size = bytes;
+    if (cudaError_t err = cudaMalloc(&ptr, size_t(std::max<int64_t>(bytes, 1))))
+      return cudaFailure(llvm::formatv("cannot allocate {0} bytes of device memory for {1}", bytes, what.str()), err);
+    if (cudaError_t err = cudaMemset(ptr, 0, size_t(std::max<int64_t>(bytes, 1))))
+      return cudaFailure("cannot clear " + what, err);
+    return llvm::Error::success();
+  }
+  uint8_t *get() const { return static_cast<uint8_t *>(ptr); }
+  int64_t bytes() const { return size; }
+
+private:
+  void *ptr = nullptr;
+  int64_t size = 0;
+};
+
+bool mayRunInPlace(ir::OpKind k) { return ir::mayOverwriteOperand(k) || ir::aliasesOperand(k); }
+
+class CudaBackend final : public Backend {
+public:
+  explicit CudaBackend(const BackendPlace &place) : place(place) {}
+  ~CudaBackend() override {
+    if (stream) {
+      cudaSetDevice(place.device);
+      cudaStreamSynchronize(stream);
+    }
+    steps.clear();
+    kernels.clear();
+    if (lt)
+      cublasLtDestroy(lt);
+    if (stream)
+      cudaStreamDestroy(stream);
+  }
+
+  llvm::StringRef name() const override { return "cuda"; }
+  cudaStream_t getStream() const { return stream; }
+  llvm::Error prepare(const LoadedPlan &plan) override;
+
+  void writeParam(size_t index, llvm::ArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(params[index].bytes()) && "parameter size mismatch");
+    upload(params[index].get(), values.data(), values.size() * sizeof(float), "parameter");
+  }
+  void readParam(size_t index, llvm::MutableArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(params[index].bytes()) && "parameter size mismatch");
+    download(values.data(), params[index].get(), values.size() * sizeof(float), "parameter");
+  }
+  void writeState(size_t index, llvm::ArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(states[index].bytes()) && "optimizer state size mismatch");
+    upload(states[index].get(), values.data(), values.size() * sizeof(float), "optimizer state");
+  }
+  void readState(size_t index, llvm::MutableArrayRef<float> values) override {
+    assert(values.size() * sizeof(float) == size_t(states[index].bytes()) && "optimizer state size mismatch");
+    download(values.data(), states[index].get(), values.size() * sizeof(float), "optimizer state");
+  }
+  void writeInput(size_t index, llvm::ArrayRef<uint8_t> bytes) override {
+    assert(bytes.size() == size_t(inputs[index].bytes()) && "input size mismatch");
+    upload(inputs[index].get(), bytes.data(), bytes.size(), "input");
+  }
+  llvm::Error runStep(size_t index, const StepContext &ctx, Communicator &comm) override {
+    assert(index < kernels.size() && "step index out of range (prepare first)");
+    if (pending)
+      return std::move(pending);
+    if (cudaError_t err = cudaSetDevice(place.device))
+      return cudaFailure(plan->stepLabel(index) + ": cudaSetDevice", err);
+    return kernels[index](CudaRunArgs{ctx, comm, stream, lt, scratch.get(), workspace.get()});
+  }
+  void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
+    assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
+    download(bytes.data(), resolve(slot), bytes.size(), "tensor");
+  }
+
+private:
+  uint8_t *resolve(const TensorSlot &slot) const {
+    switch (slot.storage) {
+    case Storage::Arena:
+      return arena.get() + slot.index;
+    case Storage::Param:
+      return params[slot.index].get();
+    case Storage::Grad:
+      return grads[slot.index].get();
+    case Storage::Input:
+      return inputs[slot.index].get();
+    case Storage::OptState:
+      return states[slot.index].get();
+    }
+    return nullptr;
+  }
+
+  /// Remembers the first failure of a void interface call for the next runStep.
+  void remember(cudaError_t err, const char *what) {
+    if (err != cudaSuccess && !pending)
+      pending = cudaFailure(llvm::Twine("cuda backend: copying ") + what, err);
+  }
+  void upload(void *dst, const void *src, size_t bytes, const char *what) {
+    remember(cudaSetDevice(place.device), what);
+    // From pageable memory: returns once the source is staged, so the caller may reuse it; stream-ordered.
+    remember(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), what);
+  }
+  void download(void *dst, const void *src, size_t bytes, const char *what) {
+    remember(cudaSetDevice(place.device), what);
+    remember(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), what);
+    remember(cudaStreamSynchronize(stream), what);
+  }
+
+  BackendPlace place;
+  const LoadedPlan *plan = nullptr;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  DeviceBuffer arena, scratch, workspace;
+  std::vector<DeviceBuffer> params, grads, inputs, states;
+  std::vector<std::unique_ptr<CudaStep>> steps;
+  std::vector<CudaKernel> kernels;
+  llvm::Error pending = llvm::Error::success();
+};
+
+llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
+  plan = &p;
+  auto fail = [&](const llvm::Twine &what, cudaError_t err) {
+    return cudaFailure(p.path + ": cuda backend: " + what, err);
+  };
+  int devices = 0;
+  if (cudaError_t err = cudaGetDeviceCount(&devices))
+    return fail("no usable CUDA device (cudaGetDeviceCount)", err);
+  if (place.device < 0 || place.device >= devices)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("{0}: cuda backend: device {1} does not exist ({2} visible)", p.path,
+                                                 place.device, devices));
+  if (cudaError_t err = cudaSetDevice(place.device))
+    return fail("cudaSetDevice", err);
+  if (!stream)
+    if (cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking))
+      return fail("cudaStreamCreate", err);
+  if (!lt)
+    if (cublasStatus_t status = cublasLtCreate(&lt); status != CUBLAS_STATUS_SUCCESS)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     p.path + ": cuda backend: cublasLtCreate: " + cublasLtGetStatusString(status));
+
+  auto allocate = [&](int64_t bytes, const llvm::Twine &what, DeviceBuffer &into) -> llvm::Error {
+    if (auto err = into.allocate(bytes, what))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), p.path + ": " + llvm::toString(std::move(err)));
+    return llvm::Error::success();
+  };
+  if (auto err = allocate(p.arenaBytes, "the arena", arena))
+    return err;
+  if (auto err = allocate(int64_t(kGemmWorkspaceBytes), "the cuBLASLt workspace", workspace))
+    return err;
+  bool needGrads = false;
+  for (const PlanStep &step : p.steps)
+    for (const auto *slots : {&step.operands, &step.results})
+      for (const TensorSlot &slot : *slots)
+        needGrads |= slot.storage == Storage::Grad;
+  params.clear();
+  grads.clear();
+  states.clear();
+  inputs.clear();
+  params.resize(p.params.size());
+  if (needGrads)
+    grads.resize(p.params.size());
+  for (size_t i = 0; i < p.params.size(); ++i) {
+    int64_t bytes = p.params[i].numel() * int64_t(dtypeBytes(p.params[i].dtype));
+    if (auto err = allocate(bytes, "param '" + p.params[i].name + "'", params[i]))
+      return err;
+    if (needGrads)
+      if (auto err = allocate(bytes, "the gradient of '" + p.params[i].name + "'", grads[i]))
+        return err;
+  }
+  states.resize(p.states.size());
+  for (size_t i = 0; i < p.states.size(); ++i)
+    if (auto err = allocate(p.states[i].numel() * int64_t(dtypeBytes(p.states[i].dtype)),
+                            "optimizer state '" + p.states[i].name + "'", states[i]))
+      return err;
+  inputs.resize(p.inputs.size());
+  for (size_t i = 0; i < p.inputs.size(); ++i)
+    if (auto err = allocate(p.inputs[i].numel() * int64_t(dtypeBytes(p.inputs[i].dtype)),
+                            "input '" + p.inputs[i].name + "'", inputs[i]))
+      return err;
+
+  kernels.clear();
+  steps.clear();
+  int64_t scratchBytes = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const PlanStep &step = p.steps[i];
+    llvm::SmallVector<void *, 4> in;
+    llvm::SmallVector<void *, 1> out;
+    for (const TensorSlot &slot : step.operands)
+      in.push_back(resolve(slot));
+    for (const TensorSlot &slot : step.results)
+      out.push_back(resolve(slot));
+    // Same rules as the CPU backend: arena slices aligned to their dtype, results overlap operands only as exact
+    // aliases of in-place ops.
+    for (const auto *slots : {&step.operands, &step.results})
+      for (const TensorSlot &slot : *slots)
+        if (slot.storage == Storage::Arena && slot.index % dtypeBytes(slot.dtype) != 0)
+          return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                         llvm::formatv("{0}: arena offset {1} is not aligned to {2} bytes",
+                                                       p.stepLabel(i), slot.index, dtypeBytes(slot.dtype)));
+    for (size_t r = 0; r < step.results.size(); ++r)
+      for (size_t k = 0; k < step.operands.size(); ++k) {
+        uint8_t *a = static_cast<uint8_t *>(out[r]), *b = static_cast<uint8_t *>(in[k]);
+        bool overlap = a < b + step.operands[k].bytes() && b < a + step.results[r].bytes();
+        if (overlap && !(a == b && step.operands[k].bytes() == step.results[r].bytes() && mayRunInPlace(step.kind)))
+          return llvm::createStringError(
+              llvm::inconvertibleErrorCode(),
+              llvm::formatv("{0}: result {1} overlaps operand {2} in memory", p.stepLabel(i), r, k));
+      }
+    steps.push_back(std::make_unique<CudaStep>(p, i, std::move(in), std::move(out), lt));
+    auto kernel = kCudaAdapters[unsigned(step.kind)](*steps.back());
+    if (!kernel)
+      return kernel.takeError();
+    scratchBytes = std::max(scratchBytes, steps.back()->scratchBytes);
+    kernels.push_back(std::move(*kernel));
+  }
+  if (auto err = allocate(scratchBytes, "scratch", scratch))
+    return err;
+  return llvm::Error::success();
+}
+
+} // namespace
+
+std::unique_ptr<Backend> meg::runtime::createCudaBackend(const BackendPlace &place) {
+  return std::make_unique<CudaBackend>(place);
+}
+
+cudaStream_t meg::runtime::cuda::backendStream(Backend &backend) {
+  auto *cuda = dynamic_cast<CudaBackend *>(&backend);
+  return cuda ? cuda->getStream() : nullptr;
+}
+
+//===----------------------------------------------------------------------===//
+// CudaStep helpers
+//===----------------------------------------------------------------------===//
+
+llvm::Error CudaStep::check(cudaError_t err, llvm::StringRef what) const {
+  if (err == cudaSuccess)
+    return llvm::Error::success();
+  std::string prefix = what.empty() ? std::string() : what.str() + ": ";
+  return error(prefix + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+}
+
+llvm::Error CudaStep::check(const std::string &message) const {
+  if (message.empty())
+    return llvm::Error::success();
+  return error(message);
+}
+
+llvm::Error meg::runtime::cuda::validate(CudaStep &s, CpuAdapter cpuAdapter) {
+  auto kernel = cpuAdapter(s);
+  if (!kernel)
+    return kernel.takeError();
+  s.scratchFloats = 0;
+  return llvm::Error::success();
+}
+
+// The graph-interface ops are not steps (the plan loader rejects them); their table entries only say so.
+llvm::Expected<CudaKernel> meg::runtime::cuda::cudaParam(CudaStep &s) { return s.error("'param' is not a step"); }
+llvm::Expected<CudaKernel> meg::runtime::cuda::cudaState(CudaStep &s) { return s.error("'state' is not a step"); }
+llvm::Expected<CudaKernel> meg::runtime::cuda::cudaInput(CudaStep &s) { return s.error("'input' is not a step"); }
+llvm::Expected<CudaKernel> meg::runtime::cuda::cudaOutput(CudaStep &s) { return s.error("'output' is not a step"); }

@@ -1,0 +1,177 @@
+// End to end: a tiny GPT train plan (models/tiny-gpt.json compiled by megc) runs one training step on the CUDA
+// backend and on the CPU backend from the same seeded weights and batch; the loss, every gradient and every updated
+// parameter must agree to 1e-5 (attention gradients enter through 1e-4-accurate kernels, the sums through fp32
+// GEMMs: the bound is on the whole model's values, expectClose's tensor-relative test). Then tp = 2 on ONE GPU
+// (OneGpuCommunicator, a thread and stream per rank) against the CPU's tp = 2 (InProcessCommunicator).
+#include "GpuTestUtil.h"
+
+#include "runtime/Backend.h"
+#include "runtime/Communicator.h"
+#include "runtime/Executor.h"
+#include "runtime/Init.h"
+#include "runtime/Plan.h"
+#include "runtime/cuda/CudaCommunicator.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Program.h"
+
+#include <memory>
+
+using namespace meg;
+using namespace meg::gputest;
+using namespace meg::runtime;
+
+namespace {
+
+constexpr double kEndToEndTol = 1e-4;
+
+/// A temporary directory, removed with its contents.
+struct TempDir {
+  llvm::SmallString<128> path;
+  TempDir() { EXPECT_FALSE(llvm::sys::fs::createUniqueDirectory("meg-gpu-test", path)); }
+  ~TempDir() { llvm::sys::fs::remove_directories(path); }
+};
+
+/// Runs megc on the tiny GPT for `tp` into `dir`/plan; returns the plan directory.
+std::string compileTinyGpt(int tp, const TempDir &dir) {
+  std::string planDir = (dir.path + "/plan").str(), tpText = std::to_string(tp);
+  std::string model = std::string(MEG_SOURCE_DIR) + "/models/tiny-gpt.json";
+  llvm::StringRef args[] = {MEG_MEGC, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o", planDir};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(MEG_MEGC, args, llvm::None, {}, 0, 0, &message);
+  EXPECT_EQ(rc, 0) << "megc failed: " << message;
+  return planDir;
+}
+
+/// One rank's results after a step.
+struct StepResult {
+  float loss = 0;
+  std::vector<std::vector<float>> grads, params;
+};
+
+/// Seeded weights and the same random batch on every backend (the tp shards slice one global batch identically,
+/// since the batch is replicated over tp).
+void loadRank(const LoadedPlan &plan, Backend &backend) {
+  for (size_t i = 0; i < plan.params.size(); ++i)
+    backend.writeParam(i, initParamShard(plan.params[i], /*seed=*/7));
+  std::mt19937 rng(99);
+  for (size_t i = 0; i < plan.inputs.size(); ++i) {
+    std::vector<int32_t> ids = randomInts(rng, static_cast<size_t>(plan.inputs[i].numel()), 0, 250);
+    backend.writeInput(i, llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(ids.data()), ids.size() * 4));
+  }
+}
+
+llvm::Expected<StepResult> runRank(const LoadedPlan &plan, Backend &backend, Communicator &comm) {
+  if (auto err = backend.prepare(plan))
+    return err;
+  loadRank(plan, backend);
+  Executor exec(plan, backend, comm);
+  StepContext ctx;
+  ctx.seed = 7;
+  if (auto err = exec.run(ctx))
+    return err;
+  StepResult r;
+  auto loss = exec.scalarOutput("loss");
+  if (!loss)
+    return loss.takeError();
+  r.loss = *loss;
+  for (size_t i = 0; i < plan.params.size(); ++i) {
+    TensorSlot slot;
+    slot.storage = Storage::Grad;
+    slot.index = int64_t(i);
+    slot.shape = plan.params[i].shape;
+    std::vector<float> g(static_cast<size_t>(plan.params[i].numel())), p(g.size());
+    backend.readTensor(slot, llvm::MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(g.data()), g.size() * 4));
+    backend.readParam(i, p);
+    r.grads.push_back(std::move(g));
+    r.params.push_back(std::move(p));
+  }
+  return r;
+}
+
+/// The first AdamW step moves each weight by about lr * sign(grad): where a gradient is at rounding-noise level its
+/// sign (and so the update) is arbitrary on either backend, so updated weights are compared only where the CPU
+/// gradient is above 1e-2 of the tensor's mean magnitude.
+void expectSameUpdate(const std::vector<float> &gpu, const std::vector<float> &cpu, const std::vector<float> &grad,
+                      const std::string &what) {
+  double meanGrad = 0;
+  for (float g : grad)
+    meanGrad += std::fabs(g);
+  meanGrad /= std::max<size_t>(grad.size(), 1);
+  std::vector<float> g, c;
+  for (size_t i = 0; i < grad.size(); ++i)
+    if (std::fabs(grad[i]) > 1e-2 * meanGrad) {
+      g.push_back(gpu[i]);
+      c.push_back(cpu[i]);
+    }
+  expectClose(g, c, kEndToEndTol, what);
+}
+
+void expectSameStep(const LoadedPlan &plan, const StepResult &gpu, const StepResult &cpu) {
+  expectClose({gpu.loss}, {cpu.loss}, kF32Tol, "loss");
+  for (size_t i = 0; i < plan.params.size(); ++i) {
+    expectClose(gpu.grads[i], cpu.grads[i], kEndToEndTol, "grad of " + plan.params[i].name);
+    expectSameUpdate(gpu.params[i], cpu.params[i], cpu.grads[i], "updated " + plan.params[i].name);
+  }
+}
+
+using EndToEndTest = GpuTest;
+
+TEST_F(EndToEndTest, TinyGptStepMatchesCpu) {
+  TempDir tmp;
+  std::string dir = compileTinyGpt(1, tmp);
+  auto plans = loadPlanSet(dir);
+  ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
+  const LoadedPlan &plan = (*plans)[0];
+  SingleRankCommunicator comm;
+  auto cpuBackend = createCpuBackend();
+  auto cpu = runRank(plan, *cpuBackend, comm);
+  ASSERT_TRUE(bool(cpu)) << llvm::toString(cpu.takeError());
+  auto cudaBackend = createBackend("cuda", BackendPlace{});
+  ASSERT_TRUE(bool(cudaBackend)) << llvm::toString(cudaBackend.takeError());
+  auto gpu = runRank(plan, **cudaBackend, comm);
+  ASSERT_TRUE(bool(gpu)) << llvm::toString(gpu.takeError());
+  expectSameStep(plan, *gpu, *cpu);
+}
+
+TEST_F(EndToEndTest, TensorParallelOnOneGpuMatchesCpu) {
+  TempDir tmp;
+  std::string dir = compileTinyGpt(2, tmp);
+  auto loaded = loadPlanSet(dir);
+  ASSERT_TRUE(bool(loaded)) << llvm::toString(loaded.takeError());
+  std::vector<LoadedPlan> &plans = *loaded;
+  int world = int(plans.size());
+  ASSERT_EQ(world, 2);
+  RankThreads threads(world);
+  std::vector<llvm::Expected<StepResult>> cpu, gpu;
+  for (int r = 0; r < world; ++r) {
+    cpu.emplace_back(StepResult{});
+    gpu.emplace_back(StepResult{});
+  }
+  auto cpuWorld = InProcessCommunicator::createWorld(plans[0].meshDp, plans[0].meshTp);
+  ASSERT_FALSE(bool(threads.run([&](int rank) -> llvm::Error {
+    InProcessCommunicator comm(cpuWorld, rank);
+    auto backend = createCpuBackend();
+    cpu[static_cast<size_t>(rank)] = runRank(plans[static_cast<size_t>(rank)], *backend, comm);
+    return llvm::Error::success();
+  })));
+  auto gpuWorld = cuda::createOneGpuWorld(plans[0].meshDp, plans[0].meshTp, /*device=*/0);
+  ASSERT_TRUE(bool(gpuWorld)) << llvm::toString(gpuWorld.takeError());
+  ASSERT_FALSE(bool(threads.run([&](int rank) -> llvm::Error {
+    auto backend = createBackend("cuda", BackendPlace{rank, world, 0});
+    if (!backend)
+      return backend.takeError();
+    if (auto err = (*backend)->prepare(plans[static_cast<size_t>(rank)]))
+      return err;
+    auto comm = cuda::createOneGpuCommunicator(*gpuWorld, rank, cuda::backendStream(**backend));
+    gpu[static_cast<size_t>(rank)] = runRank(plans[static_cast<size_t>(rank)], **backend, *comm);
+    return llvm::Error::success();
+  })));
+  for (int r = 0; r < world; ++r) {
+    ASSERT_TRUE(bool(cpu[static_cast<size_t>(r)])) << llvm::toString(cpu[static_cast<size_t>(r)].takeError());
+    ASSERT_TRUE(bool(gpu[static_cast<size_t>(r)])) << llvm::toString(gpu[static_cast<size_t>(r)].takeError());
+    expectSameStep(plans[static_cast<size_t>(r)], *gpu[static_cast<size_t>(r)], *cpu[static_cast<size_t>(r)]);
+  }
+}
+
+} // namespace
