@@ -13,9 +13,11 @@ OUT=$ROOT/out/demo
 BIN=$ROOT/build/tools
 mkdir -p "$OUT"
 
-# The corpus: every fortunes text file (not the .dat indexes or .u8 duplicates), concatenated; byte-level tokens.
-ls -d /usr/share/games/fortunes/* | grep -vE '\.(dat|u8)$' | sort | xargs cat > "$OUT/corpus.txt"
-echo "demo: corpus $(wc -c < "$OUT/corpus.txt") bytes of English from Debian's fortunes package"
+# The corpus: every fortunes text file (not the .dat indexes or .u8 duplicates); each fortune (ended by a `%` line)
+# is a document. megdata writes byte-level token ids with an end-of-document id between fortunes.
+ls -d /usr/share/games/fortunes/* | grep -vE '\.(dat|u8)$' | sort > "$OUT/corpus.files"
+xargs cat < "$OUT/corpus.files" > "$OUT/corpus.txt"
+xargs "$BIN/megdata/megdata" --separator=% -o "$OUT/corpus.tok" < "$OUT/corpus.files" | sed 's/^megdata:/demo: corpus:/'
 
 # Compile: tensor parallel over 2 ranks, AdamW with warm-up and cosine decay (Megatron's flag names).
 TRAIN_FLAGS=(--tp 2 --train-iters "$STEPS" --lr 2e-3 --min-lr 2e-4 --lr-warmup-iters 15 --lr-decay-style cosine
@@ -28,11 +30,11 @@ TRAIN_FLAGS=(--tp 2 --train-iters "$STEPS" --lr 2e-3 --min-lr 2e-4 --lr-warmup-i
   grep -E "^(model|parameters|parameters per rank|arena bytes per rank|FLOPs per step per rank|tp collectives|tp bytes)" |
   sed 's/ (as many received.*//; s/ (every node.*//' | sed 's/^/demo: /'
 
-# Train (one progress line per step), then evaluate the held-out tail of the corpus with the trained weights.
-"$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.txt" --steps "$STEPS" --seed 1 --log "$OUT/train.jsonl" \
-  --save-weights "$OUT/weights.safetensors"
-"$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.txt" --load-weights "$OUT/weights.safetensors" --eval \
-  --eval-batches 16 | tee "$OUT/eval.txt"
+# Train (a progress line per step: loss, lr, tokens/s, ETA), evaluating the held-out tail of the corpus (the last 10%
+# of its windows, never trained on) every 25 steps and at the end; the last evaluation is the result.
+"$BIN/megrun/megrun" "$OUT/plan" --data "$OUT/corpus.tok" --steps "$STEPS" --seed 1 --log "$OUT/train.jsonl" \
+  --eval-interval 25 --eval-batches 16 --save-weights "$OUT/weights.safetensors" | tee "$OUT/train.txt"
+grep "^eval at step" "$OUT/train.txt" | tail -1 | sed 's/^/demo: validation: /'
 
 # The baseline the model must beat: the unigram (byte-frequency) entropy of the corpus, in nats.
 /usr/bin/python3 - "$OUT/corpus.txt" <<'PY'
@@ -44,21 +46,22 @@ print(f"demo: unigram entropy of the corpus {h:.3f} nats/byte (perplexity {math.
 PY
 
 # A greedy sample from the trained model (an inference plan of the same model reads the saved weights).
-if "$BIN/megrun/megrun" --help | grep -q -- "--generate"; then
-  "$BIN/megc/megc" models/demo-gpt.json --mode infer --micro-batch 1 --emit plan -o "$OUT/infer"
-  "$BIN/megrun/megrun" "$OUT/infer" --load-weights "$OUT/weights.safetensors" --generate "The meaning of life is" \
-    --max-new-tokens 120
-fi
+"$BIN/megc/megc" models/demo-gpt.json --mode infer --micro-batch 1 --emit plan -o "$OUT/infer"
+"$BIN/megrun/megrun" "$OUT/infer" --load-weights "$OUT/weights.safetensors" --generate "The meaning of life is" \
+  --max-new-tokens 120
 
 # The loss curve.
-/usr/bin/python3 - "$OUT/train.jsonl" "$OUT/loss.dat" <<'PY'
+/usr/bin/python3 - "$OUT/train.jsonl" "$OUT/loss.dat" "$OUT/val.dat" <<'PY'
 import json, sys
-with open(sys.argv[2], "w") as out:
+with open(sys.argv[2], "w") as train, open(sys.argv[3], "w") as val:
     for line in open(sys.argv[1]):
         r = json.loads(line)
-        out.write(f"{r['step']} {r['loss']}\n")
+        train.write(f"{r['step']} {r['loss']}\n")
+        if "val_loss" in r:
+            val.write(f"{r['step']} {r['val_loss']}\n")
 PY
 gnuplot -e "set terminal png size 800,500; set output '$OUT/loss.png'; set xlabel 'step'; set ylabel 'loss (nats)';
-  set title 'meg: GPT (4 x 256) on fortunes, tp = 2, CPU'; plot '$OUT/loss.dat' with lines title 'train loss'"
+  set title 'meg: GPT (4 x 256) on fortunes, tp = 2, CPU';
+  plot '$OUT/loss.dat' with lines title 'train loss', '$OUT/val.dat' with linespoints title 'validation loss'"
 echo "demo: first and last logged losses: $(head -1 "$OUT/loss.dat" | cut -d' ' -f2) -> $(tail -1 "$OUT/loss.dat" | cut -d' ' -f2)"
 echo "demo: log $OUT/train.jsonl, curve $OUT/loss.png, weights $OUT/weights.safetensors"
