@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Backend.h"
+#include "runtime/PlanBuffers.h"
 #include "runtime/cuda/CudaCommunicator.h"
 #include "runtime/cuda/CudaOps.h"
 
@@ -195,36 +196,8 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
     return err;
   if (auto err = allocate(int64_t(kGemmWorkspaceBytes), "the cuBLASLt workspace", workspace))
     return err;
-  bool needGrads = false;
-  for (const PlanStep &step : p.steps)
-    for (const auto *slots : {&step.operands, &step.results})
-      for (const TensorSlot &slot : *slots)
-        needGrads |= slot.storage == Storage::Grad;
-  params.clear();
-  grads.clear();
-  states.clear();
-  inputs.clear();
-  params.resize(p.params.size());
-  if (needGrads)
-    grads.resize(p.params.size());
-  for (size_t i = 0; i < p.params.size(); ++i) {
-    int64_t bytes = p.params[i].numel() * int64_t(dtypeBytes(p.params[i].dtype));
-    if (auto err = allocate(bytes, "param '" + p.params[i].name + "'", params[i]))
-      return err;
-    if (needGrads)
-      if (auto err = allocate(bytes, "the gradient of '" + p.params[i].name + "'", grads[i]))
-        return err;
-  }
-  states.resize(p.states.size());
-  for (size_t i = 0; i < p.states.size(); ++i)
-    if (auto err = allocate(p.states[i].numel() * int64_t(dtypeBytes(p.states[i].dtype)),
-                            "optimizer state '" + p.states[i].name + "'", states[i]))
-      return err;
-  inputs.resize(p.inputs.size());
-  for (size_t i = 0; i < p.inputs.size(); ++i)
-    if (auto err = allocate(p.inputs[i].numel() * int64_t(dtypeBytes(p.inputs[i].dtype)),
-                            "input '" + p.inputs[i].name + "'", inputs[i]))
-      return err;
+  if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
+    return err;
 
   kernels.clear();
   steps.clear();
