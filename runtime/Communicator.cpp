@@ -56,16 +56,7 @@ public:
   };
 
   /// The world ranks of `rank`'s group along `axis`, in group order.
-  std::vector<int> group(CommAxis axis, int rank) const {
-    std::vector<int> members;
-    if (axis == CommAxis::TP)
-      for (int t = 0; t < tp; ++t)
-        members.push_back((rank / tp) * tp + t);
-    else
-      for (int d = 0; d < dp; ++d)
-        members.push_back(d * tp + rank % tp);
-    return members;
-  }
+  std::vector<int> group(CommAxis axis, int rank) const { return meshGroup(dp, tp, axis, rank); }
   std::barrier<> &groupBarrier(CommAxis axis, int rank) {
     return axis == CommAxis::TP ? *tpBarriers[rank / tp] : *dpBarriers[rank % tp];
   }

@@ -63,6 +63,18 @@ protected:
   int meshDp, meshTp, myRank;
 };
 
+/// The world ranks of `rank`'s group along `axis` in a dp x tp mesh (rank = dpRank * tp + tpRank), in group order.
+inline std::vector<int> meshGroup(int meshDp, int meshTp, CommAxis axis, int rank) {
+  std::vector<int> members;
+  if (axis == CommAxis::TP)
+    for (int t = 0; t < meshTp; ++t)
+      members.push_back((rank / meshTp) * meshTp + t);
+  else
+    for (int d = 0; d < meshDp; ++d)
+      members.push_back(d * meshTp + rank % meshTp);
+  return members;
+}
+
 /// The world of one rank.
 class SingleRankCommunicator final : public Communicator {
 public:
