@@ -97,19 +97,7 @@ public:
 
 private:
   uint8_t *resolve(const TensorSlot &slot) const {
-    switch (slot.storage) {
-    case Storage::Arena:
-      return arena.get() + slot.index;
-    case Storage::Param:
-      return params[slot.index].get();
-    case Storage::Grad:
-      return grads[slot.index].get();
-    case Storage::Input:
-      return inputs[slot.index].get();
-    case Storage::OptState:
-      return states[slot.index].get();
-    }
-    return nullptr;
+    return slotAddress(slot, arena, params, grads, inputs, states);
   }
 
   const LoadedPlan *plan = nullptr;

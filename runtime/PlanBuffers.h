@@ -13,6 +13,7 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/Error.h"
 
+#include <cstdint>
 #include <vector>
 
 namespace meg::runtime {
@@ -59,6 +60,27 @@ llvm::Error allocatePlanBuffers(const LoadedPlan &p, AllocateFn &&allocate, std:
                             "input '" + p.inputs[i].name + "'", inputs[i]))
       return err;
   return llvm::Error::success();
+}
+
+/// The bytes a slot names: an offset into the arena, or the start of its parameter, gradient, input or state buffer
+/// (Buffer::get() returns the base pointer, host or device).
+template <typename Buffer>
+uint8_t *slotAddress(const TensorSlot &slot, const Buffer &arena, const std::vector<Buffer> &params,
+                     const std::vector<Buffer> &grads, const std::vector<Buffer> &inputs,
+                     const std::vector<Buffer> &states) {
+  switch (slot.storage) {
+  case Storage::Arena:
+    return arena.get() + slot.index;
+  case Storage::Param:
+    return params[slot.index].get();
+  case Storage::Grad:
+    return grads[slot.index].get();
+  case Storage::Input:
+    return inputs[slot.index].get();
+  case Storage::OptState:
+    return states[slot.index].get();
+  }
+  return nullptr;
 }
 
 } // namespace meg::runtime
