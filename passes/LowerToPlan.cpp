@@ -10,7 +10,7 @@
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
 
-#include "runtime/plan_generated.h"
+#include "runtime/plan/plan_generated.h"
 
 #include "llvm/ADT/SmallString.h"
 #include "llvm/Support/FileSystem.h"

@@ -1,7 +1,7 @@
 //===- LowerToPlan.h - memory-planned graph -> per-rank FlatBuffers plans -*- C++ -*-===//
 //
 // Lowers a scheduled, memory-planned graph (every node other than param/input/output carries `arena`) to one
-// plan per rank (runtime/plan.fbs). Mapping:
+// plan per rank (runtime/plan/plan.fbs). Mapping:
 //   param  -> Parameter (program order = Param storage index): name, dtype, global shape, hf_shape (or empty),
 //             this rank's shard shape and offsets, init/std, no_decay for rank-1 tensors (biases, LN gains)
 //   input  -> Input (program order = Input storage index), with the rank's shard
@@ -27,7 +27,7 @@
 namespace meg::passes {
 
 /// The plan schema version written into every plan. The runtime checks plans against its own constant
-/// (runtime/Plan.h kSchemaVersion): both must be bumped together on an incompatible change of runtime/plan.fbs.
+/// (runtime/plan/Plan.h kSchemaVersion): both must be bumped together on an incompatible change of runtime/plan/plan.fbs.
 constexpr uint32_t kPlanSchemaVersion = 1;
 
 struct PlanMetadata {

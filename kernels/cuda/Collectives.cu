@@ -1,7 +1,7 @@
 // Device side of the one-GPU multi-rank communicator: the ranks' buffers all live on one device, so a collective is
 // a kernel reading every member's buffer. r_i = in_0[i] op in_1[i] op ... op in_{g-1}[i] in member order (sum or
 // NaN-propagating max), written to every requested output: the same order on every member, so all members get
-// bit-identical results, as runtime/Communicator.cpp's InProcessCommunicator.
+// bit-identical results, as runtime/comm/Communicator.cpp's InProcessCommunicator.
 #include "kernels/cuda/Common.cuh"
 
 namespace meg::kernels::cuda {

@@ -9,9 +9,9 @@
 #ifndef MEG_RUNTIME_CPU_CPUOPS_H
 #define MEG_RUNTIME_CPU_CPUOPS_H
 
-#include "runtime/Backend.h"
-#include "runtime/Communicator.h"
-#include "runtime/Plan.h"
+#include "runtime/exec/Backend.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/plan/Plan.h"
 
 #include "kernels/cpu/Attention.h"
 #include "kernels/cpu/Gelu.h"

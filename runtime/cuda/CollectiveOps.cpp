@@ -8,7 +8,7 @@
 // (packing a bucket into one collective is a later optimization).
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/cuda/CudaCommunicator.h"
+#include "runtime/comm/CudaCommunicator.h"
 #include "runtime/cuda/CudaOps.h"
 
 #include "kernels/cuda/Kernels.h"

@@ -8,9 +8,9 @@
 // step sees the values written before it. A failed copy is remembered and reported by the next runStep.
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/Backend.h"
-#include "runtime/PlanBuffers.h"
-#include "runtime/cuda/CudaCommunicator.h"
+#include "runtime/cuda/CudaBackend.h"
+#include "runtime/plan/PlanBuffers.h"
+#include "runtime/comm/CudaCommunicator.h"
 #include "runtime/cuda/CudaOps.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -116,6 +116,8 @@ public:
       return cudaFailure(plan->stepLabel(index) + ": cudaSetDevice", err);
     return kernels[index](CudaRunArgs{ctx, comm, stream, lt, scratch.get(), workspace.get()});
   }
+  llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
+  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
@@ -233,9 +235,22 @@ std::unique_ptr<Backend> meg::runtime::createCudaBackend(const BackendPlace &pla
   return std::make_unique<CudaBackend>(place);
 }
 
-cudaStream_t meg::runtime::cuda::backendStream(Backend &backend) {
-  auto *cuda = dynamic_cast<CudaBackend *>(&backend);
-  return cuda ? cuda->getStream() : nullptr;
+// CUDA ranks as threads: every rank on one device, a stream each, collectives as device kernels (one-GPU mode).
+llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
+CudaBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
+  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+  std::vector<std::unique_ptr<Communicator>> comms;
+  if (peers.size() == 1) {
+    comms.push_back(std::make_unique<SingleRankCommunicator>());
+    return comms;
+  }
+  auto world = cuda::createOneGpuWorld(meshDp, meshTp, place.device);
+  if (!world)
+    return world.takeError();
+  // Every peer comes from the same registry entry as this backend (Backend::createThreadCommunicators).
+  for (int r = 0; r < int(peers.size()); ++r)
+    comms.push_back(cuda::createOneGpuCommunicator(*world, r, static_cast<CudaBackend *>(peers[r])->getStream()));
+  return comms;
 }
 
 //===----------------------------------------------------------------------===//

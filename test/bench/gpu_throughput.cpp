@@ -10,11 +10,12 @@
 // the loss, which synchronizes: the timing covers whole steps.
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/Backend.h"
-#include "runtime/Communicator.h"
-#include "runtime/Executor.h"
-#include "runtime/Init.h"
-#include "runtime/Plan.h"
+#include "runtime/exec/Backend.h"
+#include "runtime/train/BackendRegistry.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/exec/Executor.h"
+#include "runtime/train/Init.h"
+#include "runtime/plan/Plan.h"
 
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"

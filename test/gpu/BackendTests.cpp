@@ -5,12 +5,13 @@
 // (OneGpuCommunicator, a thread and stream per rank) against the CPU's tp = 2 (InProcessCommunicator).
 #include "GpuTestUtil.h"
 
-#include "runtime/Backend.h"
-#include "runtime/Communicator.h"
-#include "runtime/Executor.h"
-#include "runtime/Init.h"
-#include "runtime/Plan.h"
-#include "runtime/cuda/CudaCommunicator.h"
+#include "runtime/exec/Backend.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/exec/Executor.h"
+#include "runtime/train/Init.h"
+#include "runtime/plan/Plan.h"
+#include "runtime/cpu/CpuBackend.h"
+#include "runtime/train/BackendRegistry.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Program.h"
@@ -155,16 +156,20 @@ TEST_F(EndToEndTest, TensorParallelOnOneGpuMatchesCpu) {
     cpu[static_cast<size_t>(rank)] = runRank(plans[static_cast<size_t>(rank)], *backend, comm);
     return llvm::Error::success();
   })));
-  auto gpuWorld = cuda::createOneGpuWorld(plans[0].meshDp, plans[0].meshTp, /*device=*/0);
-  ASSERT_TRUE(bool(gpuWorld)) << llvm::toString(gpuWorld.takeError());
-  ASSERT_FALSE(bool(threads.run([&](int rank) -> llvm::Error {
+  std::vector<std::unique_ptr<Backend>> gpuBackends;
+  std::vector<Backend *> peers;
+  for (int rank = 0; rank < world; ++rank) {
     auto backend = createBackend("cuda", BackendPlace{rank, world, 0});
-    if (!backend)
-      return backend.takeError();
-    if (auto err = (*backend)->prepare(plans[static_cast<size_t>(rank)]))
-      return err;
-    auto comm = cuda::createOneGpuCommunicator(*gpuWorld, rank, cuda::backendStream(**backend));
-    gpu[static_cast<size_t>(rank)] = runRank(plans[static_cast<size_t>(rank)], **backend, *comm);
+    ASSERT_TRUE(bool(backend)) << llvm::toString(backend.takeError());
+    ASSERT_FALSE(bool((*backend)->prepare(plans[static_cast<size_t>(rank)])));
+    peers.push_back(backend->get());
+    gpuBackends.push_back(std::move(*backend));
+  }
+  auto comms = peers[0]->createThreadCommunicators(peers, plans[0].meshDp, plans[0].meshTp);
+  ASSERT_TRUE(bool(comms)) << llvm::toString(comms.takeError());
+  ASSERT_FALSE(bool(threads.run([&](int rank) -> llvm::Error {
+    gpu[static_cast<size_t>(rank)] =
+        runRank(plans[static_cast<size_t>(rank)], *peers[size_t(rank)], *(*comms)[size_t(rank)]);
     return llvm::Error::success();
   })));
   for (int r = 0; r < world; ++r) {

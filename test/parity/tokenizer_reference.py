@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hugging Face reference for megdata's GPT-2 byte-level BPE (runtime/Tokenizer.h).
+"""Hugging Face reference for megdata's GPT-2 byte-level BPE (runtime/data/Tokenizer.h).
 
   tokenizer_reference.py train --vocab-size N --out DIR FILE...
       Trains a byte-level BPE with the `tokenizers` library (ByteLevelBPETokenizer, add_prefix_space=False, special
@@ -13,10 +13,10 @@
       \\p{N} and \\s classes.
 
   tokenizer_reference.py compare --vocab V --merges M --tokens OUT.tok [--separator LINE] FILE...
-      Splits FILE... into documents exactly as megdata does (runtime/Documents.h: one per file, or at lines holding
+      Splits FILE... into documents exactly as megdata does (runtime/data/Documents.h: one per file, or at lines holding
       exactly LINE; documents of only ASCII whitespace are dropped), encodes each with transformers.GPT2Tokenizer (the
       slow, pure-Python reference) and GPT2TokenizerFast loaded from the same two files, appends <|endoftext|> after
-      each, and compares every id with megdata's token file (header per runtime/TokenData.h). Prints one line per
+      each, and compares every id with megdata's token file (header per runtime/data/TokenData.h). Prints one line per
       reference and exits 1 on any difference, naming the first one.
 
 Needs the parity venv (transformers 4.49.0 with tokenizers 0.21.4).
@@ -34,7 +34,7 @@ def fail(msg):
 
 
 def split_documents(data, separator):
-    """runtime/Documents.cpp's splitDocuments, on bytes."""
+    """runtime/data/Documents.cpp's splitDocuments, on bytes."""
     docs = []
 
     def keep(doc):

@@ -4,15 +4,15 @@
 //         [--separator LINE] [--eod=false]
 // Splits every input into documents (one per file, or at lines holding exactly LINE, e.g. `%` for the fortunes
 // files), tokenizes each document on its own and writes the ids, each document followed by the end-of-document
-// token, as a token file (runtime/TokenData.h, version 2: with the end-of-document id and the per-id sentence flags
+// token, as a token file (runtime/data/TokenData.h, version 2: with the end-of-document id and the per-id sentence flags
 // that BERT's sentence pairs use). End of document: GPT-2 BPE's `<|endoftext|>`; byte level's 0x1E (ASCII record
-// separator, runtime/Documents.h), which text does not contain. A thin driver: everything is a runtime/ call.
+// separator, runtime/data/Documents.h), which text does not contain. A thin driver: everything is a runtime/ call.
 // Errors are one line `megdata: error: <what>`, exit code 1, and no output file (it is written atomically).
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/Documents.h"
-#include "runtime/TokenData.h"
-#include "runtime/Tokenizer.h"
+#include "runtime/data/Documents.h"
+#include "runtime/data/TokenData.h"
+#include "runtime/data/Tokenizer.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/raw_ostream.h"

@@ -3,21 +3,22 @@
 // megrun PLAN_DIR: load and verify the plan set -> create a backend per hosted rank -> init or load weights -> run
 // steps over batches (progress line, periodic evaluation) -> log, dump, save. A thin driver: everything it does is a
 // runtime/ library call. Ranks run as threads of this process, or one per MPI process (`mpirun -np N megrun PLAN_DIR
-// --ranks mpi`, runtime/Job.h): then every process builds the same global batches and feeds its shard, and the
+// --ranks mpi`, runtime/train/Job.h): then every process builds the same global batches and feeds its shard, and the
 // root (rank 0) alone prints and writes outputs, the other processes' shards gathered to it.
 // Every user error is one line `megrun: error: <what>` (under MPI: from one process only) and exit code 1; output
 // files are written atomically and only once everything before them has succeeded.
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/AtomicFile.h"
-#include "runtime/BatchData.h"
-#include "runtime/Checkpoint.h"
-#include "runtime/Generate.h"
-#include "runtime/Job.h"
-#include "runtime/Plan.h"
-#include "runtime/Progress.h"
-#include "runtime/Safetensors.h"
-#include "runtime/Session.h"
+#include "runtime/io/AtomicFile.h"
+#include "runtime/data/BatchSource.h"
+#include "runtime/train/Checkpoint.h"
+#include "runtime/train/Generate.h"
+#include "runtime/train/Job.h"
+#include "runtime/plan/Plan.h"
+#include "runtime/train/Progress.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/train/BackendRegistry.h"
+#include "runtime/train/Session.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -97,7 +98,7 @@ static cl::opt<int> maxNewTokens("max-new-tokens", cl::desc("Tokens --generate a
                                  cl::cat(megrunCategory));
 static cl::opt<std::string> saveCkpt("save",
                                      cl::desc("Write a checkpoint (every rank's parameter and optimizer state shards, "
-                                              "step, seed, data position, plan identity; runtime/Checkpoint.h) "
+                                              "step, seed, data position, plan identity; runtime/train/Checkpoint.h) "
                                               "at the end, and every --save-interval steps"),
                                      cl::value_desc("CKPT"), cl::cat(megrunCategory));
 static cl::opt<std::string> saveIntervalText("save-interval",

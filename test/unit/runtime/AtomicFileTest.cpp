@@ -1,6 +1,6 @@
 //===- AtomicFileTest.cpp - atomic writes and checksums -------------------===//
 
-#include "runtime/AtomicFile.h"
+#include "runtime/io/AtomicFile.h"
 
 #include "TestUtil.h"
 

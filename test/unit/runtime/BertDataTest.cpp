@@ -1,6 +1,6 @@
 //===- BertDataTest.cpp - BERT sentence pairs and MLM masking -------------===//
 
-#include "runtime/BertData.h"
+#include "runtime/data/BertData.h"
 
 #include "TestUtil.h"
 
@@ -112,8 +112,8 @@ TEST(BertBatch, LayoutSpecialsAndMasking) {
   GlobalBatch G = B->batch(W, 3);
   const auto &In = G.tensors["input_ids"].data, &Types = G.tensors["token_type_ids"].data,
              &Mask = G.tensors["attention_mask"].data, &Labels = G.tensors["labels"].data;
-  ASSERT_EQ(G.tensors["input_ids"].shape, (Shape{Rows, S}));
-  ASSERT_EQ(G.tensors["next_sentence_label"].shape, (Shape{Rows}));
+  ASSERT_EQ(G.tensors["input_ids"].shape, (llvm::SmallVector<int64_t, 4>{Rows, S}));
+  ASSERT_EQ(G.tensors["next_sentence_label"].shape, (llvm::SmallVector<int64_t, 4>{Rows}));
   int64_t Candidates = 0, Targets = 0, Masked = 0, Kept = 0, Padded = 0;
   for (int64_t R = 0; R < Rows; ++R) {
     BertPair P = B->pair(3, uint64_t(R), W.RowOffsets[R]);

@@ -1,6 +1,6 @@
 //===- CommunicatorTest.cpp - in-process collectives over a dp x tp mesh -----===//
-#include "runtime/Communicator.h"
-#include "runtime/Executor.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/exec/Executor.h"
 
 #include <gtest/gtest.h>
 

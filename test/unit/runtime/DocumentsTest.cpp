@@ -1,6 +1,6 @@
 //===- DocumentsTest.cpp - documents and sentences of a corpus ------------===//
 
-#include "runtime/Documents.h"
+#include "runtime/data/Documents.h"
 
 #include "TestUtil.h"
 

@@ -1,10 +1,11 @@
 //===- ExecutorTest.cpp - CPU backend steps, sharding-aware arguments, collectives ===//
 #include "PlanBuilder.h"
 
-#include "runtime/Backend.h"
-#include "runtime/Communicator.h"
-#include "runtime/Executor.h"
-#include "runtime/Plan.h"
+#include "runtime/cpu/CpuBackend.h"
+#include "runtime/exec/Backend.h"
+#include "runtime/comm/Communicator.h"
+#include "runtime/exec/Executor.h"
+#include "runtime/plan/Plan.h"
 
 #include <gtest/gtest.h>
 

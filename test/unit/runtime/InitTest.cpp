@@ -2,9 +2,9 @@
 #include "PlanBuilder.h"
 #include "TestUtil.h"
 
-#include "runtime/Init.h"
-#include "runtime/Safetensors.h"
-#include "runtime/Weights.h"
+#include "runtime/train/Init.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
 
 #include "llvm/Support/JSON.h"
 

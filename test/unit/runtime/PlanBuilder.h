@@ -1,13 +1,13 @@
 //===- PlanBuilder.h - building plan files in tests -------------*- C++ -*-===//
 //
 // A plain description of a plan (PlanSpec) and buildPlan(), which serializes it with the FlatBuffers builder
-// generated from runtime/plan.fbs, so that runtime tests need no compiler.
+// generated from runtime/plan/plan.fbs, so that runtime tests need no compiler.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_TEST_UNIT_RUNTIME_PLANBUILDER_H
 #define MEG_TEST_UNIT_RUNTIME_PLANBUILDER_H
 
-#include "runtime/plan_generated.h"
+#include "runtime/plan/plan_generated.h"
 
 #include <cstdint>
 #include <string>

@@ -1,6 +1,6 @@
 //===- SafetensorsTest.cpp - safetensors reader and writer ----------------===//
 
-#include "runtime/Safetensors.h"
+#include "runtime/io/Safetensors.h"
 
 #include "TestUtil.h"
 

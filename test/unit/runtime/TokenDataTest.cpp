@@ -1,6 +1,6 @@
 //===- TokenDataTest.cpp - token files, corpora and the batcher ----------===//
 
-#include "runtime/TokenData.h"
+#include "runtime/data/TokenData.h"
 
 #include "TestUtil.h"
 

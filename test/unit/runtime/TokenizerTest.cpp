@@ -1,6 +1,6 @@
 //===- TokenizerTest.cpp - byte and GPT-2 BPE tokenizers ------------------===//
 
-#include "runtime/Tokenizer.h"
+#include "runtime/data/Tokenizer.h"
 
 #include "TestUtil.h"
 

@@ -7,7 +7,7 @@
       kills it with SIGKILL, then runs the same command with `--resume CKPT`, which must
       finish the run. The final log must list steps 1..N once each, and every step's "loss", "lr" and "grad_norm"
       must be the same strings as in REF.jsonl (an uninterrupted run): bit-identical, not merely close.
-  ckpt_tool.py info CKPT         prints the checkpoint's metadata (runtime/Checkpoint.h format)
+  ckpt_tool.py info CKPT         prints the checkpoint's metadata (runtime/train/Checkpoint.h format)
   ckpt_tool.py flip CKPT OFFSET  flips the low bit of the byte at OFFSET (negative: from the end), in place
   ckpt_tool.py truncate CKPT N   cuts the file to its first N bytes (negative: drops -N bytes), in place
 """

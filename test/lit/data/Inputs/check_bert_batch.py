@@ -1,4 +1,4 @@
-"""Checks a BERT batch.safetensors (megrun --dump) against runtime/BertData.h's layout and prints a summary:
+"""Checks a BERT batch.safetensors (megrun --dump) against runtime/data/BertData.h's layout and prints a summary:
 every row is [CLS] A [SEP] B [SEP] [PAD]... with token types 0/1, attention 1 but on padding, MLM labels only on A
 and B tokens. Usage: check_bert_batch.py BATCH.safetensors MODEL_VOCAB. Standard library + numpy (%syspython)."""
 import json

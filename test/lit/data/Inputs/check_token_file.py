@@ -1,4 +1,4 @@
-"""Prints a token file (runtime/TokenData.h) as text: its header fields, then the ids (bytes shown as characters
+"""Prints a token file (runtime/data/TokenData.h) as text: its header fields, then the ids (bytes shown as characters
 for byte-level files). Standard library only: run with %syspython."""
 import struct
 import sys

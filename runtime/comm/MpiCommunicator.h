@@ -1,0 +1,62 @@
+//===- MpiCommunicator.h - collectives between MPI processes ----*- C++ -*-===//
+//
+// One process per rank (`mpirun -np N megrun PLAN_DIR --ranks mpi`): the world's MPI rank is the mesh rank, and the
+// tp and dp groups are MPI communicators split from MPI_COMM_WORLD by mesh coordinate. The world collectives
+// (gatherToRoot, broadcastFromRoot) run on MPI_COMM_WORLD in chunks, so counts may exceed MPI's int. MPI errors
+// come back as llvm::Errors (MPI_ERRORS_RETURN), never as MPI's own abort. Built only when CMake finds MPI
+// (MEG_HAVE_MPI); runtime/train/Job.cpp reports that MPI is unavailable otherwise.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_COMM_MPICOMMUNICATOR_H
+#define MEG_RUNTIME_COMM_MPICOMMUNICATOR_H
+
+#include "runtime/comm/Communicator.h"
+
+#include "llvm/Support/Error.h"
+
+#include <memory>
+
+namespace meg::runtime {
+
+/// MPI_Init / MPI_Finalize for the life of the object; one per process.
+class MpiSession {
+public:
+  static llvm::Expected<std::unique_ptr<MpiSession>> init(int *argc, char ***argv);
+  ~MpiSession();
+  int worldRank() const { return rank; }
+  int worldSize() const { return size; }
+  /// This process's index among the job's processes on the same node (the device it should use).
+  int localRank() const { return local; }
+  /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did.
+  int firstFailure(bool failed);
+  /// Ends every process of the job (after a rank failed: the others may be blocked in a collective).
+  [[noreturn]] void abort(int code);
+
+private:
+  MpiSession(int rank, int size, int local) : rank(rank), size(size), local(local) {}
+  int rank, size, local;
+};
+
+/// Collectives over the tp and dp groups of a dp x tp mesh laid on MPI_COMM_WORLD (rank = dpRank * tp + tpRank).
+class MpiCommunicator final : public Communicator {
+public:
+  /// Errors if the job's world size differs from meshDp * meshTp.
+  static llvm::Expected<std::unique_ptr<MpiCommunicator>> create(const MpiSession &session, int meshDp, int meshTp);
+  ~MpiCommunicator() override;
+
+  llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override;
+  llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) override;
+  llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) override;
+  void barrier() override;
+  llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
+  llvm::Error broadcastFromRoot(float *data, int64_t count) override;
+
+private:
+  struct Groups;
+  MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups);
+  std::unique_ptr<Groups> groups;
+};
+
+} // namespace meg::runtime
+
+#endif

@@ -1,0 +1,73 @@
+//===- BatchSource.h - the batches a plan is fed ----------------*- C++ -*-===//
+//
+// A BatchSource produces, per step, the GLOBAL batch (all dp ranks' rows) of every input the plan names; each rank
+// is then fed its shard (rows by the input's offset). Sources:
+//   - a binary token file (runtime/data/TokenData.h format, detected by its magic "MEGTOK01");
+//   - any other file: text, tokenized byte-level (ids = bytes; needs a model vocabulary of at least 256);
+//   - none: a seeded stream of random tokens (for benchmarks).
+// Token windows come from the Batcher (train or valid split; seq and micro-batch from input_ids' global shape).
+// GPT plans get input_ids and labels (shifted by one); BERT plans (which have token_type_ids) get sentence pairs with
+// MLM masking (runtime/data/BertData.h: documents from the token file's end-of-document id, or `%` lines / blank lines of
+// byte-level text; special ids at the top of the model's vocabulary).
+// Token files must fit the model: data vocabulary <= the model's (BERT: <= V - 3, byte-level data excepted).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_DATA_BATCHSOURCE_H
+#define MEG_RUNTIME_DATA_BATCHSOURCE_H
+
+#include "runtime/data/Batch.h"
+#include "runtime/data/TokenData.h"
+#include "runtime/plan/Plan.h"
+
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meg::runtime {
+
+struct DataOptions {
+  std::string path; ///< empty: random tokens
+  uint64_t seed = 0;
+  DataSplit split = DataSplit::Train;
+  double validFraction = 0.1;
+};
+
+class BertPairBuilder;
+
+class BatchSource {
+public:
+  /// Errors name the data file: unreadable, too short for one window, tokens outside the model's vocabulary, or a
+  /// plan input this source cannot produce.
+  static llvm::Expected<std::unique_ptr<BatchSource>> create(const LoadedPlan &plan, const DataOptions &options);
+  ~BatchSource();
+
+  int64_t microBatch() const { return batchRows; }
+  int64_t seqLen() const { return seq; }
+  bool isBert() const { return bert; }
+  /// Windows in this split (one epoch).
+  uint64_t windowsPerEpoch() const { return batcher->windowsPerEpoch(); }
+  /// The global batch of step `step` (counted from 0).
+  llvm::Expected<GlobalBatch> batch(uint64_t step) const;
+
+private:
+  BatchSource() = default;
+  std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<BertPairBuilder> bertPairs;
+  std::vector<std::string> inputNames;
+  int64_t batchRows = 0, seq = 0;
+  int64_t modelVocab = 0, dataVocab = 0;
+  bool bert = false;
+  uint64_t seed = 0;
+};
+
+/// The model's (unpadded) vocabulary: `vocab_size` of the plan's model JSON, else the rows of the word embedding.
+int64_t modelVocabSize(const LoadedPlan &plan);
+
+} // namespace meg::runtime
+
+#endif

@@ -1,0 +1,76 @@
+//===- Backend.h - where a plan's tensors live and its steps run -*- C++ -*-===//
+//
+// A Backend owns one rank's memory (activation arena, parameters, gradients, inputs) and runs the plan's steps on
+// it. It is chosen at run time by name (runtime/train/BackendRegistry.h): CPU (OpenBLAS + kernels/cpu,
+// runtime/cpu) or CUDA (cuBLASLt + kernels/cuda, runtime/cuda). The host talks to it only through
+// this interface: parameters and inputs go in as host arrays, tensors come back as bytes.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_EXEC_BACKEND_H
+#define MEG_RUNTIME_EXEC_BACKEND_H
+
+#include "runtime/plan/Plan.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace meg::runtime {
+
+class Communicator;
+
+/// What one execution of the step list needs besides the tensors.
+struct StepContext {
+  uint64_t seed = 0;   ///< the run's seed (Philox key of dropout masks)
+  uint32_t step = 0;   ///< the training step (Philox counter word), so every step draws fresh masks
+  bool dropout = true; ///< false in evaluation: dropout is the identity
+  bool evaluation = false; ///< run only the steps the loss needs (no backward, no optimizer update)
+};
+
+class Backend {
+public:
+  virtual ~Backend();
+  virtual llvm::StringRef name() const = 0;
+
+  /// Allocates the arena, parameters, gradients and inputs of `plan` and prepares every step (attribute and
+  /// shape checks, kernel set-up). The plan must outlive the backend. Errors read `<plan>: step N ('op'): <what>`.
+  virtual llvm::Error prepare(const LoadedPlan &plan) = 0;
+
+  /// Parameter `index`'s local shard, plan.params[index].numel() floats.
+  virtual void writeParam(size_t index, llvm::ArrayRef<float> values) = 0;
+  virtual void readParam(size_t index, llvm::MutableArrayRef<float> values) = 0;
+  /// Optimizer state `index`'s local shard (plan.states, Storage::OptState), plan.states[index].numel() floats:
+  /// zeros after prepare; read and written for checkpoints.
+  virtual void writeState(size_t index, llvm::ArrayRef<float> values) = 0;
+  virtual void readState(size_t index, llvm::MutableArrayRef<float> values) = 0;
+  /// Input `index`'s local shard, plan.inputs[index].numel() elements of its dtype, as raw bytes.
+  virtual void writeInput(size_t index, llvm::ArrayRef<uint8_t> bytes) = 0;
+
+  /// Runs step `index` of the plan. Collective steps talk to the other ranks through `comm`.
+  virtual llvm::Error runStep(size_t index, const StepContext &ctx, Communicator &comm) = 0;
+  /// Copies a tensor (after the steps that write it have run) into `bytes` (slot.bytes() of them).
+  virtual void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) = 0;
+
+  /// The communicators of a mesh of meshDp x meshTp ranks all hosted by this process as threads: peers[r] runs
+  /// rank r, every peer is of this backend's kind and this backend is one of them. The CPU's pass buffers through
+  /// shared memory; CUDA's run device collectives between the peers' streams on one GPU. One rank: collectives
+  /// are no-ops. (Ranks in separate processes get MPI or NCCL communicators from the job instead.)
+  virtual llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
+  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) = 0;
+};
+
+/// Where a backend instance runs: its mesh rank, the ranks this process hosts, and the device it should use
+/// (CUDA: every rank of a process on one device in one-GPU mode, or LOCAL_RANK's device with one rank per process).
+struct BackendPlace {
+  int rank = 0;        ///< mesh rank of the plan the backend runs
+  int localRanks = 1;  ///< ranks hosted by this process
+  int device = 0;      ///< device ordinal (CUDA)
+};
+
+} // namespace meg::runtime
+
+#endif

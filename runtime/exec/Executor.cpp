@@ -1,0 +1,73 @@
+//===- Executor.cpp - running a plan's steps on a backend ---------------------===//
+#include "runtime/exec/Executor.h"
+
+#include <cstring>
+
+using namespace meg;
+using namespace meg::runtime;
+
+llvm::Error Executor::run(const StepContext &ctx) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
+      continue;
+    if (auto err = backend.runStep(i, ctx, comm))
+      return err;
+  }
+  return llvm::Error::success();
+}
+
+llvm::Expected<float> Executor::scalarOutput(llvm::StringRef name) const {
+  const PlanOutput *out = plan.findOutput(name);
+  if (!out)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   plan.path + ": the plan has no output '" + name + "'");
+  if (out->tensor.dtype != DType::F32 || out->tensor.numel() != 1)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   plan.path + ": output '" + name + "' is not an f32 scalar");
+  float value;
+  backend.readTensor(out->tensor, llvm::MutableArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(&value), 4));
+  return value;
+}
+
+RankThreads::RankThreads(int world) : worldSize(world), errors(size_t(world)) {
+  if (world <= 1)
+    return;
+  start = std::make_unique<std::barrier<>>(world + 1);
+  done = std::make_unique<std::barrier<>>(world + 1);
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([this, r] { worker(r); });
+}
+
+RankThreads::~RankThreads() {
+  if (threads.empty())
+    return;
+  stopping = true;
+  start->arrive_and_wait();
+  for (std::thread &t : threads)
+    t.join();
+}
+
+void RankThreads::worker(int rank) {
+  for (;;) {
+    start->arrive_and_wait();
+    if (stopping)
+      return;
+    if (llvm::Error err = job(rank))
+      errors[rank] = llvm::toString(std::move(err));
+    done->arrive_and_wait();
+  }
+}
+
+llvm::Error RankThreads::run(llvm::function_ref<llvm::Error(int rank)> fn) {
+  if (threads.empty())
+    return fn(0);
+  job = fn;
+  for (std::string &e : errors)
+    e.clear();
+  start->arrive_and_wait();
+  done->arrive_and_wait();
+  for (const std::string &e : errors)
+    if (!e.empty())
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), e);
+  return llvm::Error::success();
+}

@@ -1,0 +1,179 @@
+//===- Weights.cpp - full Hugging Face weights <-> per-rank shards ------------===//
+#include "runtime/io/Weights.h"
+
+#include "runtime/io/AtomicFile.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/plan/ShardCopy.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+
+using namespace meg;
+using namespace meg::runtime;
+
+static std::string shapeText(llvm::ArrayRef<int64_t> s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+HfArchitecture meg::runtime::hfArchitecture(const LoadedPlan &plan) {
+  if (plan.findParam("transformer.wte.weight"))
+    return HfArchitecture::Gpt2;
+  if (plan.findParam("bert.encoder.ln.weight"))
+    return HfArchitecture::MegatronBert;
+  if (plan.findParam("bert.embeddings.word_embeddings.weight"))
+    return HfArchitecture::Bert;
+  return HfArchitecture::Unknown;
+}
+
+llvm::StringRef meg::runtime::hfClassName(HfArchitecture a) {
+  switch (a) {
+  case HfArchitecture::Gpt2:
+    return "GPT2LMHeadModel";
+  case HfArchitecture::Bert:
+    return "BertForPreTraining";
+  case HfArchitecture::MegatronBert:
+    return "MegatronBertForPreTraining";
+  case HfArchitecture::Unknown:
+    break;
+  }
+  return "";
+}
+
+std::string meg::runtime::hfConfigJson(const LoadedPlan &plan) {
+  llvm::json::Object config;
+  auto parsed = llvm::json::parse(plan.model);
+  if (!parsed)
+    llvm::consumeError(parsed.takeError());
+  else if (llvm::json::Object *obj = parsed->getAsObject())
+    config = std::move(*obj);
+  HfArchitecture arch = hfArchitecture(plan);
+  static const char *modelTypes[] = {"gpt2", "bert", "megatron-bert"};
+  if (arch != HfArchitecture::Unknown) {
+    config["architectures"] = llvm::json::Array{hfClassName(arch)};
+    config["model_type"] = modelTypes[unsigned(arch)];
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(config))) << "\n";
+  return os.str();
+}
+
+namespace {
+
+/// Hugging Face state_dict entries that are not parameters of their own: tied aliases and buffers.
+bool isIgnorableHfTensor(llvm::StringRef name) {
+  return name == "lm_head.weight" || name == "cls.predictions.decoder.weight" ||
+         name == "cls.predictions.decoder.bias" || name == "bert.embeddings.position_ids" ||
+         name.endswith(".attn.bias") || name.endswith(".attn.masked_bias");
+}
+
+/// Up to three names, then a count.
+std::string nameList(llvm::ArrayRef<std::string> names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 3; ++i)
+    out += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > 3)
+    out += llvm::formatv(" and {0} more", names.size() - 3).str();
+  return out;
+}
+
+} // namespace
+
+llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
+                                      bool withConfig) {
+  assert(!plans.empty() && "no plans");
+  SafetensorsWriter writer;
+  writer.setMetadata("format", "pt");
+  std::vector<float> full, shard;
+  for (const PlanParam &param : plans[0].params) {
+    full.assign(size_t(param.globalNumel()), 0.0f);
+    for (int r = 0; r < int(plans.size()); ++r) {
+      auto index = plans[r].findParam(param.name);
+      if (!index)
+        continue;
+      const PlanParam &p = plans[r].params[*index];
+      shard.resize(size_t(p.numel()));
+      read(r, *index, shard);
+      insertShard(shard.data(), p.globalShape, p.offset, p.shape, full.data());
+    }
+    Shape fileShape = param.fileShape();
+    size_t keep = size_t(numElements(fileShape));
+    if (auto err = writer.addF32(param.name, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::toString(std::move(err)));
+  }
+  llvm::StringRef dir = llvm::sys::path::parent_path(path);
+  if (!dir.empty())
+    if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+      return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
+  if (auto err = writer.write(path))
+    return err;
+  if (!withConfig)
+    return llvm::Error::success();
+  llvm::SmallString<256> config = dir;
+  llvm::sys::path::append(config, "config.json");
+  return writeFileAtomically(config, llvm::StringRef(hfConfigJson(plans[0])));
+}
+
+llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write) {
+  assert(!plans.empty() && "no plans");
+  auto file = SafetensorsFile::open(path);
+  if (!file)
+    return file.takeError();
+
+  // Check every name and shape first, so that a bad file changes nothing.
+  std::vector<std::string> missing, unexpected, misShaped;
+  for (const PlanParam &param : plans[0].params) {
+    const SafetensorsTensor *t = file->lookup(param.name);
+    if (!t) {
+      missing.push_back(param.name);
+      continue;
+    }
+    Shape want = param.fileShape();
+    if (llvm::ArrayRef<int64_t>(t->Shape) != llvm::ArrayRef<int64_t>(want))
+      misShaped.push_back(llvm::formatv("'{0}' has shape {1}, expected {2}", param.name, shapeText(t->Shape),
+                                        shapeText(want)));
+    else if (t->DType != SafetensorsDType::F32 && t->DType != SafetensorsDType::BF16 &&
+             t->DType != SafetensorsDType::F16 && t->DType != SafetensorsDType::F64)
+      misShaped.push_back(llvm::formatv("'{0}' has dtype {1}, expected a float type", param.name,
+                                        dtypeName(t->DType)));
+  }
+  for (const std::string &name : file->names())
+    if (!plans[0].findParam(name) && !isIgnorableHfTensor(name))
+      unexpected.push_back(name);
+  std::vector<std::string> problems;
+  if (!missing.empty())
+    problems.push_back("missing tensor" + std::string(missing.size() > 1 ? "s " : " ") + nameList(missing));
+  if (!unexpected.empty())
+    problems.push_back("unexpected tensor" + std::string(unexpected.size() > 1 ? "s " : " ") + nameList(unexpected));
+  for (size_t i = 0; i < misShaped.size() && i < 3; ++i)
+    problems.push_back("tensor " + misShaped[i]);
+  if (misShaped.size() > 3)
+    problems.push_back(llvm::formatv("{0} more mis-shaped tensors", misShaped.size() - 3));
+  if (!problems.empty())
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::join(problems, "; "));
+
+  std::vector<float> full, shard;
+  for (const PlanParam &param : plans[0].params) {
+    auto values = file->toFloats(param.name);
+    if (!values)
+      return values.takeError();
+    full = std::move(*values);
+    full.resize(size_t(param.globalNumel()), 0.0f); // vocab padding rows are zero
+    for (int r = 0; r < int(plans.size()); ++r) {
+      auto index = plans[r].findParam(param.name);
+      if (!index)
+        continue;
+      const PlanParam &p = plans[r].params[*index];
+      shard.resize(size_t(p.numel()));
+      extractShard(full.data(), p.globalShape, p.offset, p.shape, shard.data());
+      write(r, *index, shard);
+    }
+  }
+  return llvm::Error::success();
+}

@@ -1,0 +1,48 @@
+//===- Weights.h - full Hugging Face weights <-> per-rank shards -*- C++ -*-===//
+//
+// Weights files hold full (unsharded) fp32 tensors under Hugging Face names and shapes (the plan's hf_shape; same
+// element order as the IR shape, so export and import are reshapes). Vocabulary padding never leaks: a parameter
+// with vocab_rows exports only its first vocab_rows rows, and the padding rows are zero after a load.
+// config.json beside the weights is the plan's model JSON plus `architectures` and `model_type` of the Hugging Face
+// class the names follow (GPT2LMHeadModel, BertForPreTraining for post-LN, MegatronBertForPreTraining for pre-LN).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_IO_WEIGHTS_H
+#define MEG_RUNTIME_IO_WEIGHTS_H
+
+#include "runtime/plan/Plan.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/Support/Error.h"
+
+#include <string>
+
+namespace meg::runtime {
+
+/// Copies rank `rank`'s shard of its param `param` into `out`.
+using ShardReader = llvm::function_ref<void(int rank, size_t param, llvm::MutableArrayRef<float> out)>;
+/// Stores `values` as rank `rank`'s shard of its param `param`.
+using ShardWriter = llvm::function_ref<void(int rank, size_t param, llvm::ArrayRef<float> values)>;
+
+enum class HfArchitecture { Gpt2, Bert, MegatronBert, Unknown };
+/// Decided by the parameter names (GPT-2: transformer.*, Megatron-BERT: bert.encoder.ln, else BERT: bert.*).
+HfArchitecture hfArchitecture(const LoadedPlan &plan);
+llvm::StringRef hfClassName(HfArchitecture a);
+
+/// The Hugging Face config.json for the plan's model.
+std::string hfConfigJson(const LoadedPlan &plan);
+
+/// Assembles every parameter from the ranks' shards and writes `path` (safetensors) and, with `withConfig`,
+/// config.json beside it, each atomically. The reader may hand out any per-parameter tensor laid out like the
+/// parameter (the gradients, for --dump).
+llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
+                        bool withConfig = true);
+
+/// Reads `path` and hands each rank its shards. Every parameter must be present with its HF shape; unknown tensors
+/// are errors (except Hugging Face's tied aliases and buffers, which are ignored). Errors name the file.
+llvm::Error loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write);
+
+} // namespace meg::runtime
+
+#endif

@@ -1,0 +1,33 @@
+//===- BackendRegistry.cpp - backends by name -----------------------------------===//
+#include "runtime/train/BackendRegistry.h"
+
+#include "runtime/cpu/CpuBackend.h"
+#ifdef MEG_HAVE_CUDA
+#include "runtime/cuda/CudaBackend.h"
+#endif
+
+#include "llvm/ADT/Twine.h"
+
+using namespace meg;
+using namespace meg::runtime;
+
+llvm::StringRef meg::runtime::availableBackends() {
+#ifdef MEG_HAVE_CUDA
+  return "cpu, cuda";
+#else
+  return "cpu";
+#endif
+}
+
+llvm::Expected<std::unique_ptr<Backend>> meg::runtime::createBackend(llvm::StringRef name, const BackendPlace &place) {
+  if (name == "cpu")
+    return createCpuBackend();
+#ifdef MEG_HAVE_CUDA
+  if (name == "cuda")
+    return createCudaBackend(place);
+#endif
+  (void)place;
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), "backend '" + name +
+                                                                     "' is not available (this megrun has: " +
+                                                                     availableBackends() + ")");
+}

@@ -1,0 +1,26 @@
+//===- BackendRegistry.h - backends by name ---------------------*- C++ -*-===//
+//
+// The one place that maps a --backend name to a Backend (runtime/train/BackendRegistry.cpp). Backends compiled only
+// on some machines (CUDA) are listed under their build macro, so a megrun without them names what it has.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_TRAIN_BACKENDREGISTRY_H
+#define MEG_RUNTIME_TRAIN_BACKENDREGISTRY_H
+
+#include "runtime/exec/Backend.h"
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+
+namespace meg::runtime {
+
+/// The backend called `name` ("cpu", "cuda"), or an error naming the backends this build has.
+llvm::Expected<std::unique_ptr<Backend>> createBackend(llvm::StringRef name, const BackendPlace &place);
+/// The backend names this build has, comma-separated.
+llvm::StringRef availableBackends();
+
+} // namespace meg::runtime
+
+#endif

@@ -1,0 +1,116 @@
+//===- Checkpoint.h - training checkpoints and the resumable step log -*- C++ -*-===//
+//
+// A checkpoint holds everything a training run needs to continue bit-identically: every rank's parameter shards
+// and optimizer state shards (Adam's m and v), the number of completed steps, the seed, the data position, and the
+// identity of the plan set it belongs to. Batches are a pure function of (seed, step) (BatchSource::batch), dropout
+// masks are keyed by (seed, step) and the lr schedule and Adam's bias corrections read the step, so restoring the
+// step restores all of them.
+//
+// File format (little-endian):
+//
+//   "MEGCKPT1"  u64 payload size  u64 xxHash64(payload)  payload
+//
+// The payload is a safetensors file (runtime/io/Safetensors.h): tensors `rank<R>/param/<name>` and
+// `rank<R>/state/<name>` (this rank's local shard, f32) and `__metadata__` with the scalars: format ("meg
+// checkpoint"), version, step, seed, data_step (the step the next batch is drawn for), data_windows (windows per
+// epoch of the training split: a check of the data), mesh ("dp=D tp=T"), plan_hash (16 hex digits: xxHash64 of the
+// little-endian xxHash64 digests of the plan files rank-0..rank-N-1). So `f.read()[24:]` is a safetensors file.
+// The checksum covers the whole payload; a file whose magic, size or checksum is wrong is refused before anything
+// in it is used. Writes are atomic (runtime/io/AtomicFile.h): a failed save leaves the previous checkpoint as it was.
+// A run killed while saving leaves its temporary `<CKPT>.tmp.<pid>` behind (never read; safe to delete).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_TRAIN_CHECKPOINT_H
+#define MEG_RUNTIME_TRAIN_CHECKPOINT_H
+
+#include "runtime/plan/Plan.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/train/Session.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace llvm {
+class raw_fd_ostream;
+} // namespace llvm
+
+namespace meg::runtime {
+
+constexpr llvm::StringLiteral CheckpointMagic("MEGCKPT1");
+constexpr uint32_t kCheckpointVersion = 1;
+
+/// Which plan set a checkpoint belongs to: the mesh and a hash of the plan files' bytes (plans are byte-stable, so
+/// the same model and flags compile to the same hash).
+struct PlanSetIdentity {
+  int dp = 1, tp = 1;
+  uint64_t hash = 0;
+  std::string mesh() const;     ///< "dp=D tp=T"
+  std::string hashHex() const;  ///< 16 hex digits
+};
+/// Reads the plan files (plans[r].path) and hashes them in rank order.
+llvm::Expected<PlanSetIdentity> planSetIdentity(llvm::ArrayRef<LoadedPlan> plans);
+
+/// The scalars of a checkpoint.
+struct CheckpointState {
+  uint64_t step = 0;        ///< completed training steps
+  uint64_t seed = 0;        ///< the run's seed (init, data order, dropout)
+  uint64_t dataStep = 0;    ///< the next batch is BatchSource::batch(dataStep) (= step)
+  uint64_t dataWindows = 0; ///< windows per epoch of the training split (0: no data source)
+};
+
+/// Collective: writes every rank's parameter and optimizer state shards of `session` with `state` and `id` to
+/// `path`, atomically, from the root process (the others send their shards: Session::withShards). Errors name the
+/// file.
+llvm::Error saveCheckpoint(llvm::StringRef path, Session &session, const PlanSetIdentity &id,
+                           const CheckpointState &state);
+
+/// A checkpoint read into memory, its checksum and metadata verified.
+class Checkpoint {
+public:
+  /// Reads and verifies `path`. Errors (`<path>: <what>`): unreadable, not a checkpoint, truncated, checksum
+  /// mismatch, malformed payload or metadata, another version.
+  static llvm::Expected<Checkpoint> load(llvm::StringRef path);
+
+  const CheckpointState &state() const { return scalars; }
+  const PlanSetIdentity &identity() const { return id; }
+  /// Error unless the checkpoint was written for the plan set `current` (same mesh, same plan files).
+  llvm::Error checkPlanSet(const PlanSetIdentity &current) const;
+  /// Writes the parameter and optimizer state shards of the ranks `session` hosts into it. Error: a tensor missing
+  /// or of another shape (checked for all ranks before anything is written).
+  llvm::Error restore(Session &session) const;
+
+private:
+  Checkpoint() = default;
+  std::string path;
+  std::unique_ptr<llvm::MemoryBuffer> fileBuffer; ///< the file; payload's tensors point into it
+  std::unique_ptr<SafetensorsFile> payload;
+  CheckpointState scalars;
+  PlanSetIdentity id;
+};
+
+/// The per-step JSONL log of a training run, written as it goes (one line per step, flushed), so a killed run
+/// keeps the steps it finished. A fresh run truncates the file; a resumed run (`resumeStep` set) keeps the lines
+/// of steps 1..resumeStep (dropping later ones, which the killed run logged after its last checkpoint, and a torn
+/// last line) and appends after them, so the log of a resumed run equals an uninterrupted run's.
+class StepLog {
+public:
+  static llvm::Expected<std::unique_ptr<StepLog>> open(llvm::StringRef path, std::optional<uint64_t> resumeStep);
+  ~StepLog();
+  llvm::Error append(llvm::StringRef line);
+
+private:
+  StepLog() = default;
+  std::string path;
+  std::unique_ptr<llvm::raw_fd_ostream> os;
+};
+
+} // namespace meg::runtime
+
+#endif

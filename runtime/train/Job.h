@@ -1,0 +1,70 @@
+//===- Job.h - the processes of a run and how they agree ---------*- C++ -*-===//
+//
+// A Job is how the processes of one megrun run take part in it (--ranks):
+//   - threads: one process hosts every rank as a thread (Session::create);
+//   - mpi: `mpirun -np N megrun PLAN_DIR --ranks mpi`, one process per rank, MPI world rank = mesh rank =
+//     dpRank * tp + tpRank, each process hosting its rank with an MpiCommunicator (Session::createRank).
+// Every process loads and verifies the whole plan set (the root needs every rank's layout to assemble shards, and
+// every process then fails alike on a bad set), checks it against the world it finds, builds the same global
+// batches and feeds its shard. The root process (mesh rank 0) alone prints and writes output files.
+//
+// Errors never hang a job: at points every process reaches (setup, after each output the root writes), agree()
+// is a collective check that fails every process if one failed, and only the first failing process reports its
+// error; megrun prints nothing for OtherRankFailed. Where the others may be blocked in a collective (inside a step),
+// the failing process prints its error and abort()s the whole job.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_TRAIN_JOB_H
+#define MEG_RUNTIME_TRAIN_JOB_H
+
+#include "runtime/plan/Plan.h"
+#include "runtime/train/Session.h"
+
+#include "llvm/Support/Error.h"
+
+#include <memory>
+
+namespace meg::runtime {
+
+/// Another process of the job failed and reports the error; this one exits quietly.
+class OtherRankFailed : public llvm::ErrorInfo<OtherRankFailed> {
+public:
+  static char ID;
+  explicit OtherRankFailed(int rank) : rank(rank) {}
+  void log(llvm::raw_ostream &os) const override;
+  std::error_code convertToErrorCode() const override { return llvm::inconvertibleErrorCode(); }
+  int rank; ///< the process that reports
+};
+
+class Job {
+public:
+  /// `mode` is "threads" or "mpi" (MPI_Init with argc/argv). Error: mpi in a build without MPI.
+  static llvm::Expected<std::unique_ptr<Job>> create(llvm::StringRef mode, int *argc, char ***argv);
+  /// With mpi: MPI_Finalize.
+  ~Job();
+
+  bool isMpi() const;
+  /// This process prints and writes the run's outputs (threads: always; mpi: world rank 0).
+  bool isRoot() const;
+
+  /// Collective over the job's processes: success when every process passed success; otherwise the error of the
+  /// lowest failing process on that process and OtherRankFailed on every other.
+  llvm::Error agree(llvm::Error err);
+  /// Ends every process of the job with exit code `code` (threads: returns; the caller exits).
+  void abort(int code);
+
+  /// Checks that the job's processes fit `plans` (a complete set loaded from `planDir`) and makes the session:
+  /// every rank as threads, or this process's rank over MPI. Errors: `<planDir>: the plans are for a mesh of dp D x
+  /// tp T = N ranks, mpirun started M`.
+  llvm::Expected<std::unique_ptr<Session>> createSession(std::vector<LoadedPlan> plans, llvm::StringRef backend,
+                                                         llvm::StringRef planDir);
+
+private:
+  struct Mpi;
+  Job() = default;
+  std::unique_ptr<Mpi> mpi;
+};
+
+} // namespace meg::runtime
+
+#endif
