@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job (README quick start, first command): set up, then train a small GPT (4 layers, 256 hidden, byte-level)
 # on Debian's fortunes corpus on the CPU with tensor parallelism tp = 2 (two ranks as threads), then show the result:
-# validation loss and perplexity next to the corpus's unigram entropy, a greedy sample, the JSONL log and a PNG
-# loss curve. MEG_DEMO_STEPS sets the number of training steps (default 150: a few minutes on 2 cores).
+# validation loss and perplexity next to the corpus's unigram entropy, a greedy and a sampled continuation, the JSONL
+# log and a PNG loss curve. MEG_DEMO_STEPS sets the number of training steps (default 150: a few minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -45,10 +45,14 @@ h = -sum(c / len(data) * math.log(c / len(data)) for c in counts.values())
 print(f"demo: unigram entropy of the corpus {h:.3f} nats/byte (perplexity {math.exp(h):.1f})")
 PY
 
-# A greedy sample from the trained model (an inference plan of the same model reads the saved weights).
+# Continuations from the trained model (an inference plan of the same model reads the saved weights): greedy, which
+# a small model soon turns into a loop ("the the the ..."), then sampled from the 40 most likely bytes at temperature
+# 0.8, seeded (the same --seed gives the same text).
 "$BIN/megc/megc" models/demo-gpt.json --mode infer --micro-batch 1 --emit plan -o "$OUT/infer"
-"$BIN/megrun/megrun" "$OUT/infer" --load-weights "$OUT/weights.safetensors" --generate "The meaning of life is" \
-  --max-new-tokens 120
+GENERATE=("$BIN/megrun/megrun" "$OUT/infer" --load-weights "$OUT/weights.safetensors" --generate "The meaning of life is"
+  --max-new-tokens 120)
+"${GENERATE[@]}" | sed 's/^sample:/demo: greedy:/'
+"${GENERATE[@]}" --top-k 40 --temperature 0.8 --seed 1 | sed 's/^sample:/demo: sampled:/'
 
 # The loss curve.
 /usr/bin/python3 - "$OUT/train.jsonl" "$OUT/loss.dat" "$OUT/val.dat" <<'PY'

@@ -1,4 +1,4 @@
-//===- Generate.cpp - greedy decoding with an inference plan -------------------===//
+//===- Generate.cpp - text generation with an inference plan ------------------===//
 #include "runtime/train/Generate.h"
 
 #include "runtime/data/BatchSource.h"
@@ -10,11 +10,15 @@
 
 using namespace meg::runtime;
 
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+static llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
+
+llvm::Error GenerateOptions::check() const {
+  if (newTokens < 1)
+    return fail("--max-new-tokens must be positive (got " + llvm::Twine(newTokens) + ")");
+  return sampling.check();
 }
 
-llvm::Expected<std::string> meg::runtime::generateGreedy(Session &session, llvm::StringRef prompt, int64_t newTokens) {
+llvm::Expected<std::string> meg::runtime::generate(Session &session, const GenerateOptions &options) {
   const LoadedPlan &plan = session.plan();
   std::optional<size_t> ids = plan.findInput("input_ids");
   const PlanOutput *logits = plan.findOutput("logits");
@@ -32,13 +36,14 @@ llvm::Expected<std::string> meg::runtime::generateGreedy(Session &session, llvm:
     return fail(llvm::formatv("{0}: byte-level generation needs a vocabulary of at least 256, the model has {1}",
                               plan.path, vocab));
   ByteTokenizer bytes;
-  std::vector<int32_t> tokens = bytes.encode(prompt);
+  std::vector<int32_t> tokens = bytes.encode(options.prompt);
   if (tokens.empty())
     return fail("--generate needs a non-empty prompt");
   StepContext ctx;
   ctx.dropout = false;
   ctx.evaluation = true;
-  for (int64_t t = 0; t < newTokens; ++t) {
+  Sampler sampler(options.sampling);
+  for (int64_t t = 0; t < options.newTokens; ++t) {
     size_t begin = tokens.size() > size_t(seq) ? tokens.size() - size_t(seq) : 0;
     GlobalBatch batch;
     IntTensor &window = batch.tensors["input_ids"];
@@ -46,16 +51,16 @@ llvm::Expected<std::string> meg::runtime::generateGreedy(Session &session, llvm:
     window.data.assign(size_t(seq), 0);
     std::copy(tokens.begin() + begin, tokens.end(), window.data.begin());
     if (auto err = session.feed(batch))
-      return std::move(err);
+      return err;
     if (auto ran = session.forward(ctx); !ran)
       return ran.takeError();
     auto all = session.assembleOutput("logits");
     if (!all)
       return all.takeError();
     size_t last = tokens.size() - begin - 1;
-    // Only byte ids can be printed: the argmax is over ids 0..255 (real ids, never padding).
-    const float *row = all->data() + last * size_t(width);
-    tokens.push_back(int32_t(std::max_element(row, row + 256) - row));
+    // Only byte ids can be printed: the candidates are ids 0..255 (real ids, never padding).
+    llvm::ArrayRef<float> row(all->data() + last * size_t(width), 256);
+    tokens.push_back(sampler.sample(row, tokens.size()));
   }
   return bytes.decode(tokens);
 }

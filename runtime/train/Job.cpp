@@ -15,6 +15,16 @@ char OtherRankFailed::ID = 0;
 
 void OtherRankFailed::log(llvm::raw_ostream &os) const { os << "rank " << rank << " failed"; }
 
+char UnagreedError::ID = 0;
+
+void UnagreedError::log(llvm::raw_ostream &os) const { os << message; }
+
+llvm::Error Job::unagreed(llvm::Error err) {
+  if (!err || err.isA<UnagreedError>())
+    return err;
+  return llvm::make_error<UnagreedError>(llvm::toString(std::move(err)));
+}
+
 #ifdef MEG_HAVE_MPI
 struct Job::Mpi {
   std::unique_ptr<MpiSession> session;
@@ -95,9 +105,9 @@ llvm::Expected<std::unique_ptr<Session>> Job::createSession(std::vector<LoadedPl
   // MPI moves host buffers; CUDA ranks in separate processes talk over NCCL, started from torchrun's or Slurm's
   // environment (runtime/comm/CudaCommunicator.h), which megrun does not wire yet.
   if (backend != "cpu")
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "--ranks mpi runs the cpu backend only (--backend " + backend +
-                                       ": run its ranks as threads on one GPU)");
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "--ranks mpi runs the cpu backend only (--backend " +
+                                                                       backend +
+                                                                       ": run its ranks as threads on one GPU)");
   auto comm = MpiCommunicator::create(*mpi->session, first.meshDp, first.meshTp);
   if (!comm)
     return comm.takeError();

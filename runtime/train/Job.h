@@ -11,7 +11,8 @@
 // Errors never hang a job: at points every process reaches (setup, after each output the root writes), agree()
 // is a collective check that fails every process if one failed, and only the first failing process reports its
 // error; megrun prints nothing for OtherRankFailed. Where the others may be blocked in a collective (inside a step),
-// the failing process prints its error and abort()s the whole job.
+// the failing process returns its error wrapped as UnagreedError (Job::unagreed): whoever reports it prints it and
+// abort()s the whole job.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_TRAIN_JOB_H
@@ -23,6 +24,7 @@
 #include "llvm/Support/Error.h"
 
 #include <memory>
+#include <string>
 
 namespace meg::runtime {
 
@@ -34,6 +36,17 @@ public:
   void log(llvm::raw_ostream &os) const override;
   std::error_code convertToErrorCode() const override { return llvm::inconvertibleErrorCode(); }
   int rank; ///< the process that reports
+};
+
+/// An error one process found where the job's other processes may be blocked in a collective (inside a step): the
+/// reporter prints it, then Job::abort ends every process.
+class UnagreedError : public llvm::ErrorInfo<UnagreedError> {
+public:
+  static char ID;
+  explicit UnagreedError(std::string message) : message(std::move(message)) {}
+  void log(llvm::raw_ostream &os) const override;
+  std::error_code convertToErrorCode() const override { return llvm::inconvertibleErrorCode(); }
+  std::string message;
 };
 
 class Job {
@@ -50,6 +63,8 @@ public:
   /// Collective over the job's processes: success when every process passed success; otherwise the error of the
   /// lowest failing process on that process and OtherRankFailed on every other.
   llvm::Error agree(llvm::Error err);
+  /// `err` (if any) as an UnagreedError, keeping its message.
+  static llvm::Error unagreed(llvm::Error err);
   /// Ends every process of the job with exit code `code` (threads: returns; the caller exits).
   void abort(int code);
 

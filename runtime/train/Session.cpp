@@ -352,6 +352,7 @@ llvm::Expected<EvalResult> meg::runtime::evaluate(Session &session, const BatchS
     weighted += **loss * double(tokens);
     result.tokens += tokens;
     ++result.batches;
+    result.positions += source.microBatch() * source.seqLen();
   }
   result.loss = result.tokens ? weighted / double(result.tokens) : 0;
   result.perplexity = std::exp(result.loss);

@@ -5,10 +5,10 @@
 // run it. Two placements:
 //   - every rank, as threads of this process with in-process communicators (create);
 //   - one rank, the one of its communicator (createRank: an MPI process per rank, runtime/train/Job.h).
-// It is what megrun drives: init or load weights, feed global batches (each hosted rank gets its shard), run the
-// step list, read the loss, save weights. The root process (the one hosting rank 0) writes every output file:
-// withShards gathers the other processes' shards to it over the communicator, so that weights, gradients and
-// checkpoints are written by the same code in both placements. Methods marked "collective" must be called by every
+// It is what a run (runtime/train/Train.h) drives: init or load weights, feed global batches (each hosted rank gets
+// its shard), run the step list, read the loss, save weights. The root process (the one hosting rank 0) writes every
+// output file: withShards gathers the other processes' shards to it over the communicator, so that weights, gradients
+// and checkpoints are written by the same code in both placements. Methods marked "collective" must be called by every
 // process of the run, in the same order.
 //
 //===----------------------------------------------------------------------===//
@@ -107,6 +107,7 @@ struct EvalResult {
   double perplexity = 0; ///< exp(loss)
   int64_t tokens = 0;    ///< target tokens seen
   int64_t batches = 0;
+  int64_t positions = 0; ///< input positions run: batches x micro-batch x sequence length
   double seconds = 0;    ///< time spent in the forward steps (feeding included, data preparation excluded)
 };
 llvm::Expected<EvalResult> evaluate(Session &session, const BatchSource &source, int64_t batches, uint64_t seed);

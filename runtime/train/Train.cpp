@@ -1,0 +1,284 @@
+//===- Train.cpp - a megrun run: setup, training loop, evaluation --------------===//
+#include "runtime/train/Train.h"
+
+#include "runtime/io/AtomicFile.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/train/Progress.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
+
+#include <chrono>
+#include <cstdio>
+
+using namespace meg;
+using namespace meg::runtime;
+
+static llvm::Error error(const llvm::Twine &what) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), what);
+}
+
+static std::string formatNumber(const char *format, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, value);
+  return buf;
+}
+
+/// {"loss": x} with the float loss in full double precision.
+static std::string lossJson(double loss) { return "{\"loss\": " + formatNumber("%.17g", loss) + "}\n"; }
+
+llvm::Error TrainOptions::check() const {
+  if (steps < 0)
+    return error(llvm::formatv("--steps must be >= 0 (got {0})", steps));
+  if (evalBatches < 1)
+    return error(llvm::formatv("--eval-batches must be >= 1 (got {0})", evalBatches));
+  if (mode == Mode::Evaluate && validFraction == 0)
+    return error("--eval needs a valid split (--valid-fraction > 0)");
+  if (evalInterval > 0 && validFraction == 0)
+    return error("--eval-interval needs a valid split (--valid-fraction > 0)");
+  if (!loadWeights.empty() && loadWeights == saveWeights)
+    return error("--load-weights and --save-weights name the same file");
+  if (!resume.empty() && !loadWeights.empty())
+    return error("--resume and --load-weights both give the weights (use one)");
+  if (!save.empty() && mode != Mode::Train)
+    return error("--save: only training steps are checkpointed (not --eval or --generate)");
+  return llvm::Error::success();
+}
+
+Trainer::~Trainer() = default;
+
+bool Trainer::training() const { return options.mode == TrainOptions::Mode::Train && options.steps > firstStep; }
+
+llvm::Expected<std::unique_ptr<Trainer>> Trainer::create(Job &job, const TrainOptions &options) {
+  std::unique_ptr<Trainer> trainer(new Trainer(job, options));
+  if (auto err = job.agree(options.check()))
+    return err;
+  auto plans = loadPlanSet(options.planDir);
+  if (auto err = job.agree(plans.takeError()))
+    return err;
+  // The checkpoint to resume and the data are verified before anything runs.
+  std::optional<Checkpoint> resumeFrom;
+  if (auto err = job.agree(trainer->checkResume(*plans, resumeFrom)))
+    return err;
+  if (auto err = job.agree(trainer->makeSources((*plans)[0], resumeFrom)))
+    return err;
+  auto session = job.createSession(std::move(*plans), options.backend, options.planDir);
+  if (auto err = job.agree(session.takeError()))
+    return err;
+  trainer->runSession = std::move(*session);
+  Session &s = trainer->session();
+  auto initialWeights = [&]() -> llvm::Error {
+    if (resumeFrom)
+      return resumeFrom->restore(s);
+    if (!options.loadWeights.empty())
+      return s.loadWeights(options.loadWeights);
+    return s.initWeights(trainer->options.seed);
+  };
+  if (auto err = job.agree(initialWeights()))
+    return err;
+  return trainer;
+}
+
+/// The plan set's identity (for --save and --resume), and the checkpoint to resume, checked against the plans and
+/// the options; takes its seed and step.
+llvm::Error Trainer::checkResume(std::vector<LoadedPlan> &plans, std::optional<Checkpoint> &resumeFrom) {
+  if (!options.save.empty() || !options.resume.empty()) {
+    auto id = planSetIdentity(plans);
+    if (!id)
+      return id.takeError();
+    planId = *id;
+  }
+  if (options.resume.empty())
+    return llvm::Error::success();
+  auto loaded = Checkpoint::load(options.resume);
+  if (!loaded)
+    return loaded.takeError();
+  if (auto err = loaded->checkPlanSet(planId))
+    return err;
+  const CheckpointState &state = loaded->state();
+  if (options.seedGiven && state.seed != options.seed)
+    return error(llvm::formatv("--seed {0} differs from the seed {1} of checkpoint {2}", options.seed, state.seed,
+                               options.resume));
+  options.seed = state.seed;
+  firstStep = int64_t(state.step);
+  if (options.steps < firstStep && options.mode == TrainOptions::Mode::Train)
+    return error(
+        llvm::formatv("--steps {0}: checkpoint {1} is already at step {2}", options.steps, options.resume, firstStep));
+  resumeFrom = std::move(*loaded);
+  return llvm::Error::success();
+}
+
+/// The data sources: training batches, and the valid split for --eval and --eval-interval.
+llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Checkpoint> &resumeFrom) {
+  auto create = [&](DataSplit split) {
+    DataOptions data;
+    data.path = options.dataPath;
+    data.seed = options.seed;
+    data.split = split;
+    data.validFraction = options.validFraction;
+    return BatchSource::create(plan, data);
+  };
+  if (options.mode == TrainOptions::Mode::Evaluate || (training() && options.evalInterval > 0)) {
+    auto created = create(DataSplit::Valid);
+    if (!created)
+      return created.takeError();
+    validSource = std::move(*created);
+  }
+  if (!training())
+    return llvm::Error::success();
+  auto created = create(DataSplit::Train);
+  if (!created)
+    return created.takeError();
+  source = std::move(*created);
+  uint64_t windows = resumeFrom ? resumeFrom->state().dataWindows : 0;
+  if (windows && windows != source->windowsPerEpoch())
+    return error(llvm::formatv("{0}: the checkpoint's training data has {1} windows per epoch, --data gives {2} "
+                               "(other data or --valid-fraction)",
+                               options.resume, windows, source->windowsPerEpoch()));
+  return llvm::Error::success();
+}
+
+llvm::Expected<std::string> Trainer::generate(const GenerateOptions &generateOptions) {
+  auto text = runtime::generate(session(), generateOptions);
+  if (!text)
+    return Job::unagreed(text.takeError());
+  return text;
+}
+
+llvm::Expected<EvalResult> Trainer::evaluate() {
+  auto result = runtime::evaluate(session(), *validSource, options.evalBatches, options.seed);
+  if (!result)
+    return Job::unagreed(result.takeError());
+  return result;
+}
+
+/// Collective: --dump's files for one step; the root writes them.
+llvm::Error Trainer::writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss) {
+  auto rootFiles = [&]() -> llvm::Error {
+    if (!job.isRoot())
+      return llvm::Error::success();
+    if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+      return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
+    SafetensorsWriter writer;
+    for (const auto &[name, t] : batch.tensors)
+      if (auto err = writer.addI32(name, t.shape, t.data))
+        return err;
+    llvm::SmallString<256> path(dir);
+    llvm::sys::path::append(path, "batch.safetensors");
+    if (auto err = writer.write(path))
+      return err;
+    if (!loss)
+      return llvm::Error::success();
+    path = dir;
+    llvm::sys::path::append(path, "loss.json");
+    return writeFileAtomically(path, llvm::StringRef(lossJson(*loss)));
+  };
+  if (auto err = job.agree(rootFiles()))
+    return err;
+  if (!loss || session().plan().mode != "train")
+    return llvm::Error::success();
+  llvm::SmallString<256> path(dir);
+  llvm::sys::path::append(path, "grads.safetensors");
+  return job.agree(session().saveGradients(path));
+}
+
+/// Collective: the checkpoint of `done` completed steps.
+llvm::Error Trainer::checkpoint(int64_t done) {
+  CheckpointState state;
+  state.step = state.dataStep = uint64_t(done);
+  state.seed = options.seed;
+  state.dataWindows = source ? source->windowsPerEpoch() : 0;
+  return job.agree(saveCheckpoint(options.save, session(), planId, state));
+}
+
+/// Step t + 1: feed, run, report, dump, evaluate, log.
+llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, llvm::raw_ostream &out) {
+  Session &s = session();
+  bool root = job.isRoot();
+  auto batch = source->batch(uint64_t(t));
+  if (!batch)
+    return Job::unagreed(batch.takeError());
+  if (auto err = s.feed(*batch))
+    return Job::unagreed(std::move(err));
+  StepContext ctx;
+  ctx.seed = options.seed;
+  ctx.step = uint32_t(t);
+  ctx.dropout = options.dropout;
+  auto start = std::chrono::steady_clock::now();
+  auto loss = s.forward(ctx);
+  if (!loss)
+    return Job::unagreed(loss.takeError());
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double tokensPerSecond = double(source->microBatch() * source->seqLen()) / std::max(seconds, 1e-9);
+  std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
+  // Read before anything else runs on the backends (an evaluation overwrites the step's outputs).
+  std::optional<float> lrValue = s.scalarOutput("lr"), gradNorm = s.scalarOutput("grad_norm");
+  if (root)
+    progress.step(t + 1, lossText, lrValue.value_or(0.0f), tokensPerSecond);
+  std::string record = "{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
+                       ",\"lr\":" + formatNumber("%.9g", lrValue.value_or(0.0f)) +
+                       (gradNorm ? ",\"grad_norm\":" + formatNumber("%.6g", *gradNorm) : std::string()) +
+                       ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond);
+  if (!options.dump.empty() && (t == 0 || options.dumpEveryStep)) {
+    llvm::SmallString<256> dir(options.dump);
+    if (options.dumpEveryStep)
+      llvm::sys::path::append(dir, "step-" + std::to_string(t + 1));
+    if (auto err = writeDump(dir, *batch, *loss))
+      return err;
+  }
+  // Evaluation runs forward steps only, dropout off, on the valid split: parameters, optimizer state, the training
+  // batches and dropout masks (keyed by seed and step) are as without it.
+  if (options.evalInterval > 0 && ((t + 1) % options.evalInterval == 0 || t + 1 == options.steps)) {
+    auto result = evaluate();
+    if (!result)
+      return result.takeError();
+    if (root) {
+      progress.endLine();
+      out << llvm::formatv("eval at step {0}: loss {1:F6} ppl {2:F4}\n", t + 1, result->loss, result->perplexity);
+    }
+    record += ",\"val_loss\":" + formatNumber("%.9g", result->loss) +
+              ",\"val_ppl\":" + formatNumber("%.9g", result->perplexity);
+  }
+  return job.agree(log ? log->append(record + "}\n") : llvm::Error::success());
+}
+
+llvm::Error Trainer::train(llvm::raw_ostream &out) {
+  bool root = job.isRoot();
+  // The log is written as the steps run (a killed run keeps its finished steps); a resumed run appends.
+  std::unique_ptr<StepLog> log;
+  auto openLog = [&]() -> llvm::Error {
+    if (!root || options.log.empty())
+      return llvm::Error::success();
+    auto opened =
+        StepLog::open(options.log, options.resume.empty() ? std::nullopt : std::optional<uint64_t>(firstStep));
+    if (!opened)
+      return opened.takeError();
+    log = std::move(*opened);
+    return llvm::Error::success();
+  };
+  if (auto err = job.agree(openLog()))
+    return err;
+
+  int64_t savedStep = options.resume == options.save ? firstStep : -1;
+  // In place on a terminal; not under mpirun, which hands its processes a pseudo-terminal whatever its own output is.
+  ProgressLine progress(out, firstStep, options.steps, !job.isMpi() && out.is_displayed());
+  for (int64_t t = firstStep; training() && t < options.steps; ++t) {
+    if (auto err = runStep(t, progress, log.get(), out))
+      return err;
+    // After the step's log line: a run killed after this checkpoint has logged every step it holds.
+    if (!options.save.empty() && options.saveInterval > 0 && (t + 1) % options.saveInterval == 0) {
+      if (auto err = checkpoint(t + 1))
+        return err;
+      savedStep = t + 1;
+    }
+  }
+  if (root)
+    progress.endLine();
+  if (!options.save.empty() && savedStep != options.steps)
+    if (auto err = checkpoint(options.steps))
+      return err;
+  if (!options.saveWeights.empty())
+    return job.agree(session().saveWeights(options.saveWeights));
+  return llvm::Error::success();
+}
