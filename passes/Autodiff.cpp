@@ -33,7 +33,7 @@ public:
     Value *loss = lossOut->getOperand(0);
     if (loss->getType().rank() != 0 || !isFloat(loss->getType().dtype))
       return fail("output '" + lossName + "' must be a float scalar, got " + loss->getType().str());
-    if (!g.nodesOfKind(OpKind::AllReduce).empty() || !g.nodesOfKind(OpKind::Shard).empty())
+    if (llvm::any_of(g.getNodes(), [](const Node *n) { return isCollective(n->getKind()); }))
       return fail("the graph is already partitioned: run autodiff before partition");
 
     auto forward = g.getNodes();

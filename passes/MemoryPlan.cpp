@@ -44,10 +44,6 @@ bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
   return !isExternal(k) && localBytes(v, mesh) > 0;
 }
 
-bool meg::passes::resultAliasesOperand(OpKind k) { return ir::aliasesOperand(k); }
-
-bool meg::passes::mayReuseOperand(OpKind k) { return ir::mayOverwriteOperand(k); }
-
 Liveness meg::passes::computeLiveness(const ir::Graph &g) {
   const ir::Mesh &mesh = g.getMesh();
   const unsigned numNodes = g.size();
@@ -72,11 +68,11 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
         continue;
       int64_t bytes = localBytes(*v, mesh);
       std::optional<unsigned> join;
-      if (resultAliasesOperand(n->getKind())) {
+      if (ir::aliasesOperand(n->getKind())) {
         auto it = L.bufferOf.find(n->getOperand(0));
         if (it != L.bufferOf.end())
           join = it->second;
-      } else if (mayReuseOperand(n->getKind()) && r == 0) {
+      } else if (ir::mayOverwriteOperand(n->getKind()) && r == 0) {
         for (const Value *o : n->getOperands()) {
           auto it = L.bufferOf.find(o);
           if (it == L.bufferOf.end())

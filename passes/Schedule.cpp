@@ -53,7 +53,7 @@ public:
         if (!isArenaValue(*v, mesh))
           continue;
         const Value *op0 = n->getNumOperands() ? n->getOperand(0) : nullptr;
-        if (resultAliasesOperand(n->getKind()) && op0 && root.count(op0)) {
+        if (ir::aliasesOperand(n->getKind()) && op0 && root.count(op0)) {
           root[v] = root[op0];
         } else {
           root[v] = v;
@@ -64,7 +64,7 @@ public:
     for (Node *n : nodes) {
       for (const Value *v : uniqueRoots(*n)) {
         // A reshape extending v's storage is not a terminal user.
-        bool extends = resultAliasesOperand(n->getKind()) && root.lookup(n->getResult(0)) == v;
+        bool extends = ir::aliasesOperand(n->getKind()) && root.lookup(n->getResult(0)) == v;
         if (n->getKind() == OpKind::Output)
           keptToEnd.insert(v);
         if (!extends)
@@ -85,7 +85,7 @@ public:
   }
 
   bool isTerminalUser(const Node &n, const Value *r) const {
-    return !(resultAliasesOperand(n.getKind()) && root.lookup(n.getResult(0)) == r);
+    return !(ir::aliasesOperand(n.getKind()) && root.lookup(n.getResult(0)) == r);
   }
 
   /// Bytes freed minus bytes allocated if `n` ran now.

@@ -17,10 +17,6 @@ namespace {
 
 llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
 
-bool isCollective(OpKind k) {
-  return k == OpKind::AllReduce || k == OpKind::AllGather || k == OpKind::ReduceScatter || k == OpKind::Shard;
-}
-
 class ShardingPropagationPass : public Pass {
 public:
   llvm::StringRef getName() const override { return "sharding-propagation"; }

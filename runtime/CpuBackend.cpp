@@ -26,7 +26,7 @@ namespace {
 using CpuAdapter = llvm::Expected<CpuKernel> (*)(CpuStep &);
 
 const CpuAdapter kCpuAdapters[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &cpu##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &cpu##Enum,
 #include "ir/Ops.def"
 };
 static_assert(sizeof(kCpuAdapters) / sizeof(kCpuAdapters[0]) == ir::kNumOpKinds, "one CPU adapter per op");
