@@ -156,8 +156,6 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createAutodiffPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("autodiff", {"loss"}))
-    return err;
-  return std::make_unique<AutodiffPass>(opts.getString("loss", "loss").str());
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createAutodiffPass(const AutodiffOptions &options) {
+  return std::make_unique<AutodiffPass>(options.loss);
 }

@@ -271,16 +271,8 @@ llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Gr
   return stats;
 }
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createMemoryPlanPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("memory-plan", {"align", "report"}))
-    return err;
-  auto align = opts.getInt("align", kArenaAlignment);
-  if (!align)
-    return align.takeError();
-  if (*align <= 0 || !llvm::isPowerOf2_64(uint64_t(*align)))
-    return fail("memory-plan: alignment must be a power of two, got " + llvm::Twine(*align));
-  llvm::StringRef report = opts.getString("report", "false");
-  if (report != "true" && report != "false")
-    return fail("memory-plan: option 'report' must be true or false, got '" + report + "'");
-  return std::make_unique<MemoryPlanPass>(*align, report == "true");
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createMemoryPlanPass(const MemoryPlanOptions &options) {
+  if (options.align <= 0 || !llvm::isPowerOf2_64(uint64_t(options.align)))
+    return fail("memory-plan: alignment must be a power of two, got " + llvm::Twine(options.align));
+  return std::make_unique<MemoryPlanPass>(options.align, options.report);
 }

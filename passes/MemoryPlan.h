@@ -23,9 +23,6 @@
 
 namespace meg::passes {
 
-/// The default alignment of arena offsets, in bytes.
-constexpr int64_t kArenaAlignment = 256;
-
 /// Bytes one rank holds of `v`.
 int64_t localBytes(const ir::Value &v, const ir::Mesh &mesh);
 /// Whether `v` lives in the arena (not a param/input result, non-zero size).

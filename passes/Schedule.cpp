@@ -251,10 +251,8 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createSchedulePass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("schedule", {"policy"}))
-    return err;
-  llvm::StringRef policy = opts.getString("policy", "program");
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createSchedulePass(const ScheduleOptions &options) {
+  llvm::StringRef policy = options.policy;
   if (policy == "program")
     return std::make_unique<SchedulePass>(Policy::Program);
   if (policy == "memory")

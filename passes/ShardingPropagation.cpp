@@ -38,8 +38,7 @@ public:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardingPropagationPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("sharding-propagation", {}))
-    return err;
+llvm::Expected<std::unique_ptr<Pass>>
+meg::passes::createShardingPropagationPass(const ShardingPropagationOptions &) {
   return std::make_unique<ShardingPropagationPass>();
 }
