@@ -6,7 +6,7 @@
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
-// as it is, except that --emit plan always compiles. --emit ir prints the graph after the passes, --emit
+// as it is, except that --emit plan always compiles. --emit ir and dot print the graph after the passes, --emit
 // plan ends the pipeline with lower-to-plan. Output goes to stdout or to -o, which is written only on success
 // (temp file + rename). Every error is one line `megc: error: <message>` on stderr and exit code 1.
 //
@@ -17,6 +17,7 @@
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
+#include "passes/Dot.h"
 #include "passes/Pipeline.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -180,8 +181,6 @@ llvm::Error checkFlags(bool isModel) {
                                 static_cast<const cl::Option *>(&vocabDivisibleBy)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
-  if (emit == "dot")
-    return makeError("--emit " + emit + " is not implemented yet");
   if (emit == "plan" && outputPath == "-")
     return makeError("--emit plan needs -o DIR");
   return llvm::Error::success();
@@ -280,6 +279,8 @@ llvm::Expected<std::string> run() {
   llvm::raw_string_ostream os(out);
   if (emit == "ir") {
     ir::printGraph(*graph, os);
+  } else if (emit == "dot") {
+    passes::writeDot(*graph, os);
   } else if (emit == "report") {
     frontend::ReportContext ctx;
     if (config) {
