@@ -3,15 +3,21 @@
 
 #include "llvm/ADT/StringMap.h"
 
-#include <array>
+#include <iterator>
 
 using namespace meg::ir;
 
-static const OpInfo kOpInfos[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
-  {OpKind::Enum, Name, MinOperands, MaxOperands, NumResults, Summary},
+namespace {
+using enum OpTrait; // the Traits column names the flags unqualified
+
+const OpInfo kOpInfos[] = {
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary)                              \
+  {OpKind::Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary},
 #include "ir/Ops.def"
 };
+static_assert(std::size(kOpInfos) == kNumOpKinds, "one OpInfo per op");
+
+} // namespace
 
 const OpInfo &meg::ir::opInfo(OpKind k) { return kOpInfos[unsigned(k)]; }
 llvm::StringRef meg::ir::opName(OpKind k) { return opInfo(k).name; }
@@ -27,44 +33,4 @@ std::optional<OpKind> meg::ir::parseOpKind(llvm::StringRef name) {
   if (it == byName.end())
     return std::nullopt;
   return it->second;
-}
-
-unsigned meg::ir::writtenOperands(OpKind k) {
-  static const auto masks = [] {
-    std::array<unsigned, kNumOpKinds> m{};
-#define OP_WRITES(Enum, Mask) m[unsigned(OpKind::Enum)] = Mask;
-#include "ir/Ops.def"
-    return m;
-  }();
-  return masks[unsigned(k)];
-}
-
-bool meg::ir::isExternal(OpKind k) {
-  static const auto external = [] {
-    std::array<bool, kNumOpKinds> e{};
-#define OP_EXTERNAL(Enum) e[unsigned(OpKind::Enum)] = true;
-#include "ir/Ops.def"
-    return e;
-  }();
-  return external[unsigned(k)];
-}
-
-bool meg::ir::mayOverwriteOperand(OpKind k) {
-  static const auto inplace = [] {
-    std::array<bool, kNumOpKinds> e{};
-#define OP_INPLACE(Enum) e[unsigned(OpKind::Enum)] = true;
-#include "ir/Ops.def"
-    return e;
-  }();
-  return inplace[unsigned(k)];
-}
-
-bool meg::ir::aliasesOperand(OpKind k) {
-  static const auto alias = [] {
-    std::array<bool, kNumOpKinds> e{};
-#define OP_ALIAS(Enum) e[unsigned(OpKind::Enum)] = true;
-#include "ir/Ops.def"
-    return e;
-  }();
-  return alias[unsigned(k)];
 }

@@ -1,4 +1,9 @@
 //===- Op.h - op kinds and the static op table ------------------*- C++ -*-===//
+//
+// The kinds, arities and traits of ir/Ops.def. Passes ask the traits (isCollective, mayOverwriteOperand, ...)
+// instead of listing op kinds.
+//
+//===----------------------------------------------------------------------===//
 #ifndef MEG_IR_OP_H
 #define MEG_IR_OP_H
 
@@ -10,14 +15,24 @@
 namespace meg::ir {
 
 enum class OpKind : uint16_t {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) Enum,
 #include "ir/Ops.def"
 };
 
 constexpr unsigned kNumOpKinds = 0
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) +1
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) +1
 #include "ir/Ops.def"
     ;
+
+/// The traits column of Ops.def (its header comment defines each); an op's traits are an OR of these flags.
+enum class OpTrait : uint8_t {
+  None = 0,
+  External = 1 << 0,
+  InPlace = 1 << 1,
+  Alias = 1 << 2,
+  Collective = 1 << 3,
+};
+constexpr OpTrait operator|(OpTrait a, OpTrait b) { return OpTrait(uint8_t(a) | uint8_t(b)); }
 
 struct OpInfo {
   OpKind kind;
@@ -25,20 +40,28 @@ struct OpInfo {
   int minOperands;
   int maxOperands; // -1 = variadic
   int numResults;
+  OpTrait traits;
+  unsigned writesMask; // bit i = operand i is updated in place
   llvm::StringRef summary;
 };
 
 const OpInfo &opInfo(OpKind k);
 llvm::StringRef opName(OpKind k);
 std::optional<OpKind> parseOpKind(llvm::StringRef name);
-/// The operands an op updates in place (bit i = operand i), from OP_WRITES in Ops.def.
-unsigned writtenOperands(OpKind k);
-/// True for ops whose result lives outside the activation arena (OP_EXTERNAL in Ops.def: param, input, state).
-bool isExternal(OpKind k);
-/// OP_INPLACE in Ops.def: the result may overwrite an operand of the same size.
-bool mayOverwriteOperand(OpKind k);
-/// OP_ALIAS in Ops.def: the result is its operand's storage (reshape).
-bool aliasesOperand(OpKind k);
+
+/// Whether op `k` has every flag of `t`.
+inline bool hasTrait(OpKind k, OpTrait t) { return (uint8_t(opInfo(k).traits) & uint8_t(t)) == uint8_t(t); }
+/// The operands an op updates in place (bit i = operand i): the WritesMask column of Ops.def.
+inline unsigned writtenOperands(OpKind k) { return opInfo(k).writesMask; }
+/// External: the result lives outside the activation arena (param, input, state).
+inline bool isExternal(OpKind k) { return hasTrait(k, OpTrait::External); }
+/// InPlace: the result may overwrite an operand of the same size.
+inline bool mayOverwriteOperand(OpKind k) { return hasTrait(k, OpTrait::InPlace); }
+/// Alias: the result is its operand's storage (reshape).
+inline bool aliasesOperand(OpKind k) { return hasTrait(k, OpTrait::Alias); }
+/// Collective: communication over the mesh axis of the `axis` attribute, inserted by partition (all_reduce,
+/// all_gather, reduce_scatter, and shard, which moves nothing).
+inline bool isCollective(OpKind k) { return hasTrait(k, OpTrait::Collective); }
 
 } // namespace meg::ir
 

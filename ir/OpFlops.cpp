@@ -104,7 +104,7 @@ double countClipScale(const Node &n) { return none(n); }
 double countAdamW(const Node &n) { return 12.0 * perOperand(n); }
 
 constexpr FlopRule kFlopRules[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &count##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,
 #include "ir/Ops.def"
 };
 static_assert(std::size(kFlopRules) == kNumOpKinds, "every op needs a FLOP rule");

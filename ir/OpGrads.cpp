@@ -271,7 +271,7 @@ Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return
 Grads gradAdamW(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 
 constexpr GradRule kGradRules[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &grad##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &grad##Enum,
 #include "ir/Ops.def"
 };
 static_assert(std::size(kGradRules) == kNumOpKinds, "every op needs a gradient rule (or says it has none)");

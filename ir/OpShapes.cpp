@@ -637,7 +637,7 @@ Expected<Types> inferAdamW(ArrayRef<TensorType> ops, const AttrDict &a) {
 }
 
 constexpr ShapeRule kShapeRules[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &infer##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &infer##Enum,
 #include "ir/Ops.def"
 };
 static_assert(std::size(kShapeRules) == kNumOpKinds, "every op needs a shape rule");

@@ -366,7 +366,7 @@ ShardingSpec specSelectGrad(const Node &n) {
 }
 
 constexpr ShardingRule kShardingRules[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &spec##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &spec##Enum,
 #include "ir/Ops.def"
 };
 static_assert(std::size(kShardingRules) == kNumOpKinds, "every op needs a sharding rule");

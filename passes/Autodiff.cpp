@@ -33,7 +33,7 @@ public:
     Value *loss = lossOut->getOperand(0);
     if (loss->getType().rank() != 0 || !isFloat(loss->getType().dtype))
       return fail("output '" + lossName + "' must be a float scalar, got " + loss->getType().str());
-    if (!g.nodesOfKind(OpKind::AllReduce).empty() || !g.nodesOfKind(OpKind::Shard).empty())
+    if (llvm::any_of(g.getNodes(), [](const Node *n) { return isCollective(n->getKind()); }))
       return fail("the graph is already partitioned: run autodiff before partition");
 
     auto forward = g.getNodes();
@@ -156,8 +156,6 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createAutodiffPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("autodiff", {"loss"}))
-    return err;
-  return std::make_unique<AutodiffPass>(opts.getString("loss", "loss").str());
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createAutodiffPass(const AutodiffOptions &options) {
+  return std::make_unique<AutodiffPass>(options.loss);
 }

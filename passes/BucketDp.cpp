@@ -23,7 +23,6 @@
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
-#include "passes/Pipeline.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
@@ -119,14 +118,9 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createBucketDpPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("bucket-dp", {"bytes"}))
-    return err;
-  auto bytes = opts.getInt("bytes", kDefaultDpBucketBytes);
-  if (!bytes)
-    return fail("bucket-dp: " + llvm::toString(bytes.takeError()));
-  if (*bytes <= 0)
-    return fail("bucket-dp: option 'bytes' must be positive, got " + llvm::Twine(*bytes) +
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createBucketDpPass(const BucketDpOptions &options) {
+  if (options.bytes <= 0)
+    return fail("bucket-dp: option 'bytes' must be positive, got " + llvm::Twine(options.bytes) +
                 " (leave the pass out for no bucketing)");
-  return std::make_unique<BucketDpPass>(*bytes);
+  return std::make_unique<BucketDpPass>(options.bytes);
 }

@@ -15,6 +15,7 @@
 #include "llvm/ADT/SmallString.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -333,25 +334,29 @@ llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta
 namespace {
 class LowerToPlanPass : public Pass {
 public:
-  LowerToPlanPass(std::string dir, PlanMetadata meta) : dir(std::move(dir)), meta(std::move(meta)) {}
+  explicit LowerToPlanPass(LowerToPlanOptions options) : options(std::move(options)) {}
   llvm::StringRef getName() const override { return "lower-to-plan"; }
-  llvm::Error run(ir::Graph &g) override { return writePlans(g, meta, dir); }
+  llvm::Error run(ir::Graph &g) override {
+    PlanMetadata meta;
+    meta.mode = options.mode;
+    if (!options.model.empty()) {
+      auto text = llvm::MemoryBuffer::getFile(options.model);
+      if (!text)
+        return fail(options.model + ": " + text.getError().message());
+      meta.modelJson = (*text)->getBuffer().str();
+    }
+    return writePlans(g, meta, options.dir);
+  }
 
 private:
-  std::string dir;
-  PlanMetadata meta;
+  LowerToPlanOptions options;
 };
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createLowerToPlanPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("lower-to-plan", {"dir", "mode"}))
-    return err;
-  llvm::StringRef dir = opts.getString("dir", "");
-  if (dir.empty())
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createLowerToPlanPass(const LowerToPlanOptions &options) {
+  if (options.dir.empty())
     return fail("lower-to-plan: option 'dir' is required");
-  PlanMetadata meta;
-  meta.mode = opts.getString("mode", "train").str();
-  if (meta.mode != "train" && meta.mode != "infer")
-    return fail("lower-to-plan: option 'mode' must be train or infer, got '" + meta.mode + "'");
-  return std::make_unique<LowerToPlanPass>(dir.str(), std::move(meta));
+  if (options.mode != "train" && options.mode != "infer")
+    return fail("lower-to-plan: option 'mode' must be train or infer, got '" + options.mode + "'");
+  return std::make_unique<LowerToPlanPass>(options);
 }

@@ -44,10 +44,6 @@ bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
   return !isExternal(k) && localBytes(v, mesh) > 0;
 }
 
-bool meg::passes::resultAliasesOperand(OpKind k) { return ir::aliasesOperand(k); }
-
-bool meg::passes::mayReuseOperand(OpKind k) { return ir::mayOverwriteOperand(k); }
-
 Liveness meg::passes::computeLiveness(const ir::Graph &g) {
   const ir::Mesh &mesh = g.getMesh();
   const unsigned numNodes = g.size();
@@ -72,11 +68,11 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
         continue;
       int64_t bytes = localBytes(*v, mesh);
       std::optional<unsigned> join;
-      if (resultAliasesOperand(n->getKind())) {
+      if (ir::aliasesOperand(n->getKind())) {
         auto it = L.bufferOf.find(n->getOperand(0));
         if (it != L.bufferOf.end())
           join = it->second;
-      } else if (mayReuseOperand(n->getKind()) && r == 0) {
+      } else if (ir::mayOverwriteOperand(n->getKind()) && r == 0) {
         for (const Value *o : n->getOperands()) {
           auto it = L.bufferOf.find(o);
           if (it == L.bufferOf.end())
@@ -275,16 +271,8 @@ llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Gr
   return stats;
 }
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createMemoryPlanPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("memory-plan", {"align", "report"}))
-    return err;
-  auto align = opts.getInt("align", kArenaAlignment);
-  if (!align)
-    return align.takeError();
-  if (*align <= 0 || !llvm::isPowerOf2_64(uint64_t(*align)))
-    return fail("memory-plan: alignment must be a power of two, got " + llvm::Twine(*align));
-  llvm::StringRef report = opts.getString("report", "false");
-  if (report != "true" && report != "false")
-    return fail("memory-plan: option 'report' must be true or false, got '" + report + "'");
-  return std::make_unique<MemoryPlanPass>(*align, report == "true");
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createMemoryPlanPass(const MemoryPlanOptions &options) {
+  if (options.align <= 0 || !llvm::isPowerOf2_64(uint64_t(options.align)))
+    return fail("memory-plan: alignment must be a power of two, got " + llvm::Twine(options.align));
+  return std::make_unique<MemoryPlanPass>(options.align, options.report);
 }

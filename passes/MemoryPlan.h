@@ -4,8 +4,9 @@
 // result and has a non-zero size) a byte offset in one per-rank arena, stored on its node as the int-list attribute
 // `arena = [offset of result 0, ...]`. Lifetimes come from the current node order:
 //   - a value lives from its defining node to its last use; values used by `output` nodes live to the end;
-//   - a `reshape` result aliases its operand (same offset), extending the operand's lifetime;
-//   - an elementwise op (mayReuseOperand) may write over an operand that dies at this node and has the same size.
+//   - a result of an Alias op (Ops.def: reshape) shares its operand's offset, extending the operand's lifetime;
+//   - an InPlace op (Ops.def: elementwise ops, all_reduce) may write over an operand that dies at this node and has
+//     the same size.
 // Values sharing storage form one buffer; buffers are placed by a greedy best-fit allocator (by size and by
 // definition order; the smaller arena wins). Sizes are local (per rank): localNumElements(mesh) * dtypeBytes.
 //
@@ -22,18 +23,10 @@
 
 namespace meg::passes {
 
-/// The default alignment of arena offsets, in bytes.
-constexpr int64_t kArenaAlignment = 256;
-
 /// Bytes one rank holds of `v`.
 int64_t localBytes(const ir::Value &v, const ir::Mesh &mesh);
 /// Whether `v` lives in the arena (not a param/input result, non-zero size).
 bool isArenaValue(const ir::Value &v, const ir::Mesh &mesh);
-/// Whether the op's result is a view of its operand 0 (same elements, same order): `reshape`.
-bool resultAliasesOperand(ir::OpKind k);
-/// Whether the op's kernel may write its result over an operand of the same size (elementwise ops: out[i] depends
-/// on in[i] only). Layernorm, softmax, attention, contract, gathers, reductions and collectives never do.
-bool mayReuseOperand(ir::OpKind k);
 
 /// Storage shared by values (an alias/in-place group), live over node positions [start, end] (end == the number
 /// of nodes: to the end of the graph).

@@ -22,12 +22,6 @@ namespace {
 
 llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
 
-struct OptimizerOptions {
-  double lr = 3e-4, minLr = 0, clip = 1.0, weightDecay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  int64_t warmup = 0, decayIters = 0;
-  std::string style = "constant";
-};
-
 class OptimizerPass : public Pass {
 public:
   explicit OptimizerPass(OptimizerOptions o) : o(std::move(o)) {}
@@ -147,34 +141,12 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createOptimizerPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("optimizer", {"lr", "min_lr", "warmup", "decay_iters", "style", "clip",
-                                                "weight_decay", "beta1", "beta2", "eps"}))
-    return err;
-  OptimizerOptions o;
-  std::pair<llvm::StringRef, double *> floats[] = {{"lr", &o.lr},         {"min_lr", &o.minLr},
-                                                   {"clip", &o.clip},     {"weight_decay", &o.weightDecay},
-                                                   {"beta1", &o.beta1},   {"beta2", &o.beta2},
-                                                   {"eps", &o.eps}};
-  for (auto [key, field] : floats) {
-    auto v = opts.getFloat(key, *field);
-    if (!v)
-      return v.takeError();
-    *field = *v;
-  }
-  std::pair<llvm::StringRef, int64_t *> ints[] = {{"warmup", &o.warmup}, {"decay_iters", &o.decayIters}};
-  for (auto [key, field] : ints) {
-    auto v = opts.getInt(key, *field);
-    if (!v)
-      return v.takeError();
-    *field = *v;
-  }
-  o.style = opts.getString("style", "constant").str();
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createOptimizerPass(const OptimizerOptions &o) {
   if (o.style != "constant" && o.style != "linear" && o.style != "cosine")
     return fail("optimizer: unknown style '" + o.style + "' (expected constant, linear or cosine)");
   if (o.lr < 0 || o.minLr < 0 || o.minLr > o.lr)
     return fail(llvm::formatv("optimizer: need 0 <= min_lr <= lr, got lr {0}, min_lr {1}", o.lr, o.minLr).str());
   if (o.warmup < 0 || o.decayIters < 0)
     return fail("optimizer: warmup and decay_iters must not be negative");
-  return std::make_unique<OptimizerPass>(std::move(o));
+  return std::make_unique<OptimizerPass>(o);
 }

@@ -133,8 +133,6 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createPartitionPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("partition", {}))
-    return err;
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createPartitionPass(const PartitionOptions &) {
   return std::make_unique<PartitionPass>();
 }

@@ -1,7 +1,9 @@
 //===- Pass.h - graph passes and the pass manager ----------------*- C++ -*-===//
 //
-// A pass is one .cpp file plus one line in passes/Passes.def. Options are written `name{key=value,key=value}` in a
-// pipeline string; `megc --passes=a,b{k=v}` runs any pipeline, and passes/Pipeline.cpp holds the default one.
+// A pass is one .cpp file plus one row in passes/Passes.def, which also declares its options; this header turns
+// the rows into one typed options struct per pass (`ScheduleOptions{.policy = "memory"}`) and the factory that
+// builds the pass from it. A pipeline is built either from those structs (passes/Pipeline.cpp, the default
+// pipeline) or from text, `a,b{key=value,key=value},c` (PassManager::parse; `megc --passes`).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_PASSES_PASS_H
@@ -9,9 +11,9 @@
 
 #include "ir/Graph.h"
 
-#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Error.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,18 +24,6 @@ class raw_ostream;
 
 namespace meg::passes {
 
-/// key=value options of one pass instance, with typed getters that report bad values as errors.
-class PassOptions {
-public:
-  llvm::StringMap<std::string> values;
-
-  llvm::Expected<int64_t> getInt(llvm::StringRef key, int64_t dflt) const;
-  llvm::Expected<double> getFloat(llvm::StringRef key, double dflt) const;
-  llvm::StringRef getString(llvm::StringRef key, llvm::StringRef dflt) const;
-  /// Errors when an option not in `known` was given.
-  llvm::Error checkKnown(llvm::StringRef pass, llvm::ArrayRef<llvm::StringRef> known) const;
-};
-
 class Pass {
 public:
   virtual ~Pass() = default;
@@ -41,20 +31,18 @@ public:
   virtual llvm::Error run(ir::Graph &g) = 0;
 };
 
-using PassFactory = llvm::Expected<std::unique_ptr<Pass>> (*)(const PassOptions &);
-
-struct PassInfo {
-  llvm::StringRef name;
-  llvm::StringRef summary;
-  PassFactory create;
-};
-
-// One factory per registered pass, defined in the pass's own file.
-#define PASS(Factory, Name, Summary) llvm::Expected<std::unique_ptr<Pass>> create##Factory##Pass(const PassOptions &);
+// The typed options of every pass: struct <Factory>Options with one member per PASS_OPTION of its row.
+#define PASS_OPTION(Field, Key, Type, Default, Summary) Type Field = Default;
+#define PASS(Factory, Name, Summary, ...)                                                                              \
+  struct Factory##Options {                                                                                            \
+    __VA_ARGS__                                                                                                        \
+  };
 #include "passes/Passes.def"
 
-/// Every registered pass, in Passes.def order.
-llvm::ArrayRef<PassInfo> registeredPasses();
+// One factory per registered pass, defined in the pass's own file; it checks the option values.
+#define PASS(Factory, Name, Summary, ...)                                                                              \
+  llvm::Expected<std::unique_ptr<Pass>> create##Factory##Pass(const Factory##Options &options);
+#include "passes/Passes.def"
 
 struct PipelineConfig {
   bool verifyEach = true;
@@ -66,9 +54,12 @@ struct PipelineConfig {
 
 class PassManager {
 public:
-  /// Parses "a,b{k=v,k2=v2},c" into pass instances.
+  /// Parses "a,b{k=v,k2=v2},c" into pass instances: each pass's options are read into its options struct
+  /// (unknown keys and values of the wrong type are errors) and the pass is made by its factory.
   static llvm::Expected<PassManager> parse(llvm::StringRef pipeline);
   void add(std::unique_ptr<Pass> p) { passes.push_back(std::move(p)); }
+  /// Adds the pass a factory made, or returns the factory's error.
+  llvm::Error add(llvm::Expected<std::unique_ptr<Pass>> p);
   llvm::Error run(ir::Graph &g, const PipelineConfig &config) const;
   size_t size() const { return passes.size(); }
 

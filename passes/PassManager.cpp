@@ -1,62 +1,108 @@
 //===- PassManager.cpp - pipeline parsing and running -----------------------===//
+//
+// The one parser of pass options: for every row of passes/Passes.def, forEachOption visits the members of the
+// pass's options struct with their keys, and parseValue reads a `key=value` text into a member by its type.
+//
+//===----------------------------------------------------------------------===//
 #include "passes/Pass.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
 
 #include "llvm/ADT/STLExtras.h"
-#include "llvm/Support/FormatVariadic.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Timer.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <deque>
+#include <type_traits>
 
 using namespace meg;
 using namespace meg::passes;
 
-static const PassInfo kPasses[] = {
-#define PASS(Factory, Name, Summary) {Name, Summary, &create##Factory##Pass},
+namespace {
+
+llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
+
+// forEachOption(options, fn) calls fn(key, member) for each option of a pass, in Passes.def order.
+#define PASS_OPTION(Field, Key, Type, Default, Summary) fn(llvm::StringRef(Key), options.Field);
+#define PASS(Factory, Name, Summary, ...)                                                                              \
+  template <typename Fn> void forEachOption([[maybe_unused]] Factory##Options &options, [[maybe_unused]] Fn &&fn) {   \
+    __VA_ARGS__                                                                                                        \
+  }
 #include "passes/Passes.def"
-};
 
-llvm::ArrayRef<PassInfo> meg::passes::registeredPasses() { return kPasses; }
-
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+/// Reads `text` into `out`; false (and `out` unchanged) when it is not a value of the member's type.
+bool parseValue(llvm::StringRef text, int64_t &out) { return !text.getAsInteger(10, out); }
+bool parseValue(llvm::StringRef text, double &out) { return !text.getAsDouble(out); }
+bool parseValue(llvm::StringRef text, std::string &out) {
+  out = text.str();
+  return true;
+}
+bool parseValue(llvm::StringRef text, bool &out) {
+  if (text != "true" && text != "false")
+    return false;
+  out = text == "true";
+  return true;
 }
 
-llvm::Expected<int64_t> PassOptions::getInt(llvm::StringRef key, int64_t dflt) const {
-  auto it = values.find(key);
-  if (it == values.end())
-    return dflt;
-  int64_t v;
-  if (llvm::StringRef(it->second).getAsInteger(10, v))
-    return fail("option '" + key + "' must be an integer, got '" + it->second + "'");
-  return v;
+/// What a value of type T must be, for the error message.
+template <typename T> llvm::StringRef expectedValue() {
+  if constexpr (std::is_same_v<T, int64_t>)
+    return "an integer";
+  else if constexpr (std::is_same_v<T, double>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else
+    return "a string";
 }
 
-llvm::Expected<double> PassOptions::getFloat(llvm::StringRef key, double dflt) const {
-  auto it = values.find(key);
-  if (it == values.end())
-    return dflt;
-  double v;
-  if (llvm::StringRef(it->second).getAsDouble(v))
-    return fail("option '" + key + "' must be a number, got '" + it->second + "'");
-  return v;
-}
+using TextOptions = llvm::StringMap<std::string>;
 
-llvm::StringRef PassOptions::getString(llvm::StringRef key, llvm::StringRef dflt) const {
-  auto it = values.find(key);
-  return it == values.end() ? dflt : llvm::StringRef(it->second);
-}
-
-llvm::Error PassOptions::checkKnown(llvm::StringRef pass, llvm::ArrayRef<llvm::StringRef> known) const {
+/// Fills the options struct of `pass` from key=value texts, then makes the pass with its factory.
+template <typename Options, auto Create>
+llvm::Expected<std::unique_ptr<Pass>> createFromText(llvm::StringRef pass, const TextOptions &values) {
+  Options options;
+  llvm::StringSet<> known;
+  forEachOption(options, [&](llvm::StringRef key, auto &) { known.insert(key); });
   llvm::SmallVector<llvm::StringRef, 8> keys;
-  for (auto &kv : values)
+  for (const auto &kv : values)
     keys.push_back(kv.getKey());
   llvm::sort(keys);
   for (llvm::StringRef k : keys)
-    if (!llvm::is_contained(known, k))
+    if (!known.contains(k))
       return fail("pass '" + pass + "' has no option '" + k + "'");
+  std::string problem;
+  forEachOption(options, [&](llvm::StringRef key, auto &member) {
+    auto it = values.find(key);
+    if (!problem.empty() || it == values.end() || parseValue(it->second, member))
+      return;
+    problem = (pass + ": option '" + key + "' must be " +
+               expectedValue<std::remove_reference_t<decltype(member)>>() + ", got '" + it->second + "'")
+                  .str();
+  });
+  if (!problem.empty())
+    return fail(problem);
+  return Create(options);
+}
+
+struct PassInfo {
+  llvm::StringRef name;
+  llvm::Expected<std::unique_ptr<Pass>> (*create)(llvm::StringRef name, const TextOptions &values);
+};
+
+const PassInfo kPasses[] = {
+#define PASS(Factory, Name, Summary, ...) {Name, &createFromText<Factory##Options, &create##Factory##Pass>},
+#include "passes/Passes.def"
+};
+
+} // namespace
+
+llvm::Error PassManager::add(llvm::Expected<std::unique_ptr<Pass>> p) {
+  if (!p)
+    return p.takeError();
+  add(std::move(*p));
   return llvm::Error::success();
 }
 
@@ -67,7 +113,7 @@ llvm::Expected<PassManager> PassManager::parse(llvm::StringRef pipeline) {
     size_t end = rest.find_first_of(",{");
     llvm::StringRef name = rest.substr(0, end).trim();
     rest = end == llvm::StringRef::npos ? llvm::StringRef() : rest.substr(end);
-    PassOptions opts;
+    TextOptions values;
     if (rest.startswith("{")) {
       size_t close = rest.find('}');
       if (close == llvm::StringRef::npos)
@@ -78,7 +124,7 @@ llvm::Expected<PassManager> PassManager::parse(llvm::StringRef pipeline) {
         auto [k, v] = item.split('=');
         if (!item.contains('=') || k.trim().empty())
           return fail("pipeline: option '" + item.trim() + "' of pass '" + name + "' is not key=value");
-        opts.values[k.trim()] = v.trim().str();
+        values[k.trim()] = v.trim().str();
       }
       rest = rest.substr(close + 1);
     }
@@ -87,10 +133,8 @@ llvm::Expected<PassManager> PassManager::parse(llvm::StringRef pipeline) {
     const PassInfo *info = llvm::find_if(kPasses, [&](const PassInfo &p) { return p.name == name; });
     if (info == std::end(kPasses))
       return fail("pipeline: unknown pass '" + name + "'");
-    auto pass = info->create(opts);
-    if (!pass)
-      return pass.takeError();
-    pm.add(std::move(*pass));
+    if (auto err = pm.add(info->create(info->name, values)))
+      return err;
     rest = rest.ltrim();
     if (rest.startswith(","))
       rest = rest.drop_front().ltrim();

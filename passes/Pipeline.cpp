@@ -1,7 +1,7 @@
 //===- Pipeline.cpp - the default pipeline, in order --------------------------===//
 //
 // The one place that says what megc does to a graph between the frontend and the plans, in order. Each entry is a
-// pass of passes/Passes.def written as in `megc --passes`; later issues insert their passes where the comments say.
+// pass of passes/Passes.def made from its typed options; later issues insert their passes where the comments say.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Pipeline.h"
@@ -10,63 +10,48 @@
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 
-#include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/FormatVariadic.h"
-
 using namespace meg;
 using namespace meg::passes;
 
-static std::vector<std::string> defaultPasses(const PipelineOptions &o) {
-  std::vector<std::string> p;
+llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOptions &o) {
+  std::vector<llvm::Expected<std::unique_ptr<Pass>>> p;
 
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
-    p.push_back("autodiff");
+    p.push_back(createAutodiffPass(o.autodiff));
   // 2. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
   //    autodiff, so the backward graph is sharded by the same op rules and Megatron's f/g conjugates fall out.
-  p.push_back("shard-params{strategy=" + o.strategy + "}");
+  p.push_back(createShardParamsPass(o.shardParams));
   // 3. optimizer (train mode): AdamW with global-norm clipping and the lr schedule; its state is laid out like the
   //    parameters (so it comes after shard-params, and before partition, which lays out the rest).
   if (o.differentiate)
-    p.push_back(o.optimizer.empty() ? std::string("optimizer") : "optimizer{" + o.optimizer + "}");
+    p.push_back(createOptimizerPass(o.optimizer));
   // 4. partition: every value gets its sharding from its op's index structure (the analysis alone is the
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.
-  p.push_back("partition");
+  p.push_back(createPartitionPass({}));
   // 5. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, one collective each at run time
   //    (the schedule keeps a bucket's members adjacent). A no-op when dp = 1.
-  if (o.dpBucketBytes > 0)
-    p.push_back(llvm::formatv("bucket-dp{bytes={0}}", o.dpBucketBytes).str());
+  if (o.bucketDp)
+    p.push_back(createBucketDpPass(*o.bucketDp));
   // 6. fusion (later issue).
 
-  // 7. schedule: a topological order from Boost.Graph with a deterministic tie-break (program order by default).
-  p.push_back("schedule{policy=" + o.schedulePolicy + "}");
+  // 7. schedule: a topological order from Boost.Graph with a deterministic tie-break.
+  p.push_back(createSchedulePass(o.schedule));
+  // 8. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Last of the passes
+  //    that transform: any pass that adds, removes or reorders nodes invalidates the offsets.
+  p.push_back(createMemoryPlanPass(o.memoryPlan));
+  // 9. lower-to-plan (when plans are to be written): one FlatBuffers plan per rank; the graph is unchanged.
+  if (o.lowerToPlan)
+    p.push_back(createLowerToPlanPass(*o.lowerToPlan));
 
-  // 8. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Must be last:
-  //    any pass that adds, removes or reorders nodes invalidates the offsets.
-  p.push_back(llvm::formatv("memory-plan{align={0}}", o.arenaAlignment).str());
-
-  // 9. lower to plans: not a pass here; megc calls writePlans (passes/LowerToPlan.h) with the model description
-  //    and the output directory (`lower-to-plan{dir=...}` does the same inside a --passes pipeline).
-  return p;
-}
-
-std::string meg::passes::defaultPipeline(const PipelineOptions &options) {
-  return llvm::join(defaultPasses(options), ",");
-}
-
-llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOptions &options) {
-  return PassManager::parse(defaultPipeline(options));
-}
-
-llvm::Error meg::passes::compileToPlans(ir::Graph &g, const PipelineOptions &options, const PipelineConfig &config,
-                                        const PlanMetadata &meta, llvm::StringRef dir) {
-  auto pm = buildDefaultPipeline(options);
-  if (!pm)
-    return pm.takeError();
-  if (auto err = pm->run(g, config))
+  PassManager pm;
+  llvm::Error err = llvm::Error::success();
+  for (auto &pass : p)
+    err = llvm::joinErrors(std::move(err), pm.add(std::move(pass)));
+  if (err)
     return err;
-  return writePlans(g, meta, dir);
+  return pm;
 }
 
 llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::Graph &g,
@@ -75,7 +60,9 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   auto copy = ir::parseGraph(ir::graphToString(g), "<report>");
   if (!copy)
     return copy.takeError();
-  auto pm = buildDefaultPipeline(options);
+  PipelineOptions noPlans = options;
+  noPlans.lowerToPlan.reset();
+  auto pm = buildDefaultPipeline(noPlans);
   if (!pm)
     return pm.takeError();
   PipelineConfig config;

@@ -87,14 +87,11 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g) {
       if (n.getAttrs().getString("name").value_or("").startswith("grad:"))
         r.gradientBytes += localBytes(*n.getOperand(0), r.mesh);
       continue;
-    case OpKind::AllReduce:
-    case OpKind::AllGather:
-    case OpKind::ReduceScatter:
-    case OpKind::Shard:
-      break;
     default:
-      continue;
+      break;
     }
+    if (!ir::isCollective(n.getKind()))
+      continue;
     auto axis = axisOf(n);
     if (!axis)
       continue;

@@ -53,7 +53,7 @@ public:
         if (!isArenaValue(*v, mesh))
           continue;
         const Value *op0 = n->getNumOperands() ? n->getOperand(0) : nullptr;
-        if (resultAliasesOperand(n->getKind()) && op0 && root.count(op0)) {
+        if (ir::aliasesOperand(n->getKind()) && op0 && root.count(op0)) {
           root[v] = root[op0];
         } else {
           root[v] = v;
@@ -64,7 +64,7 @@ public:
     for (Node *n : nodes) {
       for (const Value *v : uniqueRoots(*n)) {
         // A reshape extending v's storage is not a terminal user.
-        bool extends = resultAliasesOperand(n->getKind()) && root.lookup(n->getResult(0)) == v;
+        bool extends = ir::aliasesOperand(n->getKind()) && root.lookup(n->getResult(0)) == v;
         if (n->getKind() == OpKind::Output)
           keptToEnd.insert(v);
         if (!extends)
@@ -85,7 +85,7 @@ public:
   }
 
   bool isTerminalUser(const Node &n, const Value *r) const {
-    return !(resultAliasesOperand(n.getKind()) && root.lookup(n.getResult(0)) == r);
+    return !(ir::aliasesOperand(n.getKind()) && root.lookup(n.getResult(0)) == r);
   }
 
   /// Bytes freed minus bytes allocated if `n` ran now.
@@ -164,7 +164,7 @@ public:
         if (auto err = addEdge(it->second, i))
           return err;
       }
-    // A node that updates a value in place (Ops.def OP_WRITES: the optimizer) runs after every other reader of it.
+    // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other reader of it.
     auto users = g.computeUsers();
     for (unsigned i = 0; i < numNodes; ++i) {
       unsigned written = ir::writtenOperands(nodes[i]->getKind());
@@ -251,10 +251,8 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createSchedulePass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("schedule", {"policy"}))
-    return err;
-  llvm::StringRef policy = opts.getString("policy", "program");
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createSchedulePass(const ScheduleOptions &options) {
+  llvm::StringRef policy = options.policy;
   if (policy == "program")
     return std::make_unique<SchedulePass>(Policy::Program);
   if (policy == "memory")

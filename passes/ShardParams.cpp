@@ -96,10 +96,8 @@ private:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardParamsPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("shard-params", {"strategy"}))
-    return err;
-  llvm::StringRef name = opts.getString("strategy", "megatron");
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardParamsPass(const ShardParamsOptions &options) {
+  llvm::StringRef name = options.strategy;
   for (const Strategy &s : kStrategies)
     if (s.name == name)
       return std::make_unique<ShardParamsPass>(s);

@@ -17,10 +17,6 @@ namespace {
 
 llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
 
-bool isCollective(OpKind k) {
-  return k == OpKind::AllReduce || k == OpKind::AllGather || k == OpKind::ReduceScatter || k == OpKind::Shard;
-}
-
 class ShardingPropagationPass : public Pass {
 public:
   llvm::StringRef getName() const override { return "sharding-propagation"; }
@@ -42,8 +38,7 @@ public:
 
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardingPropagationPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("sharding-propagation", {}))
-    return err;
+llvm::Expected<std::unique_ptr<Pass>>
+meg::passes::createShardingPropagationPass(const ShardingPropagationOptions &) {
   return std::make_unique<ShardingPropagationPass>();
 }

@@ -18,8 +18,6 @@ public:
 };
 } // namespace
 
-llvm::Expected<std::unique_ptr<Pass>> meg::passes::createVerifyPass(const PassOptions &opts) {
-  if (auto err = opts.checkKnown("verify", {}))
-    return err;
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createVerifyPass(const VerifyOptions &) {
   return std::make_unique<VerifyPass>();
 }

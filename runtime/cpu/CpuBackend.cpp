@@ -27,7 +27,7 @@ namespace {
 using CpuAdapter = llvm::Expected<CpuKernel> (*)(CpuStep &);
 
 const CpuAdapter kCpuAdapters[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &cpu##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &cpu##Enum,
 #include "ir/Ops.def"
 };
 static_assert(sizeof(kCpuAdapters) / sizeof(kCpuAdapters[0]) == ir::kNumOpKinds, "one CPU adapter per op");
@@ -60,7 +60,7 @@ private:
   int64_t size = 0;
 };
 
-/// Steps whose result may share its operand's bytes (Ops.def OP_INPLACE / OP_ALIAS).
+/// Steps whose result may share its operand's bytes (Ops.def traits InPlace / Alias).
 bool mayRunInPlace(ir::OpKind k) { return ir::mayOverwriteOperand(k) || ir::aliasesOperand(k); }
 
 class CpuBackend final : public Backend {

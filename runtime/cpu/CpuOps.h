@@ -104,7 +104,7 @@ struct LrScheduleConfig {
 };
 double scheduledLr(const LrScheduleConfig &config, int64_t step);
 
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary)                              \
   llvm::Expected<CpuKernel> cpu##Enum(CpuStep &s);
 #include "ir/Ops.def"
 

@@ -26,7 +26,7 @@ namespace {
 using CudaAdapter = llvm::Expected<CudaKernel> (*)(CudaStep &);
 
 const CudaAdapter kCudaAdapters[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) &cuda##Enum,
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &cuda##Enum,
 #include "ir/Ops.def"
 };
 static_assert(sizeof(kCudaAdapters) / sizeof(kCudaAdapters[0]) == ir::kNumOpKinds, "one CUDA adapter per op");

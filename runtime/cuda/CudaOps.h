@@ -57,7 +57,7 @@ using CpuAdapter = llvm::Expected<cpu::CpuKernel> (*)(cpu::CpuStep &);
 /// Runs the CPU adapter's checks on `s` and drops its closure and scratch request.
 llvm::Error validate(CudaStep &s, CpuAdapter cpuAdapter);
 
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary)                                                  \
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary)                              \
   llvm::Expected<CudaKernel> cuda##Enum(CudaStep &s);
 #include "ir/Ops.def"
 

@@ -81,7 +81,7 @@ llvm::Expected<CompiledExample> compileExample(llvm::StringRef text, const Layou
 struct ExampleRun {
   /// Every value of the graph: sources as they were filled, every other value as its observing output read back.
   std::map<const ir::Value *, HostTensor> values;
-  /// Sources an op updates in place (OP_WRITES), read back after the step.
+  /// Sources an op updates in place (the WritesMask column of Ops.def), read back after the step.
   std::map<const ir::Value *, HostTensor> updated;
   /// The outputs by name (declared and observing).
   std::map<std::string, HostTensor> outputs;

@@ -4,9 +4,11 @@
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //
-// A .json input is a model description (frontend); anything else is textual IR. Output goes to stdout or to -o,
-// which is written only on success (temp file + rename). Every error is one line `megc: error: <message>` on
-// stderr and exit code 1.
+// A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
+// pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
+// as it is, except that --emit plan always compiles. --emit ir and dot print the graph after the passes, --emit
+// plan ends the pipeline with lower-to-plan. Output goes to stdout or to -o, which is written only on success
+// (temp file + rename). Every error is one line `megc: error: <message>` on stderr and exit code 1.
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Frontend.h"
@@ -15,13 +17,12 @@
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
+#include "passes/Dot.h"
 #include "passes/Pipeline.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -57,7 +58,9 @@ cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or d
                           cl::value_desc("ir|plan|report|dot"), cl::init("ir"), cl::cat(megCategory));
 cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"), cl::value_desc("PATH"),
                                 cl::init("-"), cl::cat(megCategory));
-cl::opt<std::string> passes("passes", cl::desc("Pass pipeline to run, e.g. 'autodiff,partition'"),
+cl::opt<std::string> passes("passes",
+                            cl::desc("Pass pipeline to run instead of the default one, e.g. 'autodiff,partition' "
+                                     "('verify' leaves the graph as built)"),
                             cl::value_desc("P"), cl::cat(megCategory));
 cl::opt<bool> printIrAfterAll("print-ir-after-all", cl::desc("Print the IR after every pass (to stderr)"),
                               cl::cat(megCategory));
@@ -67,7 +70,8 @@ cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass (report on stde
 cl::opt<long long> dpBucketBytes("dp-bucket-bytes",
                                  cl::desc("Bucket the dp all-reduces of gradients, at most N bytes per rank each, "
                                           "one collective per bucket; 0 = one per gradient (default 26214400)"),
-                                 cl::value_desc("N"), cl::init(passes::kDefaultDpBucketBytes), cl::cat(megCategory));
+                                 cl::value_desc("N"), cl::init(passes::BucketDpOptions().bytes),
+                                 cl::cat(megCategory));
 
 // Training (the optimizer pass), with Megatron-LM's flag names.
 cl::OptionCategory optCategory("megc training options (Megatron-LM names)");
@@ -94,14 +98,19 @@ cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch")
 cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
 
 /// The optimizer pass's options from the training flags.
-std::string optimizerOptions() {
-  int64_t decay = decayIters.getNumOccurrences() ? decayIters : trainIters;
-  return llvm::formatv("lr={0},min_lr={1},warmup={2},decay_iters={3},style={4},clip={5},weight_decay={6},"
-                       "beta1={7},beta2={8},eps={9}",
-                       ir::formatDouble(lr), ir::formatDouble(minLr), int(warmupIters), decay, decayStyle,
-                       ir::formatDouble(clipGrad), ir::formatDouble(weightDecay), ir::formatDouble(adamBeta1),
-                       ir::formatDouble(adamBeta2), ir::formatDouble(adamEps))
-      .str();
+passes::OptimizerOptions optimizerOptions() {
+  passes::OptimizerOptions o;
+  o.lr = lr;
+  o.minLr = minLr;
+  o.warmup = warmupIters;
+  o.decayIters = decayIters.getNumOccurrences() ? decayIters : trainIters;
+  o.style = decayStyle;
+  o.clip = clipGrad;
+  o.weightDecay = weightDecay;
+  o.beta1 = adamBeta1;
+  o.beta2 = adamBeta2;
+  o.eps = adamEps;
+  return o;
 }
 
 llvm::Error makeError(const llvm::Twine &msg) {
@@ -172,8 +181,6 @@ llvm::Error checkFlags(bool isModel) {
                                 static_cast<const cl::Option *>(&vocabDivisibleBy)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
-  if (emit == "dot")
-    return makeError("--emit " + emit + " is not implemented yet");
   if (emit == "plan" && outputPath == "-")
     return makeError("--emit plan needs -o DIR");
   return llvm::Error::success();
@@ -225,20 +232,45 @@ llvm::Expected<std::string> run() {
   passes::PipelineOptions pipelineOptions;
   pipelineOptions.differentiate = isModel && buildMode == frontend::BuildMode::Train;
   pipelineOptions.optimizer = optimizerOptions();
-  pipelineOptions.dpBucketBytes = dpBucketBytes;
+  if (dpBucketBytes == 0)
+    pipelineOptions.bucketDp.reset();
+  else
+    pipelineOptions.bucketDp->bytes = dpBucketBytes;
+  if (emit == "plan") {
+    passes::LowerToPlanOptions &lower = pipelineOptions.lowerToPlan.emplace();
+    lower.dir = outputPath;
+    if (isModel) {
+      lower.mode = frontend::buildModeName(buildMode).str();
+      lower.model = inputPath;
+    } else {
+      lower.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
+    }
+  }
 
-  // Passes: --passes runs that pipeline (then --emit ir prints its result); --emit plan otherwise runs the default
-  // pipeline (passes/Pipeline.cpp). Plain --emit ir prints the graph as built.
-  passes::PipelineConfig pipelineConfig;
-  pipelineConfig.timePasses = timePasses;
-  pipelineConfig.printStream = &llvm::errs();
-  if (printIrAfterAll)
-    pipelineConfig.printIRAfter.push_back("*");
-  pipelineConfig.printIRAfter.insert(pipelineConfig.printIRAfter.end(), printIrAfter.begin(), printIrAfter.end());
-  if (!passes.empty() || emit == "plan") {
-    auto pm = passes.empty() ? passes::buildDefaultPipeline(pipelineOptions) : passes::PassManager::parse(passes);
-    if (!pm)
-      return pm.takeError();
+  // The pipeline: --passes (with --emit plan, then lower-to-plan), else the default one where it applies. --emit
+  // report prints the graph as it stands and compiles a copy (planReportLines).
+  std::optional<passes::PassManager> pm;
+  if (passes.getNumOccurrences()) {
+    auto parsed = passes::PassManager::parse(passes);
+    if (!parsed)
+      return parsed.takeError();
+    pm = std::move(*parsed);
+    if (pipelineOptions.lowerToPlan)
+      if (auto err = pm->add(passes::createLowerToPlanPass(*pipelineOptions.lowerToPlan)))
+        return err;
+  } else if (emit == "plan" || (isModel && emit != "report")) {
+    auto built = passes::buildDefaultPipeline(pipelineOptions);
+    if (!built)
+      return built.takeError();
+    pm = std::move(*built);
+  }
+  if (pm) {
+    passes::PipelineConfig pipelineConfig;
+    pipelineConfig.timePasses = timePasses;
+    pipelineConfig.printStream = &llvm::errs();
+    if (printIrAfterAll)
+      pipelineConfig.printIRAfter.push_back("*");
+    pipelineConfig.printIRAfter.insert(pipelineConfig.printIRAfter.end(), printIrAfter.begin(), printIrAfter.end());
     if (auto err = pm->run(*graph, pipelineConfig))
       return err;
   }
@@ -247,6 +279,8 @@ llvm::Expected<std::string> run() {
   llvm::raw_string_ostream os(out);
   if (emit == "ir") {
     ir::printGraph(*graph, os);
+  } else if (emit == "dot") {
+    passes::writeDot(*graph, os);
   } else if (emit == "report") {
     frontend::ReportContext ctx;
     if (config) {
@@ -260,19 +294,6 @@ llvm::Expected<std::string> run() {
       return lines.takeError();
     for (const std::string &line : *lines)
       os << line << '\n';
-  } else if (emit == "plan") {
-    passes::PlanMetadata meta;
-    if (isModel) {
-      auto text = llvm::MemoryBuffer::getFile(inputPath);
-      if (!text)
-        return makeError(inputPath + ": " + text.getError().message());
-      meta.modelJson = (*text)->getBuffer().str();
-      meta.mode = frontend::buildModeName(buildMode).str();
-    } else {
-      meta.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
-    }
-    if (auto err = passes::writePlans(*graph, meta, outputPath))
-      return err;
   }
   os.flush();
   return out;

@@ -803,7 +803,7 @@ struct OpEnumName {
   const char *name;
 };
 const OpEnumName kOpEnumNames[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Summary) {OpKind::Enum, #Enum},
+#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) {OpKind::Enum, #Enum},
 #include "ir/Ops.def"
 };
 

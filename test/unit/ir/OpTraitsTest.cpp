@@ -1,0 +1,32 @@
+// The op table's name lookup and trait columns (every rule of every op is exercised by test/unit/ops).
+#include "ir/Op.h"
+
+#include <gtest/gtest.h>
+
+using namespace meg::ir;
+
+TEST(OpTable, UnknownNameIsRejected) { EXPECT_FALSE(parseOpKind("no_such_op").has_value()); }
+
+TEST(OpTable, TraitsColumn) {
+  // Collective: exactly the ops partition inserts; each takes one operand and an `axis`.
+  for (OpKind k : {OpKind::AllReduce, OpKind::AllGather, OpKind::ReduceScatter, OpKind::Shard})
+    EXPECT_TRUE(isCollective(k)) << opName(k).str();
+  EXPECT_FALSE(isCollective(OpKind::Contract));
+  EXPECT_TRUE(isExternal(OpKind::Param) && isExternal(OpKind::Input) && isExternal(OpKind::State));
+  EXPECT_TRUE(aliasesOperand(OpKind::Reshape));
+  EXPECT_TRUE(mayOverwriteOperand(OpKind::Add) && mayOverwriteOperand(OpKind::AllReduce));
+  EXPECT_TRUE(hasTrait(OpKind::AllReduce, OpTrait::InPlace | OpTrait::Collective));
+  EXPECT_FALSE(hasTrait(OpKind::AllGather, OpTrait::InPlace | OpTrait::Collective));
+  EXPECT_EQ(writtenOperands(OpKind::AdamW), 0b1101u);
+  for (unsigned i = 0; i < kNumOpKinds; ++i) {
+    const OpInfo &info = opInfo(OpKind(i));
+    SCOPED_TRACE(info.name.str());
+    if (isCollective(info.kind))
+      EXPECT_EQ(info.maxOperands, 1);
+    if (isExternal(info.kind))
+      EXPECT_EQ(info.maxOperands, 0);
+    // A written operand exists.
+    if (info.maxOperands >= 0)
+      EXPECT_EQ(info.writesMask >> info.maxOperands, 0u);
+  }
+}
