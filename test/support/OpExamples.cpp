@@ -33,10 +33,6 @@ llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::
 
 bool isSource(OpKind k) { return ir::isExternal(k); }
 
-bool isCollective(OpKind k) {
-  return k == OpKind::AllReduce || k == OpKind::AllGather || k == OpKind::ReduceScatter || k == OpKind::Shard;
-}
-
 llvm::StringRef nameOf(const Node &n) { return n.getAttrs().getString("name").value_or(""); }
 
 /// The block of a tensor that `rank` holds: local shape and global offset per dim.
@@ -318,7 +314,7 @@ llvm::Expected<CompiledExample> meg::optest::compileExample(llvm::StringRef text
   CompiledExample ex;
   ex.graph = std::move(*parsed);
   ir::Graph &g = *ex.graph;
-  bool partitioned = llvm::any_of(g, [](const auto &n) { return isCollective(n->getKind()); });
+  bool partitioned = llvm::any_of(g, [](const auto &n) { return ir::isCollective(n->getKind()); });
   if (layout) {
     if (partitioned)
       return fail("a partitioned example keeps its own mesh");
