@@ -6,6 +6,8 @@
 using namespace meg;
 using namespace meg::runtime;
 
+Backend::~Backend() = default;
+
 llvm::Error Executor::run(const StepContext &ctx) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
