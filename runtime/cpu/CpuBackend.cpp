@@ -79,7 +79,7 @@ public:
     return kernels[index](CpuRunArgs{ctx, comm, scratch.empty() ? nullptr : scratch.data()});
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     std::memcpy(bytes.data(), resolve(slot), bytes.size());
@@ -129,13 +129,8 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
 extern "C" void openblas_set_num_threads(int);
 
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CpuBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
-  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+CpuBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (peers.size() == 1) {
-    comms.push_back(std::make_unique<SingleRankCommunicator>());
-    return comms;
-  }
   openblas_set_num_threads(1);
   std::shared_ptr<InProcessWorld> world = InProcessCommunicator::createWorld(meshDp, meshTp);
   for (int r = 0; r < int(peers.size()); ++r)

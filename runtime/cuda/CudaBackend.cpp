@@ -108,7 +108,7 @@ public:
     return kernels[index](CudaRunArgs{ctx, comm.cudaCollectives(), stream, lt, scratch.get(), workspace.get()});
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
@@ -201,13 +201,8 @@ std::unique_ptr<Backend> meg::runtime::createCudaBackend(const BackendPlace &pla
 
 // CUDA ranks as threads: every rank on one device, a stream each, collectives as device kernels (one-GPU mode).
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CudaBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
-  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (peers.size() == 1) {
-    comms.push_back(std::make_unique<SingleRankCommunicator>());
-    return comms;
-  }
   auto world = cuda::createOneGpuWorld(meshDp, meshTp, place.device);
   if (!world)
     return world.takeError();
