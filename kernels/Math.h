@@ -68,17 +68,6 @@ MEG_HOST_DEVICE inline bool broadcastShape(const int64_t *shapeA, int rankA, con
   return true;
 }
 
-/// Strides of `shape` (rank `rank`) read as broadcast into `rankOut` dims of shapeOut: 0 along broadcast dims.
-MEG_HOST_DEVICE inline void broadcastStrides(const int64_t *shape, int rank, const int64_t *shapeOut, int rankOut,
-                                             int64_t *strides) {
-  int64_t own[kMaxRank];
-  contiguousStrides(shape, rank, own);
-  for (int d = 0; d < rankOut; ++d) {
-    int src = d - (rankOut - rank);
-    strides[d] = (src < 0 || (shape[src] == 1 && shapeOut[d] != 1)) ? 0 : own[src];
-  }
-}
-
 //===-- GeLU -------------------------------------------------------------------------------------------------===//
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
