@@ -1,6 +1,7 @@
 // AdamW and sum of squares; see Adam.h for the math.
 #include "kernels/cpu/Adam.h"
 
+#include "kernels/Math.h"
 #include "kernels/cpu/Parallel.h"
 
 #include <algorithm>
@@ -9,27 +10,15 @@
 
 namespace meg::kernels::cpu {
 
-void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config, int64_t step) {
+void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config,
+               float gradScale, int64_t step) {
   assert(step >= 1 && "adam steps are 1-based");
-  double bias1 = 1.0 - std::pow(config.beta1, static_cast<double>(step));
-  double bias2 = 1.0 - std::pow(config.beta2, static_cast<double>(step));
-  const float decay = static_cast<float>(1.0 - config.lr * config.weightDecay);
-  const float negStepSize = static_cast<float>(-(config.lr / bias1));
-  const float bias2Sqrt = static_cast<float>(std::sqrt(bias2));
-  const float b1 = static_cast<float>(config.beta1), b2 = static_cast<float>(config.beta2);
-  const float oneMinusB1 = static_cast<float>(1.0 - config.beta1), oneMinusB2 = static_cast<float>(1.0 - config.beta2);
-  const float eps = static_cast<float>(config.eps);
+  const AdamFactors f = adamFactors(config.lr, config.beta1, config.beta2, config.eps, config.weightDecay,
+                                    1.0 - std::pow(config.beta1, static_cast<double>(step)),
+                                    1.0 - std::pow(config.beta2, static_cast<double>(step)));
   parallelFor(n, kChunkWork / 8, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float g = grad[i];
-      float p = param[i] * decay;
-      float mi = m[i] * b1 + oneMinusB1 * g;
-      float vi = v[i] * b2 + oneMinusB2 * g * g;
-      float denom = std::sqrt(vi) / bias2Sqrt + eps;
-      param[i] = p + negStepSize * mi / denom;
-      m[i] = mi;
-      v[i] = vi;
-    }
+    for (int64_t i = begin; i < end; ++i)
+      adamwElement(param[i], m[i], v[i], grad[i] * gradScale, f);
   });
 }
 

@@ -1,11 +1,12 @@
 // AdamW (torch.optim.AdamW semantics) and the sum of squares for global-norm gradient clipping.
 //
-// At step t >= 1, per element:
+// At step t >= 1, per element, with g = grad * gradScale (the clip_grad_norm_ coefficient):
 //   p *= 1 - lr * wd                            (decoupled weight decay, applied first)
 //   m  = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // which equals p -= lr * mhat / (sqrt(vhat) + eps) with mhat = m / (1 - b1^t), vhat = v / (1 - b2^t), computed in
-// torch's order (torch 1.13 single-tensor AdamW). Scalar factors are computed in double, element math in float.
+// torch's order (torch 1.13 single-tensor AdamW): kernels/Math.h's adamFactors and adamwElement, shared with the
+// CUDA kernel. Scalar factors are computed in double, element math in float.
 // sumOfSquares accumulates in double over fixed blocks (boundaries depend on n only) summed in block order.
 #ifndef MEG_KERNELS_CPU_ADAM_H
 #define MEG_KERNELS_CPU_ADAM_H
@@ -23,8 +24,10 @@ struct AdamConfig {
   double weightDecay = 0.0;
 };
 
-/// One AdamW update of n parameters in place; `step` is the 1-based step count t.
-void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config, int64_t step);
+/// One AdamW update of n parameters in place with the gradient scaled by gradScale; `step` is the 1-based step
+/// count t.
+void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config,
+               float gradScale, int64_t step);
 
 /// sum_i x_i^2 in double; bit-identical for any thread count.
 double sumOfSquares(const float *x, int64_t n);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 
 namespace meg::kernels::cpu {
 
@@ -107,19 +108,6 @@ template <typename Fn> void unary(int64_t n, Fn &&fn) {
 }
 
 } // namespace
-
-bool broadcastShape(const int64_t *shapeA, int rankA, const int64_t *shapeB, int rankB, int64_t *out, int *rankOut) {
-  int rank = rankA > rankB ? rankA : rankB;
-  for (int d = 0; d < rank; ++d) {
-    int da = d - (rank - rankA), db = d - (rank - rankB);
-    int64_t sa = da >= 0 ? shapeA[da] : 1, sb = db >= 0 ? shapeB[db] : 1;
-    if (sa != sb && sa != 1 && sb != 1)
-      return false;
-    out[d] = sa == 1 ? sb : sa;
-  }
-  *rankOut = rank;
-  return true;
-}
 
 void broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut, float *out) {
   assert(rankX <= rankOut && "broadcast to a lower rank");
@@ -229,6 +217,31 @@ void tanhBackward(const float *y, const float *dy, int64_t n, float *dx) {
 
 void scale(const float *x, int64_t n, float factor, float *y) {
   unary(n, [&](int64_t i) { y[i] = factor * x[i]; });
+}
+
+void unary(UnaryOp op, const float *x, int64_t n, float factor, float *y) {
+  switch (op) {
+  case UnaryOp::Exp:
+    return expForward(x, n, y);
+  case UnaryOp::Log:
+    return logForward(x, n, y);
+  case UnaryOp::Tanh:
+    return tanhForward(x, n, y);
+  case UnaryOp::Scale:
+    return scale(x, n, factor, y);
+  }
+}
+
+void cast(const void *x, Elem from, void *y, Elem to, int64_t n) {
+  assert(from != Elem::BF16 && to != Elem::BF16 && "the cpu kernels cast between f32 and i32");
+  if (from == to) {
+    if (x != y)
+      std::memcpy(y, x, size_t(n) * 4);
+  } else if (from == Elem::I32) {
+    unary(n, [&](int64_t i) { static_cast<float *>(y)[i] = float(static_cast<const int32_t *>(x)[i]); });
+  } else {
+    unary(n, [&](int64_t i) { static_cast<int32_t *>(y)[i] = int32_t(static_cast<const float *>(x)[i]); });
+  }
 }
 
 void maskPadding(const float *x, int64_t outer, int64_t n, int64_t inner, int64_t dimOffset, int64_t valid,

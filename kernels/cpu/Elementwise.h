@@ -11,14 +11,16 @@
 #ifndef MEG_KERNELS_CPU_ELEMENTWISE_H
 #define MEG_KERNELS_CPU_ELEMENTWISE_H
 
+#include "kernels/Math.h"
+
 #include <cstdint>
 
 namespace meg::kernels::cpu {
 
-enum class BinaryOp { Add, Sub, Mul, Div };
-
-/// Broadcast shape of a and b into `out` (room for max(rankA, rankB) dims); false if they do not broadcast.
-bool broadcastShape(const int64_t *shapeA, int rankA, const int64_t *shapeB, int rankB, int64_t *out, int *rankOut);
+using kernels::BinaryOp;
+using kernels::broadcastShape;
+using kernels::Elem;
+using kernels::UnaryOp;
 
 /// out (the broadcast shape) = a op b.
 void binary(BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b, const int64_t *shapeB,
@@ -42,6 +44,10 @@ void tanhBackward(const float *y, const float *dy, int64_t n, float *dx);
 void broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut, float *out);
 /// y = factor * x (also its own backward; x == y is allowed).
 void scale(const float *x, int64_t n, float factor, float *y);
+/// y = op(x): exp, log, tanh or factor * x (x == y is allowed).
+void unary(UnaryOp op, const float *x, int64_t n, float factor, float *y);
+/// y = convert(x) between f32 and i32 (truncation toward zero); x == y is allowed.
+void cast(const void *x, Elem from, void *y, Elem to, int64_t n);
 /// y = x with `value` where the global index along the middle dim of [outer, n, inner], dimOffset + j, is >= valid
 /// (x == y is allowed).
 void maskPadding(const float *x, int64_t outer, int64_t n, int64_t inner, int64_t dimOffset, int64_t valid,

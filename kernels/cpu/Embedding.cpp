@@ -29,6 +29,8 @@ void embeddingBackward(const float *dy, const int32_t *ids, int64_t tokens, int6
   int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
   parallelFor(blocks, grainFor(tokens * kColumnBlock), [&](int64_t begin, int64_t end) {
     int64_t c0 = begin * kColumnBlock, c1 = end * kColumnBlock < dim ? end * kColumnBlock : dim;
+    for (int64_t r = 0; r < rows; ++r)
+      std::memset(dTable + r * dim + c0, 0, sizeof(float) * size_t(c1 - c0));
     for (int64_t t = 0; t < tokens; ++t) {
       int64_t r = static_cast<int64_t>(ids[t]) - rowOffset;
       if (r < 0 || r >= rows)

@@ -1,17 +1,15 @@
-// GeLU activations, forward and backward.
-//
-// Tanh form (HF `gelu_new`, GPT-2): y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
-//   dy/dx = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-// Erf form (HF `gelu`, BERT): y = 0.5 x (1 + erf(x / sqrt(2)))
-//   dy/dx = 0.5 (1 + erf(x / sqrt(2))) + x exp(-x^2 / 2) / sqrt(2 pi)
+// GeLU activations, forward and backward: tanh form (HF `gelu_new`, GPT-2) and erf form (HF `gelu`, BERT); the math
+// is kernels/Math.h's gelu / geluGrad, shared with the CUDA kernels.
 #ifndef MEG_KERNELS_CPU_GELU_H
 #define MEG_KERNELS_CPU_GELU_H
+
+#include "kernels/Math.h"
 
 #include <cstdint>
 
 namespace meg::kernels::cpu {
 
-enum class GeluForm { Tanh, Erf };
+using kernels::GeluForm;
 
 void geluForward(GeluForm form, const float *x, int64_t n, float *y);
 /// dx = dy * gelu'(x); dx is overwritten.

@@ -96,9 +96,9 @@ void layerNormBackward(const float *x, const float *g, const float *mean, const 
       }
       for (int64_t c = 0; c < width; ++c) {
         if (dg)
-          dg[c0 + c] += static_cast<float>(accG[c]);
+          dg[c0 + c] = static_cast<float>(accG[c]);
         if (db)
-          db[c0 + c] += static_cast<float>(accB[c]);
+          db[c0 + c] = static_cast<float>(accB[c]);
       }
     }
   });

@@ -7,6 +7,7 @@
 #ifndef MEG_KERNELS_CPU_SHAPE_H
 #define MEG_KERNELS_CPU_SHAPE_H
 
+#include "kernels/Math.h"
 #include "kernels/cpu/Parallel.h"
 
 #include <cassert>
@@ -14,31 +15,16 @@
 
 namespace meg::kernels::cpu {
 
-/// Highest tensor rank the kernels accept.
-constexpr int kMaxRank = 8;
-
-inline int64_t numel(const int64_t *shape, int rank) {
-  int64_t n = 1;
-  for (int d = 0; d < rank; ++d)
-    n *= shape[d];
-  return n;
-}
-
-/// Row-major strides of a contiguous tensor.
-inline void contiguousStrides(const int64_t *shape, int rank, int64_t *strides) {
-  int64_t s = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    strides[d] = s;
-    s *= shape[d];
-  }
-}
+using kernels::contiguousStrides;
+using kernels::kMaxRank;
+using kernels::numel;
 
 template <int N> struct StridedLoop {
   int rank = 0;
   int64_t size[kMaxRank] = {};
   int64_t stride[N][kMaxRank] = {};
 
-  int64_t numel() const { return cpu::numel(size, rank); }
+  int64_t numel() const { return kernels::numel(size, rank); }
   int64_t innerSize() const { return rank ? size[rank - 1] : 1; }
   int64_t rows() const { return rank ? numel() / size[rank - 1] : 1; }
 

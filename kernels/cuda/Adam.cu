@@ -1,7 +1,5 @@
-// AdamW (torch.optim.AdamW, kernels/cpu/Adam.h) and clip_scale, on device scalars so a step never waits for the host:
-//   g = grad * gradScale;  p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
-//   p += -(lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (factors in double, element math in float,
-//   in the CPU kernel's order);  clip: coeff = min(1, max_norm / (sqrt(sumsq) + 1e-6)).
+// AdamW (torch.optim.AdamW) and clip_scale, on device scalars so a step never waits for the host; the math is
+// kernels/Math.h's adamFactors / adamwElement / clipCoefficient, shared with the CPU kernel.
 // lr and gradScale are device scalars written by earlier steps (lr_schedule, clip_scale).
 #include "kernels/cuda/Common.cuh"
 
@@ -12,36 +10,18 @@ namespace meg::kernels::cuda {
 namespace {
 
 struct AdamScalars {
-  double beta1, beta2, eps, weightDecay, bias1, bias2Sqrt;
+  double beta1, beta2, eps, weightDecay, bias1, bias2;
 };
 
 __global__ void adamwKernel(float *param, const float *grad, float *m, float *v, int64_t n, AdamScalars c,
                             const float *lrPtr, const float *scalePtr) {
-  double lr = double(*lrPtr);
+  const AdamFactors f = adamFactors(double(*lrPtr), c.beta1, c.beta2, c.eps, c.weightDecay, c.bias1, c.bias2);
   float gradScale = *scalePtr;
-  const float decay = float(1.0 - lr * c.weightDecay);
-  const float negStepSize = float(-(lr / c.bias1));
-  const float bias2Sqrt = float(c.bias2Sqrt);
-  const float b1 = float(c.beta1), b2 = float(c.beta2);
-  const float oneMinusB1 = float(1.0 - c.beta1), oneMinusB2 = float(1.0 - c.beta2);
-  const float eps = float(c.eps);
-  MEG_GRID_STRIDE(i, n) {
-    float g = grad[i] * gradScale;
-    float p = param[i] * decay;
-    float mi = m[i] * b1 + oneMinusB1 * g;
-    float vi = v[i] * b2 + oneMinusB2 * g * g;
-    float denom = sqrtf(vi) / bias2Sqrt + eps;
-    param[i] = p + negStepSize * mi / denom;
-    m[i] = mi;
-    v[i] = vi;
-  }
+  MEG_GRID_STRIDE(i, n) { adamwElement(param[i], m[i], v[i], grad[i] * gradScale, f); }
 }
 
 __global__ void clipScaleKernel(const float *sumSq, float maxNorm, float *coeff, float *norm) {
-  float n = sqrtf(*sumSq);
-  float c = maxNorm / (n + 1e-6f);
-  *coeff = c < 1.0f ? c : 1.0f;
-  *norm = n;
+  *coeff = clipCoefficient(*sumSq, maxNorm, norm);
 }
 
 } // namespace
@@ -57,7 +37,7 @@ cudaError_t adamwStep(float *param, const float *grad, float *m, float *v, int64
                 config.eps,
                 config.weightDecay,
                 1.0 - std::pow(config.beta1, double(step)),
-                std::sqrt(1.0 - std::pow(config.beta2, double(step)))};
+                1.0 - std::pow(config.beta2, double(step))};
   adamwKernel<<<blocksFor(n), kThreads, 0, stream>>>(param, grad, m, v, n, c, lr, gradScale);
   return launched();
 }

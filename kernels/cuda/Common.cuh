@@ -94,20 +94,8 @@ template <int N> struct Strided {
   }
 };
 
-inline int64_t product(const int64_t *shape, int rank) {
-  int64_t n = 1;
-  for (int d = 0; d < rank; ++d)
-    n *= shape[d];
-  return n;
-}
-
-inline void contiguousStrides(const int64_t *shape, int rank, int64_t *strides) {
-  int64_t s = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    strides[d] = s;
-    s *= shape[d];
-  }
-}
+inline int64_t product(const int64_t *shape, int rank) { return kernels::numel(shape, rank); }
+using kernels::contiguousStrides;
 
 } // namespace meg::kernels::cuda
 

@@ -10,6 +10,7 @@
 #ifndef MEG_KERNELS_CUDA_KERNELS_H
 #define MEG_KERNELS_CUDA_KERNELS_H
 
+#include "kernels/Math.h"
 #include "kernels/Philox.h"
 #include "kernels/cpu/Adam.h"
 #include "kernels/cpu/Attention.h"
@@ -26,13 +27,12 @@
 
 namespace meg::kernels::cuda {
 
-/// Highest tensor rank the strided kernels accept (as kernels/cpu/Shape.h's kMaxRank).
-constexpr int kMaxRank = 8;
+// The shared types and math (kernels/Math.h): rank limit, op and element enums, GeLU, AdamW, clipping, strides.
+using kernels::Elem;
+using kernels::kMaxRank;
+using kernels::UnaryOp;
 
 //===-- Elementwise.cu ---------------------------------------------------------------------------------------===//
-enum class UnaryOp { Exp, Log, Tanh, Scale };
-/// Element types of cast.
-enum class Elem { F32, I32, BF16 };
 
 /// out (the broadcast shape of a and b; host shapes) = a op b. out may alias an operand of out's size.
 cudaError_t binary(cpu::BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b,
@@ -60,7 +60,7 @@ cudaError_t layerNormForward(const float *x, const float *g, const float *b, int
 constexpr int64_t kLayerNormRowChunks = 64;
 /// Floats of scratch layerNormBackward needs: row statistics, then per-chunk double partials of dg and db.
 inline int64_t layerNormBackwardScratch(int64_t rows, int64_t n) { return 2 * rows + 2 * 2 * kLayerNormRowChunks * n; }
-/// dx, dg, db are OVERWRITTEN (unlike the CPU kernel, which accumulates dg, db); the row statistics are recomputed.
+/// dx, dg, db are overwritten (as the CPU kernel's); the row statistics are recomputed.
 cudaError_t layerNormBackward(const float *x, const float *g, const float *dy, int64_t rows, int64_t n, float eps,
                               float *dx, float *dg, float *db, float *scratch, cudaStream_t stream);
 
@@ -85,7 +85,7 @@ cudaError_t validMask(const int32_t *ids, int64_t n, int32_t ignoreId, float *ou
 //===-- Embedding.cu -----------------------------------------------------------------------------------------===//
 cudaError_t embeddingForward(const float *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
                              int64_t rowOffset, float *out, cudaStream_t stream);
-/// dTable [rows, dim] is OVERWRITTEN with the sum over tokens (token order, no atomics).
+/// dTable [rows, dim] is overwritten with the sum over tokens (token order, no atomics; as the CPU kernel).
 cudaError_t embeddingBackward(const float *dy, const int32_t *ids, int64_t tokens, int64_t rowOffset, int64_t rows,
                               int64_t dim, float *dTable, cudaStream_t stream);
 

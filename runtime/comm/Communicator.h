@@ -26,6 +26,10 @@
 
 namespace meg::runtime {
 
+namespace cuda {
+class CudaCommunicator;
+} // namespace cuda
+
 enum class CommAxis : uint8_t { DP = 0, TP = 1 };
 enum class CommReduce : uint8_t { Sum, Max };
 
@@ -51,6 +55,10 @@ public:
   virtual llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) = 0;
   /// Returns when every rank of the world has called it.
   virtual void barrier() = 0;
+
+  /// The collectives on device buffers enqueued on a CUDA stream (runtime/comm/CudaCommunicator.h) when this is a
+  /// device communicator (one-GPU or NCCL), else null: the CUDA backend's typed route to them, without RTTI.
+  virtual cuda::CudaCommunicator *cudaCollectives() { return nullptr; }
 
   /// World collective: rank 0 gets every rank's `in` (counts may differ between ranks) concatenated in rank order
   /// in `out`, and each rank's count in `counts`; on the other ranks both are left empty.

@@ -47,6 +47,8 @@ public:
   virtual llvm::Error reduceScatterOn(cudaStream_t stream, CommAxis axis, CommReduce op, const float *in,
                                       int64_t count, float *out) = 0;
 
+  CudaCommunicator *cudaCollectives() override { return this; }
+
   llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override {
     return allReduceOn(defaultStream, axis, op, data, count);
   }

@@ -1,7 +1,7 @@
 //===- CpuBackend.cpp - the CPU backend ---------------------------------------===//
 //
 // Host memory: one 64-byte-aligned arena, one buffer per parameter, gradient (when the plan names gradients) and
-// input. Steps are prepared through the adapter table built from ir/Ops.def (runtime/cpu/*.cpp).
+// input. Steps are bound once (runtime/exec/StepBinder.h) and prepared by the launches of runtime/cpu/*Ops.cpp.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuBackend.h"
@@ -20,17 +20,7 @@ using namespace meg;
 using namespace meg::runtime;
 using namespace meg::runtime::cpu;
 
-Backend::~Backend() = default;
-
 namespace {
-
-using CpuAdapter = llvm::Expected<CpuKernel> (*)(CpuStep &);
-
-const CpuAdapter kCpuAdapters[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &cpu##Enum,
-#include "ir/Ops.def"
-};
-static_assert(sizeof(kCpuAdapters) / sizeof(kCpuAdapters[0]) == ir::kNumOpKinds, "one CPU adapter per op");
 
 /// A zero-initialized, 64-byte-aligned host buffer. calloc gives fresh pages lazily zeroed by the OS, so a large
 /// arena costs nothing until it is touched, and an impossible size is an error rather than a crash.
@@ -59,9 +49,6 @@ private:
   uint8_t *aligned = nullptr;
   int64_t size = 0;
 };
-
-/// Steps whose result may share its operand's bytes (Ops.def traits InPlace / Alias).
-bool mayRunInPlace(ir::OpKind k) { return ir::mayOverwriteOperand(k) || ir::aliasesOperand(k); }
 
 class CpuBackend final : public Backend {
 public:
@@ -92,7 +79,7 @@ public:
     return kernels[index](CpuRunArgs{ctx, comm, scratch.empty() ? nullptr : scratch.data()});
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     std::memcpy(bytes.data(), resolve(slot), bytes.size());
@@ -126,53 +113,13 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
-  kernels.clear();
-  steps.clear();
-  int64_t scratchFloats = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    const PlanStep &step = p.steps[i];
-    llvm::SmallVector<void *, 4> in;
-    llvm::SmallVector<void *, 1> out;
-    auto check = [&](const TensorSlot &slot, llvm::StringRef what, size_t k) -> llvm::Error {
-      if (slot.storage == Storage::Arena && slot.index % dtypeBytes(slot.dtype) != 0)
-        return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                       llvm::formatv("{0}: {1} {2}: arena offset {3} is not aligned to {4} bytes",
-                                                     p.stepLabel(i), what, k, slot.index, dtypeBytes(slot.dtype)));
-      return llvm::Error::success();
-    };
-    for (size_t k = 0; k < step.operands.size(); ++k) {
-      if (auto err = check(step.operands[k], "operand", k))
-        return err;
-      in.push_back(resolve(step.operands[k]));
-    }
-    for (size_t k = 0; k < step.results.size(); ++k) {
-      if (auto err = check(step.results[k], "result", k))
-        return err;
-      out.push_back(resolve(step.results[k]));
-    }
-    // A result may share memory with an operand only as an exact alias, and only for elementwise-style ops.
-    for (size_t r = 0; r < step.results.size(); ++r) {
-      const TensorSlot &res = step.results[r];
-      for (size_t k = 0; k < step.operands.size(); ++k) {
-        const TensorSlot &op = step.operands[k];
-        uint8_t *a = static_cast<uint8_t *>(out[r]), *b = static_cast<uint8_t *>(in[k]);
-        bool overlap = a < b + op.bytes() && b < a + res.bytes();
-        if (!overlap || (a == b && op.bytes() == res.bytes() && mayRunInPlace(step.kind)))
-          continue;
-        return llvm::createStringError(
-            llvm::inconvertibleErrorCode(),
-            llvm::formatv("{0}: result {1} overlaps operand {2} in memory", p.stepLabel(i), r, k));
-      }
-    }
-    // Kernels keep a reference to their CpuStep (buffers, shapes): it lives as long as the backend.
-    steps.push_back(std::make_unique<CpuStep>(p, i, std::move(in), std::move(out)));
-    auto kernel = kCpuAdapters[unsigned(step.kind)](*steps.back());
-    if (!kernel)
-      return kernel.takeError();
-    scratchFloats = std::max(scratchFloats, steps.back()->scratchFloats);
-    kernels.push_back(std::move(*kernel));
-  }
-  scratch.assign(size_t(scratchFloats), 0.0f);
+  // Kernels keep a reference to their CpuStep (buffers): it lives as long as the backend.
+  auto scratchFloats = prepareSteps<CpuKernel>(
+      p, [&](size_t i) { return std::make_unique<CpuStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }); },
+      &CpuStep::scratchFloats, steps, kernels);
+  if (!scratchFloats)
+    return scratchFloats.takeError();
+  scratch.assign(size_t(*scratchFloats), 0.0f);
   return llvm::Error::success();
 }
 
@@ -182,13 +129,8 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
 extern "C" void openblas_set_num_threads(int);
 
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CpuBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
-  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+CpuBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (peers.size() == 1) {
-    comms.push_back(std::make_unique<SingleRankCommunicator>());
-    return comms;
-  }
   openblas_set_num_threads(1);
   std::shared_ptr<InProcessWorld> world = InProcessCommunicator::createWorld(meshDp, meshTp);
   for (int r = 0; r < int(peers.size()); ++r)
@@ -197,114 +139,3 @@ CpuBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshD
 }
 
 std::unique_ptr<Backend> meg::runtime::createCpuBackend() { return std::make_unique<CpuBackend>(); }
-
-//===----------------------------------------------------------------------===//
-// CpuStep helpers
-//===----------------------------------------------------------------------===//
-
-std::string meg::runtime::cpu::shapeStr(llvm::ArrayRef<int64_t> shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
-llvm::Error CpuStep::error(const llvm::Twine &what) const {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), plan.stepLabel(index) + ": " + what);
-}
-
-llvm::Expected<int64_t> CpuStep::intAttr(llvm::StringRef key, std::optional<int64_t> fallback) const {
-  const StepAttr *a = step.attr(key);
-  if (!a) {
-    if (fallback)
-      return *fallback;
-    return error("missing attribute '" + key + "'");
-  }
-  if (a->kind != StepAttr::Int)
-    return error("attribute '" + key + "' must be an integer");
-  return a->i;
-}
-
-llvm::Expected<double> CpuStep::floatAttr(llvm::StringRef key, std::optional<double> fallback) const {
-  const StepAttr *a = step.attr(key);
-  if (!a) {
-    if (fallback)
-      return *fallback;
-    return error("missing attribute '" + key + "'");
-  }
-  if (a->kind == StepAttr::Int)
-    return double(a->i);
-  if (a->kind != StepAttr::Float)
-    return error("attribute '" + key + "' must be a number");
-  return a->f;
-}
-
-llvm::Expected<bool> CpuStep::boolAttr(llvm::StringRef key, std::optional<bool> fallback) const {
-  const StepAttr *a = step.attr(key);
-  if (!a) {
-    if (fallback)
-      return *fallback;
-    return error("missing attribute '" + key + "'");
-  }
-  if (a->kind != StepAttr::Bool)
-    return error("attribute '" + key + "' must be a boolean");
-  return a->b;
-}
-
-llvm::Expected<std::string> CpuStep::symbolAttr(llvm::StringRef key) const {
-  const StepAttr *a = step.attr(key);
-  if (!a)
-    return error("missing attribute '" + key + "'");
-  if (a->kind != StepAttr::Symbol && a->kind != StepAttr::String)
-    return error("attribute '" + key + "' must be a symbol");
-  return a->s;
-}
-
-llvm::Expected<std::vector<int64_t>> CpuStep::intsAttr(llvm::StringRef key) const {
-  const StepAttr *a = step.attr(key);
-  if (!a)
-    return error("missing attribute '" + key + "'");
-  if (a->kind != StepAttr::Ints)
-    return error("attribute '" + key + "' must be a list of integers");
-  return a->ints;
-}
-
-llvm::Error CpuStep::expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const {
-  if (slot.dtype != t)
-    return error(llvm::formatv("{0} has dtype {1}, the cpu backend expects {2}", what, dtypeName(slot.dtype),
-                               dtypeName(t)));
-  return llvm::Error::success();
-}
-
-llvm::Error CpuStep::expectDTypes(DType t) const {
-  for (size_t i = 0; i < numOperands(); ++i)
-    if (auto err = expectDType(operand(i), ("operand " + llvm::Twine(i)).str(), t))
-      return err;
-  for (size_t i = 0; i < step.results.size(); ++i)
-    if (auto err = expectDType(result(i), ("result " + llvm::Twine(i)).str(), t))
-      return err;
-  return llvm::Error::success();
-}
-
-llvm::Error CpuStep::expectResultShape(llvm::ArrayRef<int64_t> shape) const {
-  if (llvm::ArrayRef<int64_t>(result().shape) != shape)
-    return error("result shape " + shapeStr(result().shape) + " does not match the operands (expected " +
-                 shapeStr(shape) + ")");
-  return llvm::Error::success();
-}
-
-llvm::Error CpuStep::expectWholeDim(size_t i, unsigned dim, llvm::StringRef why) const {
-  const TensorSlot &t = operand(i);
-  if (dim >= t.shape.size() || t.shape[dim] != t.globalShape[dim])
-    return error(llvm::formatv("operand {0} is split along dim {1} ({2})", i, dim, why));
-  return llvm::Error::success();
-}
-
-//===----------------------------------------------------------------------===//
-// The graph-interface ops are not steps (the plan loader rejects them); their table entries only say so.
-//===----------------------------------------------------------------------===//
-
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuParam(CpuStep &s) { return s.error("'param' is not a step"); }
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuState(CpuStep &s) { return s.error("'state' is not a step"); }
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuInput(CpuStep &s) { return s.error("'input' is not a step"); }
-llvm::Expected<CpuKernel> meg::runtime::cpu::cpuOutput(CpuStep &s) { return s.error("'output' is not a step"); }

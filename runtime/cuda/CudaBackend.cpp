@@ -1,8 +1,8 @@
 //===- CudaBackend.cpp - the CUDA backend -------------------------------------===//
 //
 // Device memory: one arena, one buffer per parameter, gradient, optimizer state and input, one scratch buffer (the
-// largest request of any step) and one cuBLASLt workspace, all on the device of BackendPlace. Steps are prepared
-// through the adapter table built from ir/Ops.def (runtime/cuda/*Ops.cpp) and run on the backend's own stream:
+// largest request of any step) and one cuBLASLt workspace, all on the device of BackendPlace. Steps are bound once
+// (runtime/exec/StepBinder.h), prepared by the launches of runtime/cuda/*Ops.cpp and run on the backend's own stream:
 // runStep only enqueues work (no host synchronization); readTensor and readParam/readState synchronize the stream
 // before copying back. Host copies into the device (writeParam, writeState, writeInput) are stream-ordered, so a
 // step sees the values written before it. A failed copy is remembered and reported by the next runStep.
@@ -15,6 +15,7 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <cassert>
 
 using namespace meg;
@@ -22,14 +23,6 @@ using namespace meg::runtime;
 using namespace meg::runtime::cuda;
 
 namespace {
-
-using CudaAdapter = llvm::Expected<CudaKernel> (*)(CudaStep &);
-
-const CudaAdapter kCudaAdapters[] = {
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &cuda##Enum,
-#include "ir/Ops.def"
-};
-static_assert(sizeof(kCudaAdapters) / sizeof(kCudaAdapters[0]) == ir::kNumOpKinds, "one CUDA adapter per op");
 
 llvm::Error cudaFailure(const llvm::Twine &what, cudaError_t err) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), what + ": " + cudaGetErrorString(err));
@@ -65,8 +58,6 @@ private:
   void *ptr = nullptr;
   int64_t size = 0;
 };
-
-bool mayRunInPlace(ir::OpKind k) { return ir::mayOverwriteOperand(k) || ir::aliasesOperand(k); }
 
 class CudaBackend final : public Backend {
 public:
@@ -114,10 +105,10 @@ public:
       return std::move(pending);
     if (cudaError_t err = cudaSetDevice(place.device))
       return cudaFailure(plan->stepLabel(index) + ": cudaSetDevice", err);
-    return kernels[index](CudaRunArgs{ctx, comm, stream, lt, scratch.get(), workspace.get()});
+    return kernels[index](CudaRunArgs{ctx, comm.cudaCollectives(), stream, lt, scratch.get(), workspace.get()});
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
@@ -189,42 +180,15 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
-  kernels.clear();
-  steps.clear();
-  int64_t scratchBytes = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    const PlanStep &step = p.steps[i];
-    llvm::SmallVector<void *, 4> in;
-    llvm::SmallVector<void *, 1> out;
-    for (const TensorSlot &slot : step.operands)
-      in.push_back(resolve(slot));
-    for (const TensorSlot &slot : step.results)
-      out.push_back(resolve(slot));
-    // Same rules as the CPU backend: arena slices aligned to their dtype, results overlap operands only as exact
-    // aliases of in-place ops.
-    for (const auto *slots : {&step.operands, &step.results})
-      for (const TensorSlot &slot : *slots)
-        if (slot.storage == Storage::Arena && slot.index % dtypeBytes(slot.dtype) != 0)
-          return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                         llvm::formatv("{0}: arena offset {1} is not aligned to {2} bytes",
-                                                       p.stepLabel(i), slot.index, dtypeBytes(slot.dtype)));
-    for (size_t r = 0; r < step.results.size(); ++r)
-      for (size_t k = 0; k < step.operands.size(); ++k) {
-        uint8_t *a = static_cast<uint8_t *>(out[r]), *b = static_cast<uint8_t *>(in[k]);
-        bool overlap = a < b + step.operands[k].bytes() && b < a + step.results[r].bytes();
-        if (overlap && !(a == b && step.operands[k].bytes() == step.results[r].bytes() && mayRunInPlace(step.kind)))
-          return llvm::createStringError(
-              llvm::inconvertibleErrorCode(),
-              llvm::formatv("{0}: result {1} overlaps operand {2} in memory", p.stepLabel(i), r, k));
-      }
-    steps.push_back(std::make_unique<CudaStep>(p, i, std::move(in), std::move(out), lt));
-    auto kernel = kCudaAdapters[unsigned(step.kind)](*steps.back());
-    if (!kernel)
-      return kernel.takeError();
-    scratchBytes = std::max(scratchBytes, steps.back()->scratchBytes);
-    kernels.push_back(std::move(*kernel));
-  }
-  if (auto err = allocate(scratchBytes, "scratch", scratch))
+  auto scratchBytes = prepareSteps<CudaKernel>(
+      p,
+      [&](size_t i) {
+        return std::make_unique<CudaStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }, lt);
+      },
+      &CudaStep::scratchBytes, steps, kernels);
+  if (!scratchBytes)
+    return scratchBytes.takeError();
+  if (auto err = allocate(*scratchBytes, "scratch", scratch))
     return err;
   return llvm::Error::success();
 }
@@ -237,13 +201,8 @@ std::unique_ptr<Backend> meg::runtime::createCudaBackend(const BackendPlace &pla
 
 // CUDA ranks as threads: every rank on one device, a stream each, collectives as device kernels (one-GPU mode).
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CudaBackend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
-  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (peers.size() == 1) {
-    comms.push_back(std::make_unique<SingleRankCommunicator>());
-    return comms;
-  }
   auto world = cuda::createOneGpuWorld(meshDp, meshTp, place.device);
   if (!world)
     return world.takeError();
@@ -269,17 +228,3 @@ llvm::Error CudaStep::check(const std::string &message) const {
     return llvm::Error::success();
   return error(message);
 }
-
-llvm::Error meg::runtime::cuda::validate(CudaStep &s, CpuAdapter cpuAdapter) {
-  auto kernel = cpuAdapter(s);
-  if (!kernel)
-    return kernel.takeError();
-  s.scratchFloats = 0;
-  return llvm::Error::success();
-}
-
-// The graph-interface ops are not steps (the plan loader rejects them); their table entries only say so.
-llvm::Expected<CudaKernel> meg::runtime::cuda::cudaParam(CudaStep &s) { return s.error("'param' is not a step"); }
-llvm::Expected<CudaKernel> meg::runtime::cuda::cudaState(CudaStep &s) { return s.error("'state' is not a step"); }
-llvm::Expected<CudaKernel> meg::runtime::cuda::cudaInput(CudaStep &s) { return s.error("'input' is not a step"); }
-llvm::Expected<CudaKernel> meg::runtime::cuda::cudaOutput(CudaStep &s) { return s.error("'output' is not a step"); }

@@ -1,16 +1,18 @@
-//===- CudaOps.h - CUDA adapters from plan steps to kernels -----*- C++ -*-===//
+//===- CudaOps.h - CUDA launches of bound plan steps ------------*- C++ -*-===//
 //
-// One adapter per op of ir/Ops.def, named cuda<Enum>, collected into a table by including Ops.def (CudaBackend.cpp),
-// mirroring runtime/cpu/CpuOps.h. The checks are shared, not repeated: an adapter first runs the CPU adapter of the
-// same op on the step (attributes, dtypes, local shapes, sharding; its closure is dropped), then derives the kernel
-// arguments and returns the closure that launches kernels/cuda on the backend's stream. Buffers are device pointers.
-// A closure never synchronizes the host: it enqueues work and returns the launch status.
+// One launch per op of ir/Ops.def, an overload of `launch` on the op's Args struct (runtime/exec/OpArgs.h),
+// declared here from Ops.def and dispatched by runtime/exec/StepBinder.h's dispatchLaunch, as the CPU backend's
+// (runtime/cpu/CpuOps.h). The step binder has already decoded and checked the step; a launch maps its typed
+// arguments and the step's device buffers onto kernels/cuda launches on the backend's stream, checking only what
+// is CUDA's own (attention's head_dim limit, the GEMM's alignment). A closure never synchronizes the host: it
+// enqueues work and returns the launch status.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_CUDA_CUDAOPS_H
 #define MEG_RUNTIME_CUDA_CUDAOPS_H
 
-#include "runtime/cpu/CpuOps.h"
+#include "runtime/exec/Backend.h"
+#include "runtime/exec/StepBinder.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -20,13 +22,17 @@
 
 namespace meg::runtime::cuda {
 
+class CudaCommunicator;
+
 /// What a prepared kernel gets at run time.
 struct CudaRunArgs {
   const StepContext &ctx;
-  Communicator &comm;
+  /// The rank's device communicator (the backend's own thread communicators, or NCCL's from the job); null when
+  /// the communicator is not a device one (then every collective over more than one rank is an error).
+  CudaCommunicator *comm;
   cudaStream_t stream;
   cublasLtHandle_t lt;
-  void *scratch;   ///< at least the bytes the adapter asked for (scratchBytes)
+  void *scratch;   ///< at least the bytes the launch asked for (scratchBytes)
   void *workspace; ///< cuBLASLt workspace (kGemmWorkspaceBytes)
 };
 
@@ -35,12 +41,11 @@ using CudaKernel = std::function<llvm::Error(const CudaRunArgs &)>;
 /// cuBLASLt workspace per backend.
 constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;
 
-/// A step being prepared for the CUDA backend: the CPU step (buffers, attributes, checks) plus the device context.
-class CudaStep : public cpu::CpuStep {
+/// A step as the CUDA backend runs it: device buffers and the cuBLASLt handle, plus its launch's scratch request.
+class CudaStep : public StepBuffers {
 public:
-  CudaStep(const LoadedPlan &plan, size_t index, llvm::SmallVector<void *, 4> in, llvm::SmallVector<void *, 1> out,
-           cublasLtHandle_t lt)
-      : cpu::CpuStep(plan, index, std::move(in), std::move(out)), lt(lt) {}
+  CudaStep(const LoadedPlan &plan, size_t index, Resolver resolve, cublasLtHandle_t lt)
+      : StepBuffers(plan, index, std::move(resolve)), lt(lt) {}
 
   cublasLtHandle_t lt;
   /// Bytes of device scratch the kernel needs at run time (the backend keeps one buffer of the largest request).
@@ -52,13 +57,7 @@ public:
   llvm::Error check(const std::string &message) const;
 };
 
-using CpuAdapter = llvm::Expected<cpu::CpuKernel> (*)(cpu::CpuStep &);
-
-/// Runs the CPU adapter's checks on `s` and drops its closure and scratch request.
-llvm::Error validate(CudaStep &s, CpuAdapter cpuAdapter);
-
-#define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary)                              \
-  llvm::Expected<CudaKernel> cuda##Enum(CudaStep &s);
+#define OP(Enum, ...) llvm::Expected<CudaKernel> launch(const Enum##Args &args, CudaStep &s);
 #include "ir/Ops.def"
 
 } // namespace meg::runtime::cuda

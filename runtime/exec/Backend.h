@@ -59,8 +59,13 @@ public:
   /// rank r, every peer is of this backend's kind and this backend is one of them. The CPU's pass buffers through
   /// shared memory; CUDA's run device collectives between the peers' streams on one GPU. One rank: collectives
   /// are no-ops. (Ranks in separate processes get MPI or NCCL communicators from the job instead.)
+  llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
+  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp);
+
+protected:
+  /// createThreadCommunicators for two or more peers.
   virtual llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) = 0;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) = 0;
 };
 
 /// Where a backend instance runs: its mesh rank, the ranks this process hosts, and the device it should use

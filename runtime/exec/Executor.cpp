@@ -1,10 +1,23 @@
 //===- Executor.cpp - running a plan's steps on a backend ---------------------===//
 #include "runtime/exec/Executor.h"
 
+#include <cassert>
 #include <cstring>
 
 using namespace meg;
 using namespace meg::runtime;
+
+Backend::~Backend() = default;
+
+llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
+Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
+  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+  if (peers.size() > 1)
+    return createPeerCommunicators(peers, meshDp, meshTp);
+  std::vector<std::unique_ptr<Communicator>> comms;
+  comms.push_back(std::make_unique<SingleRankCommunicator>());
+  return comms;
+}
 
 llvm::Error Executor::run(const StepContext &ctx) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {

@@ -39,6 +39,13 @@ llvm::StringRef meg::runtime::storageName(Storage s) {
   return unsigned(s) < 5 ? names[unsigned(s)] : "?";
 }
 
+bool meg::runtime::slotsOverlap(const TensorSlot &a, const TensorSlot &b) {
+  if (a.storage != b.storage || (a.storage != Storage::Arena && a.index != b.index))
+    return false;
+  int64_t beginA = a.storage == Storage::Arena ? a.index : 0, beginB = b.storage == Storage::Arena ? b.index : 0;
+  return beginA < beginB + b.bytes() && beginB < beginA + a.bytes();
+}
+
 int64_t meg::runtime::numElements(llvm::ArrayRef<int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape)
@@ -168,7 +175,31 @@ private:
   bool decodeParam(const fb::Parameter &p, size_t i, bool isState = false);
   bool decodeInput(const fb::Input &in, size_t i);
   bool decodeStep(const fb::Step &s, size_t i);
+  bool checkStepMemory(const PlanStep &step, const std::string &label);
 };
+
+/// Arena slices are aligned to their dtype; a result shares memory with an operand only as an exact alias of the
+/// same size, and only for ops that may run in place (the InPlace / Alias traits of ir/Ops.def).
+bool Decoder::checkStepMemory(const PlanStep &step, const std::string &label) {
+  for (auto [slots, what] : {std::pair{&step.operands, "operand"}, std::pair{&step.results, "result"}})
+    for (size_t k = 0; k < slots->size(); ++k) {
+      const TensorSlot &slot = (*slots)[k];
+      if (slot.storage == Storage::Arena && slot.index % dtypeBytes(slot.dtype) != 0)
+        return fail(llvm::formatv("{0}: {1} {2}: arena offset {3} is not aligned to {4} bytes", label, what, k,
+                                  slot.index, dtypeBytes(slot.dtype)));
+    }
+  bool inPlace = ir::mayOverwriteOperand(step.kind) || ir::aliasesOperand(step.kind);
+  for (size_t r = 0; r < step.results.size(); ++r)
+    for (size_t k = 0; k < step.operands.size(); ++k) {
+      const TensorSlot &res = step.results[r], &op = step.operands[k];
+      if (!slotsOverlap(res, op))
+        continue;
+      bool exactAlias = res.storage == op.storage && res.index == op.index && res.bytes() == op.bytes();
+      if (!exactAlias || !inPlace)
+        return fail(llvm::formatv("{0}: result {1} overlaps operand {2} in memory", label, r, k));
+    }
+  return true;
+}
 
 bool Decoder::decodeRef(const fb::TensorRef *r, TensorSlot &slot, const llvm::Twine &what) {
   if (!r)
@@ -343,6 +374,8 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
     if (step.results[k].storage == Storage::Input)
       return fail(label + ": result " + llvm::Twine(k) + " writes an input");
   }
+  if (!checkStepMemory(step, label))
+    return false;
   step.line = s.line();
   out.steps.push_back(std::move(step));
   return true;

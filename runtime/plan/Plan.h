@@ -2,7 +2,9 @@
 //
 // A plan file (runtime/plan/plan.fbs) is one rank's execution plan. loadPlan() reads it, checks the file identifier,
 // runs the FlatBuffers Verifier, then the semantic checks the executor relies on (version, mesh and rank, slices
-// inside the arena, indices in range, operand/result counts against ir/Ops.def, dtypes, shapes), and decodes it
+// inside the arena and aligned to their dtype, indices in range, operand/result counts against ir/Ops.def, dtypes,
+// shapes, results that overlap an operand only as exact aliases of in-place ops (the InPlace / Alias traits of ir/Ops.def)),
+// once per plan for every backend, and decodes it
 // into plain C++ structures. Every problem is one llvm::Error `<file>: <what>`; a bad plan never crashes.
 //
 //===----------------------------------------------------------------------===//
@@ -51,6 +53,10 @@ struct TensorSlot {
   /// True when this rank holds the whole tensor.
   bool isWhole() const { return shape == globalShape; }
 };
+
+/// True when two slots share bytes: arena slots by their byte ranges; every other slot is a whole buffer of its own
+/// (storage, index).
+bool slotsOverlap(const TensorSlot &a, const TensorSlot &b);
 
 /// An attribute value of a step (plan.fbs Attr).
 struct StepAttr {

@@ -21,7 +21,7 @@ TEST(Adam, MatchesReferenceOverSeveralSteps) {
   std::vector<double> rp(p.begin(), p.end()), rm(n, 0.0), rv(n, 0.0);
   for (int64_t step = 1; step <= 5; ++step) {
     std::vector<float> g = randomFloats(n, 10 + step);
-    adamwStep(p.data(), g.data(), m.data(), v.data(), n, config, step);
+    adamwStep(p.data(), g.data(), m.data(), v.data(), n, config, 1.0f, step);
     for (int64_t i = 0; i < n; ++i) {
       rp[i] *= 1 - config.lr * config.weightDecay;
       rm[i] = config.beta1 * rm[i] + (1 - config.beta1) * g[i];

@@ -308,7 +308,8 @@ TEST(ExecutorTest, PrepareChecksAttributesAndShapes) {
   p.steps[0].results = {arenaRef(0, {2, 4})};
   EXPECT_EQ(prepareError(p), "<success>");
   p.steps.push_back({"exp", {}, {arenaRef(0, {2, 4})}, {arenaRef(16, {2, 4})}});
-  EXPECT_EQ(prepareError(p), "t.megplan: step 1 ('exp'): result 0 overlaps operand 0 in memory");
+  // Overlap is the plan verifier's (PlanTest.MemoryOverlapAndAlignment): the plan does not load.
+  EXPECT_EQ(prepareError(p), "load: t.megplan: step 1 ('exp'): result 0 overlaps operand 0 in memory");
   p.steps[1].results = {arenaRef(0, {2, 4})}; // an exact alias is fine for elementwise ops
   EXPECT_EQ(prepareError(p), "<success>");
   p.steps[1] = {"gelu", {symAttr("approx", "cubic")}, {arenaRef(0, {2, 4})}, {arenaRef(32, {2, 4})}};

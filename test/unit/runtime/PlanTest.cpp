@@ -111,6 +111,28 @@ TEST(PlanTest, ArenaSlices) {
   EXPECT_EQ(loadError(p), "p.megplan: output 0 ('loss') slice [52, 56) is outside the arena (52 bytes)");
 }
 
+TEST(PlanTest, MemoryOverlapAndAlignment) {
+  // An exact alias is fine for in-place (elementwise) ops; add's result over its operands is one.
+  PlanSpec p = basePlan();
+  p.steps[1].results[0] = arenaRef(0, {2, 3});
+  p.steps[2].operands[0] = arenaRef(0, {2, 3});
+  EXPECT_EQ(loadError(p), "<success>");
+  // A partial overlap never is.
+  p = basePlan();
+  p.steps[1].results[0] = arenaRef(12, {2, 3});
+  EXPECT_EQ(loadError(p), "p.megplan: step 1 ('add'): result 0 overlaps operand 0 in memory");
+  // Nor an exact alias for an op that is not in-place.
+  p = basePlan();
+  p.steps[2].operands[0] = arenaRef(24, {});
+  p.steps[2].results[0] = arenaRef(24, {});
+  p.outputs[0].second = arenaRef(24, {});
+  EXPECT_EQ(loadError(p), "p.megplan: step 2 ('reduce_sum'): result 0 overlaps operand 0 in memory");
+  // Arena slices are aligned to their dtype.
+  p = basePlan();
+  p.steps[1].results[0] = arenaRef(26, {2, 3});
+  EXPECT_EQ(loadError(p), "p.megplan: step 1 ('add'): result 0: arena offset 26 is not aligned to 4 bytes");
+}
+
 TEST(PlanTest, ParamAndInputIndices) {
   PlanSpec p = basePlan();
   p.steps[0].operands[0] = paramRef(3, {4, 3});

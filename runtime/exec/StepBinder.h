@@ -1,0 +1,165 @@
+//===- StepBinder.h - decoding and checking plan steps once ----*- C++ -*-===//
+//
+// bindStep() turns step N of a loaded plan into its typed arguments (runtime/exec/OpArgs.h): it reads the
+// attributes, checks dtypes and local shapes against the op's rules and derives the sharding offsets, once, for
+// every backend. One binder per op, `bind<Enum>`, declared and collected into a table from ir/Ops.def (a missing
+// binder is a build error); they live by op family in runtime/exec/Bind*.cpp. Errors read
+// `<plan>: step N ('op'): <what>`. Slot bounds, alignment and operand/result overlap are the plan verifier's
+// (runtime/plan/Plan.cpp), checked when the plan is loaded.
+//
+// StepBuffers is a bound step as a backend runs it: the step's resolved buffers. dispatchLaunch() calls the
+// backend's launch overload for the step's Args type (found by argument-dependent lookup in the backend's
+// namespace); the backends declare one launch per op from Ops.def, so a missing launch is a build error too.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MEG_RUNTIME_EXEC_STEPBINDER_H
+#define MEG_RUNTIME_EXEC_STEPBINDER_H
+
+#include "runtime/exec/OpArgs.h"
+#include "runtime/plan/Plan.h"
+
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/Twine.h"
+#include "llvm/Support/Error.h"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace meg::runtime {
+
+/// Step `index` of `plan`, checked and decoded.
+llvm::Expected<OpArgs> bindStep(const LoadedPlan &plan, size_t index);
+
+/// The step being bound, with the attribute readers and checks the binders share.
+class StepBinder {
+public:
+  StepBinder(const LoadedPlan &plan, size_t index) : plan(plan), step(plan.steps[index]), index(index) {}
+
+  const LoadedPlan &plan;
+  const PlanStep &step;
+  size_t index;
+
+  const TensorSlot &operand(size_t i) const { return step.operands[i]; }
+  const TensorSlot &result(size_t i = 0) const { return step.results[i]; }
+  size_t numOperands() const { return step.operands.size(); }
+
+  /// `<plan>: step N ('op'): <what>`.
+  llvm::Error error(const llvm::Twine &what) const;
+
+  // Attributes: a missing required attribute, or one of the wrong kind, is an error.
+  llvm::Expected<int64_t> intAttr(llvm::StringRef key, std::optional<int64_t> fallback = std::nullopt) const;
+  llvm::Expected<double> floatAttr(llvm::StringRef key, std::optional<double> fallback = std::nullopt) const;
+  llvm::Expected<bool> boolAttr(llvm::StringRef key, std::optional<bool> fallback = std::nullopt) const;
+  /// A Symbol or String attribute.
+  llvm::Expected<std::string> symbolAttr(llvm::StringRef key) const;
+  llvm::Expected<std::vector<int64_t>> intsAttr(llvm::StringRef key) const;
+  /// An int attribute naming a dim of a tensor of rank `rank`.
+  llvm::Expected<int> dimAttr(llvm::StringRef key, size_t rank) const;
+
+  /// Every operand and result has dtype `t`.
+  llvm::Error expectDTypes(DType t) const;
+  llvm::Error expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const;
+  /// The result's local shape is `shape`.
+  llvm::Error expectResultShape(llvm::ArrayRef<int64_t> shape) const;
+  /// Operand `i` holds the whole (unsplit) tensor along `dim`.
+  llvm::Error expectWholeDim(size_t i, unsigned dim, llvm::StringRef why) const;
+  /// `t` has at most kernels::kMaxRank dims.
+  llvm::Error expectKernelRank(const TensorSlot &t, llvm::StringRef what) const;
+};
+
+std::string shapeStr(llvm::ArrayRef<int64_t> shape);
+
+/// The binders, one per op (runtime/exec/Bind*.cpp).
+#define OP(Enum, ...) llvm::Expected<Enum##Args> bind##Enum(const StepBinder &s);
+#include "ir/Ops.def"
+
+/// A bound step as a backend runs it: the plan step and its operands' and results' buffers in backend memory.
+class StepBuffers {
+public:
+  /// Where a slot lives in the backend's memory (valid as long as the backend).
+  using Resolver = std::function<void *(const TensorSlot &)>;
+  /// Resolves every operand and result of step `index` with `resolve`, which the step keeps (dp buckets resolve
+  /// their other members' slots).
+  StepBuffers(const LoadedPlan &plan, size_t index, Resolver resolve);
+
+  const LoadedPlan &plan;
+  size_t index;
+  llvm::SmallVector<void *, 4> in;
+  llvm::SmallVector<void *, 1> out;
+  Resolver resolve;
+
+  const PlanStep &step() const { return plan.steps[index]; }
+  float *f(size_t i) const { return static_cast<float *>(in[i]); }
+  const int32_t *i32(size_t i) const { return static_cast<const int32_t *>(in[i]); }
+  float *fout(size_t i = 0) const { return static_cast<float *>(out[i]); }
+  /// `<plan>: step N ('op'): <what>`.
+  llvm::Error error(const llvm::Twine &what) const;
+  /// `err` (a communicator's failure) as this step's error; success stays success.
+  llvm::Error error(llvm::Error err) const;
+};
+
+/// One member of a dp bucket in backend memory: its operand, its result, its floats.
+struct BucketBuffers {
+  const float *in;
+  float *out;
+  int64_t count;
+};
+/// The buffers of every member of `bucket`, in plan order.
+std::vector<BucketBuffers> bucketBuffers(const StepBuffers &s, const BucketArgs &bucket);
+
+/// Calls the backend's `launch(args, step)` for the Args alternative `args` holds (never monostate).
+template <typename Result, typename Step> Result dispatchLaunch(const OpArgs &args, Step &step) {
+  return std::visit(
+      [&](const auto &a) -> Result {
+        if constexpr (std::is_same_v<std::decay_t<decltype(a)>, std::monostate>)
+          return step.error("step is not bound");
+        else
+          return launch(a, step);
+      },
+      args);
+}
+
+/// Copies every member's operand into `packed` (pack) or `packed` into every member's result (unpack), in member
+/// order, with copy(dst, src, floats) -> llvm::Error.
+template <typename Copy>
+llvm::Error copyBucket(llvm::ArrayRef<BucketBuffers> members, float *packed, bool pack, Copy copy) {
+  int64_t offset = 0;
+  for (const BucketBuffers &m : members) {
+    if (auto err = pack ? copy(packed + offset, m.in, m.count) : copy(m.out, packed + offset, m.count))
+      return err;
+    offset += m.count;
+  }
+  return llvm::Error::success();
+}
+
+/// Binds every step of `plan` and prepares it with the backend's launches: makeStep(i) creates step i's Step (which
+/// the kernels may keep a reference to, so `steps` must live as long as they do). Returns the largest scratch
+/// request (Step::*scratch) of any step.
+template <typename Kernel, typename Step, typename MakeStep>
+llvm::Expected<int64_t> prepareSteps(const LoadedPlan &plan, MakeStep makeStep, int64_t Step::*scratch,
+                                     std::vector<std::unique_ptr<Step>> &steps, std::vector<Kernel> &kernels) {
+  steps.clear();
+  kernels.clear();
+  int64_t most = 0;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    auto args = bindStep(plan, i);
+    if (!args)
+      return args.takeError();
+    steps.push_back(makeStep(i));
+    auto kernel = dispatchLaunch<llvm::Expected<Kernel>>(*args, *steps.back());
+    if (!kernel)
+      return kernel.takeError();
+    most = std::max(most, (*steps.back()).*scratch);
+    kernels.push_back(std::move(*kernel));
+  }
+  return most;
+}
+
+} // namespace meg::runtime
+
+#endif
