@@ -33,7 +33,7 @@ enum class BinaryOp { Add, Sub, Mul, Div };
 enum class UnaryOp { Exp, Log, Tanh, Scale };
 enum class GeluForm { Tanh, Erf };
 /// Element types of cast.
-enum class Elem { F32, I32, BF16 };
+enum class Elem { F32, I32, BF16, F16 };
 
 //===-- Shapes -----------------------------------------------------------------------------------------------===//
 

@@ -16,6 +16,12 @@ using namespace meg::passes;
 llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOptions &o) {
   std::vector<llvm::Expected<std::unique_ptr<Pass>>> p;
 
+  // 0. mixed-precision (--bf16, --fp16): 16-bit copies of the fp32 master parameters for compute, casts by op
+  //    kind. Before autodiff, so the backward mirrors the forward's precision through cast's gradient rule and
+  //    every parameter's gradient is the fp32 gradient of its master (the optimizer and the dp all-reduce see fp32
+  //    only); before sharding, so the casts are laid out by the elementwise rule like any op.
+  if (o.mixedPrecision)
+    p.push_back(createMixedPrecisionPass(*o.mixedPrecision));
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
     p.push_back(createAutodiffPass(o.autodiff));

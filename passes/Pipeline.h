@@ -25,6 +25,8 @@ struct PipelineOptions {
   /// Train mode: append the backward graph (autodiff) and the optimizer, so the plans compute every parameter's
   /// gradient and update it.
   bool differentiate = false;
+  /// --bf16 / --fp16: 16-bit compute with fp32 master weights (mixed-precision, first); std::nullopt: all fp32.
+  std::optional<MixedPrecisionOptions> mixedPrecision;
   AutodiffOptions autodiff;
   /// How parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
   ShardParamsOptions shardParams;

@@ -1,5 +1,6 @@
 // Elementwise kernels; see Elementwise.h for the math.
 #include "kernels/cpu/Elementwise.h"
+#include "kernels/Half.h"
 
 #include "kernels/cpu/Parallel.h"
 #include "kernels/cpu/Reduce.h"
@@ -233,15 +234,13 @@ void unary(UnaryOp op, const float *x, int64_t n, float factor, float *y) {
 }
 
 void cast(const void *x, Elem from, void *y, Elem to, int64_t n) {
-  assert(from != Elem::BF16 && to != Elem::BF16 && "the cpu kernels cast between f32 and i32");
   if (from == to) {
     if (x != y)
-      std::memcpy(y, x, size_t(n) * 4);
-  } else if (from == Elem::I32) {
-    unary(n, [&](int64_t i) { static_cast<float *>(y)[i] = float(static_cast<const int32_t *>(x)[i]); });
-  } else {
-    unary(n, [&](int64_t i) { static_cast<int32_t *>(y)[i] = int32_t(static_cast<const float *>(x)[i]); });
+      std::memcpy(y, x, size_t(n) * size_t(elemBytes(from)));
+    return;
   }
+  assert((x != y || elemBytes(from) == elemBytes(to)) && "an in-place cast must keep the element size");
+  unary(n, [&](int64_t i) { storeFromFloat(y, to, i, loadAsFloat(x, from, i)); });
 }
 
 void maskPadding(const float *x, int64_t outer, int64_t n, int64_t inner, int64_t dimOffset, int64_t valid,

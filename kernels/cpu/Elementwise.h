@@ -46,7 +46,8 @@ void broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t
 void scale(const float *x, int64_t n, float factor, float *y);
 /// y = op(x): exp, log, tanh or factor * x (x == y is allowed).
 void unary(UnaryOp op, const float *x, int64_t n, float factor, float *y);
-/// y = convert(x) between f32 and i32 (truncation toward zero); x == y is allowed.
+/// y = convert(x) between f32, bf16, f16 and i32 (kernels/Half.h: 16-bit results rounded to nearest even, i32
+/// truncated toward zero); x == y is allowed when the element size is kept.
 void cast(const void *x, Elem from, void *y, Elem to, int64_t n);
 /// y = x with `value` where the global index along the middle dim of [outer, n, inner], dimOffset + j, is >= valid
 /// (x == y is allowed).

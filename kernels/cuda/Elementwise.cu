@@ -1,9 +1,10 @@
 // Elementwise kernels (math as kernels/cpu/Elementwise.h): out = a op b with numpy broadcasting (an operand's missing
 // or size-1 dim has stride 0 against the output shape), y = exp/log/tanh(x), y = factor * x, broadcastTo, fill and
-// cast. One thread per output element in grid-stride loops; the output index is decomposed over the output shape.
+// cast (between f32, bf16, f16 and i32 with kernels/Half.h's conversions, so the CPU's cast agrees bit for bit). One
+// thread per output element in grid-stride loops; the output index is decomposed over the output shape.
 #include "kernels/cuda/Common.cuh"
 
-#include <cuda_bf16.h>
+#include "kernels/Half.h"
 
 namespace meg::kernels::cuda {
 
@@ -85,32 +86,9 @@ __global__ void fillKernel(float *x, int64_t n, float value) {
   MEG_GRID_STRIDE(i, n) { x[i] = value; }
 }
 
-__device__ inline float loadAsFloat(const void *x, Elem t, int64_t i) {
-  switch (t) {
-  case Elem::F32:
-    return static_cast<const float *>(x)[i];
-  case Elem::BF16:
-    return __bfloat162float(static_cast<const __nv_bfloat16 *>(x)[i]);
-  default:
-    return float(static_cast<const int32_t *>(x)[i]);
-  }
-}
-
 __global__ void castKernel(const void *x, Elem from, void *y, Elem to, int64_t n) {
-  MEG_GRID_STRIDE(i, n) {
-    if (from == Elem::F32 && to == Elem::I32) {
-      static_cast<int32_t *>(y)[i] = int32_t(static_cast<const float *>(x)[i]);
-      continue;
-    }
-    float v = loadAsFloat(x, from, i);
-    if (to == Elem::BF16)
-      static_cast<__nv_bfloat16 *>(y)[i] = __float2bfloat16_rn(v);
-    else
-      static_cast<float *>(y)[i] = v;
-  }
+  MEG_GRID_STRIDE(i, n) { storeFromFloat(y, to, i, loadAsFloat(x, from, i)); }
 }
-
-int elemBytes(Elem t) { return t == Elem::BF16 ? 2 : 4; }
 
 } // namespace
 

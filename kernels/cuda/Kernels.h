@@ -43,8 +43,8 @@ cudaError_t unary(UnaryOp op, const float *x, int64_t n, float factor, float *y,
 cudaError_t broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut,
                         float *out, cudaStream_t stream);
 cudaError_t fill(float *x, int64_t n, float value, cudaStream_t stream);
-/// y = convert(x): f32 <-> i32 (truncation toward zero, as the CPU's int32_t(float)), f32 <-> bf16 (round to
-/// nearest even). x == y is allowed when the element sizes agree.
+/// y = convert(x) between f32, bf16, f16 and i32 with kernels/Half.h's conversions (16-bit results rounded to nearest
+/// even, i32 truncated toward zero), bit for bit the CPU's cast. x == y is allowed when the element sizes agree.
 cudaError_t cast(const void *x, Elem from, void *y, Elem to, int64_t n, cudaStream_t stream);
 
 //===-- Gelu.cu ----------------------------------------------------------------------------------------------===//

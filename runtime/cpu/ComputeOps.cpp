@@ -78,8 +78,7 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const MaskPaddingArgs &a, Cp
 
 llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const CastArgs &a, CpuStep &s) {
   return infallible([a, &s](const CpuRunArgs &) {
-    k::cast(s.in[0], a.from == DType::I32 ? kernels::Elem::I32 : kernels::Elem::F32, s.out[0],
-            a.to == DType::I32 ? kernels::Elem::I32 : kernels::Elem::F32, a.n);
+    k::cast(s.in[0], elemOf(a.from), s.out[0], elemOf(a.to), a.n);
   });
 }
 

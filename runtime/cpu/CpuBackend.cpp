@@ -2,12 +2,17 @@
 //
 // Host memory: one 64-byte-aligned arena, one buffer per parameter, gradient (when the plan names gradients) and
 // input. Steps are bound once (runtime/exec/StepBinder.h) and prepared by the launches of runtime/cpu/*Ops.cpp.
+// Steps with bf16/f16 slots run on fp32 copies in one shared widening buffer (runtime/exec/Widen.h): operands are
+// converted in before the kernel, results rounded to nearest even back into their 16-bit slots after it.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuBackend.h"
 #include "runtime/comm/Communicator.h"
 #include "runtime/plan/PlanBuffers.h"
 #include "runtime/cpu/CpuOps.h"
+#include "runtime/exec/Widen.h"
+
+#include "kernels/cpu/Elementwise.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -96,7 +101,27 @@ private:
   std::vector<std::unique_ptr<CpuStep>> steps;
   std::vector<CpuKernel> kernels;
   std::vector<float> scratch;
+  std::vector<float> wide; ///< fp32 copies of the 16-bit slots of the running step
 };
+
+/// `kernel` run on the fp32 copies of step `s`'s 16-bit slots: s.in / s.out already point at the copies in `wide`;
+/// `slots` are the original 16-bit buffers in the order of plan.slots.
+CpuKernel widened(CpuKernel kernel, WidenPlan plan, std::vector<void *> slots, float *wide) {
+  return [kernel = std::move(kernel), plan = std::move(plan), slots = std::move(slots),
+          wide](const CpuRunArgs &run) -> llvm::Error {
+    for (size_t i = 0; i < plan.slots.size(); ++i)
+      if (!plan.slots[i].operands.empty())
+        kernels::cpu::cast(slots[i], elemOf(plan.slots[i].dtype), wide + plan.slots[i].offset, kernels::Elem::F32,
+                           plan.slots[i].numel);
+    if (auto err = kernel(run))
+      return err;
+    for (size_t i = 0; i < plan.slots.size(); ++i)
+      if (!plan.slots[i].results.empty())
+        kernels::cpu::cast(wide + plan.slots[i].offset, kernels::Elem::F32, slots[i], elemOf(plan.slots[i].dtype),
+                           plan.slots[i].numel);
+    return llvm::Error::success();
+  };
+}
 
 llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
   plan = &p;
@@ -113,12 +138,32 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
+  // 16-bit steps: one widening buffer of the largest step's need; the steps' buffers point into it before their
+  // launches are prepared.
+  std::vector<WidenPlan> widen;
+  int64_t wideFloats = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    widen.push_back(planWidening(p.steps[i]));
+    if (auto err = checkWidenable(p.steps[i], widen.back()))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     p.stepLabel(i) + ": " + llvm::toString(std::move(err)));
+    wideFloats = std::max(wideFloats, widen.back().floats);
+  }
+  wide.assign(size_t(wideFloats), 0.0f);
+  std::vector<std::vector<void *>> narrow(p.steps.size());
+
   // Kernels keep a reference to their CpuStep (buffers): it lives as long as the backend.
-  auto scratchFloats = prepareSteps<CpuKernel>(
-      p, [&](size_t i) { return std::make_unique<CpuStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }); },
-      &CpuStep::scratchFloats, steps, kernels);
+  auto makeStep = [&](size_t i) {
+    auto step = std::make_unique<CpuStep>(p, i, [this](const TensorSlot &t) { return resolve(t); });
+    narrow[i] = redirectToWide(*step, widen[i], wide.data());
+    return step;
+  };
+  auto scratchFloats = prepareSteps<CpuKernel>(p, makeStep, &CpuStep::scratchFloats, steps, kernels);
   if (!scratchFloats)
     return scratchFloats.takeError();
+  for (size_t i = 0; i < p.steps.size(); ++i)
+    if (!widen[i].empty())
+      kernels[i] = widened(std::move(kernels[i]), std::move(widen[i]), std::move(narrow[i]), wide.data());
   scratch.assign(size_t(*scratchFloats), 0.0f);
   return llvm::Error::success();
 }

@@ -101,8 +101,7 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const MaskPaddingArgs &a, 
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const CastArgs &a, CudaStep &s) {
-  auto elem = [](DType t) { return t == DType::I32 ? k::Elem::I32 : t == DType::BF16 ? k::Elem::BF16 : k::Elem::F32; };
-  return [a, from = elem(a.from), to = elem(a.to), &s](const CudaRunArgs &run) -> llvm::Error {
+  return [a, from = elemOf(a.from), to = elemOf(a.to), &s](const CudaRunArgs &run) -> llvm::Error {
     return s.check(k::cast(s.in[0], from, s.out[0], to, a.n, run.stream));
   };
 }

@@ -6,12 +6,17 @@
 // runStep only enqueues work (no host synchronization); readTensor and readParam/readState synchronize the stream
 // before copying back. Host copies into the device (writeParam, writeState, writeInput) are stream-ordered, so a
 // step sees the values written before it. A failed copy is remembered and reported by the next runStep.
+// Steps with bf16/f16 slots run on fp32 copies in one shared device buffer (runtime/exec/Widen.h), converted in
+// and rounded back by the cast kernel on the same stream, until the kernels have 16-bit variants of their own.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/plan/PlanBuffers.h"
 #include "runtime/comm/CudaCommunicator.h"
 #include "runtime/cuda/CudaOps.h"
+#include "runtime/exec/Widen.h"
+
+#include "kernels/cuda/Kernels.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -58,6 +63,30 @@ private:
   void *ptr = nullptr;
   int64_t size = 0;
 };
+
+/// `kernel` run on the fp32 copies of step `s`'s 16-bit slots (s.in / s.out already point at them in `wide`);
+/// `slots` are the original 16-bit buffers in the order of plan.slots.
+CudaKernel widened(CudaKernel kernel, WidenPlan plan, std::vector<void *> slots, float *wide, const CudaStep &s) {
+  namespace k = meg::kernels::cuda;
+  return [kernel = std::move(kernel), plan = std::move(plan), slots = std::move(slots), wide,
+          &s](const CudaRunArgs &run) -> llvm::Error {
+    for (size_t i = 0; i < plan.slots.size(); ++i)
+      if (!plan.slots[i].operands.empty())
+        if (auto err = s.check(k::cast(slots[i], elemOf(plan.slots[i].dtype), wide + plan.slots[i].offset,
+                                       kernels::Elem::F32, plan.slots[i].numel, run.stream),
+                               "widen"))
+          return err;
+    if (auto err = kernel(run))
+      return err;
+    for (size_t i = 0; i < plan.slots.size(); ++i)
+      if (!plan.slots[i].results.empty())
+        if (auto err = s.check(k::cast(wide + plan.slots[i].offset, kernels::Elem::F32, slots[i],
+                                       elemOf(plan.slots[i].dtype), plan.slots[i].numel, run.stream),
+                               "round"))
+          return err;
+    return llvm::Error::success();
+  };
+}
 
 class CudaBackend final : public Backend {
 public:
@@ -140,6 +169,7 @@ private:
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   DeviceBuffer arena, scratch, workspace;
+  DeviceBuffer wide; ///< fp32 copies of the 16-bit slots of the running step
   std::vector<DeviceBuffer> params, grads, inputs, states;
   std::vector<std::unique_ptr<CudaStep>> steps;
   std::vector<CudaKernel> kernels;
@@ -180,14 +210,32 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
+  std::vector<WidenPlan> widen;
+  int64_t wideFloats = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    widen.push_back(planWidening(p.steps[i]));
+    if (auto err = checkWidenable(p.steps[i], widen.back()))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     p.stepLabel(i) + ": " + llvm::toString(std::move(err)));
+    wideFloats = std::max(wideFloats, widen.back().floats);
+  }
+  if (auto err = allocate(wideFloats * int64_t(sizeof(float)), "16-bit steps", wide))
+    return err;
+  std::vector<std::vector<void *>> narrow(p.steps.size());
   auto scratchBytes = prepareSteps<CudaKernel>(
       p,
       [&](size_t i) {
-        return std::make_unique<CudaStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }, lt);
+        auto step = std::make_unique<CudaStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }, lt);
+        narrow[i] = redirectToWide(*step, widen[i], reinterpret_cast<float *>(wide.get()));
+        return step;
       },
       &CudaStep::scratchBytes, steps, kernels);
   if (!scratchBytes)
     return scratchBytes.takeError();
+  for (size_t i = 0; i < p.steps.size(); ++i)
+    if (!widen[i].empty())
+      kernels[i] = widened(std::move(kernels[i]), std::move(widen[i]), std::move(narrow[i]),
+                           reinterpret_cast<float *>(wide.get()), *steps[i]);
   if (auto err = allocate(*scratchBytes, "scratch", scratch))
     return err;
   return llvm::Error::success();

@@ -217,10 +217,6 @@ llvm::Expected<CastArgs> meg::runtime::bindCast(const StepBinder &s) {
     return s.error("cast to '" + *to + "' but the result has dtype " + dtypeName(dst));
   if (auto err = s.expectResultShape(s.operand(0).shape))
     return err;
-  auto supported = [](DType t) { return t == DType::F32 || t == DType::I32; };
-  if (!supported(from) || !supported(dst))
-    return s.error(
-        llvm::formatv("cast from {0} to {1} is not supported by the cpu backend", dtypeName(from), dtypeName(dst)));
   return CastArgs{from, dst, s.operand(0).numel()};
 }
 

@@ -1,8 +1,9 @@
 //===- BindLayout.cpp - binders: layout, reductions, loss pieces --------------===//
 //
-// Layout ops move 4-byte elements (f32 or i32) without looking at them. Attributes are in global coordinates:
-// slice and select translate them to this rank's shard with the operand's offset. pick's column offset is the
-// offset of x's last (vocabulary) dim, so a vocab-split rank picks only the targets it holds (0 elsewhere).
+// Layout ops move 4-byte elements (f32 or i32; bf16/f16 run as fp32 copies) without looking at them. Attributes
+// are in global coordinates: slice and select translate them to this rank's shard with the operand's offset. pick's
+// column offset is the offset of x's last (vocabulary) dim, so a vocab-split rank picks only the targets it holds
+// (0 elsewhere).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -16,9 +17,8 @@ namespace {
 
 /// Operand 0 and the result share a 4-byte dtype.
 llvm::Error expectMovable(const StepBinder &s) {
+  // 16-bit data moves as fp32 copies (runtime/exec/Widen.h): every dtype is 4-byte elements to the kernels.
   DType t = s.operand(0).dtype;
-  if (t != DType::F32 && t != DType::I32)
-    return s.error(llvm::formatv("{0} data is not supported by the cpu backend", dtypeName(t)));
   if (s.result().dtype != t)
     return s.error(
         llvm::formatv("result dtype {0} differs from the operand's {1}", dtypeName(s.result().dtype), dtypeName(t)));

@@ -100,6 +100,20 @@ struct DropoutArgs {
   kernels::cpu::GlobalView view() const { return {shape.data(), globalShape.data(), offset.data(), int(shape.size())}; }
 };
 
+/// The kernels' element type of a plan dtype.
+inline kernels::Elem elemOf(DType t) {
+  switch (t) {
+  case DType::BF16:
+    return kernels::Elem::BF16;
+  case DType::F16:
+    return kernels::Elem::F16;
+  case DType::I32:
+    return kernels::Elem::I32;
+  default:
+    return kernels::Elem::F32;
+  }
+}
+
 struct CastArgs {
   DType from = DType::F32, to = DType::F32;
   int64_t n = 0;

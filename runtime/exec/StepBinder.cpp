@@ -114,6 +114,9 @@ llvm::Expected<int> StepBinder::dimAttr(llvm::StringRef key, size_t rank) const 
 }
 
 llvm::Error StepBinder::expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const {
+  // 16-bit float storage runs on fp32 copies (runtime/exec/Widen.h): wherever f32 is expected it is accepted.
+  if (t == DType::F32 && (slot.dtype == DType::BF16 || slot.dtype == DType::F16))
+    return llvm::Error::success();
   if (slot.dtype != t)
     return error(
         llvm::formatv("{0} has dtype {1}, the cpu backend expects {2}", what, dtypeName(slot.dtype), dtypeName(t)));

@@ -61,7 +61,8 @@ public:
   /// An int attribute naming a dim of a tensor of rank `rank`.
   llvm::Expected<int> dimAttr(llvm::StringRef key, size_t rank) const;
 
-  /// Every operand and result has dtype `t`.
+  /// Every operand and result has dtype `t`. Where `t` is f32, bf16 and f16 are accepted too: the backends run
+  /// 16-bit steps on fp32 copies (runtime/exec/Widen.h), so every fp32 kernel serves 16-bit plans.
   llvm::Error expectDTypes(DType t) const;
   llvm::Error expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const;
   /// The result's local shape is `shape`.

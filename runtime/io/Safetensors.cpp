@@ -4,6 +4,8 @@
 
 #include "runtime/io/AtomicFile.h"
 
+#include "kernels/Half.h"
+
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Endian.h"
@@ -154,44 +156,6 @@ int64_t SafetensorsTensor::numElements() const {
   for (int64_t D : Shape)
     N *= D;
   return N;
-}
-
-//===----------------------------------------------------------------------===//
-// Half-precision conversions
-//===----------------------------------------------------------------------===//
-
-float halfToFloat(uint16_t H) {
-  uint32_t Sign = static_cast<uint32_t>(H & 0x8000) << 16;
-  uint32_t Exp = (H >> 10) & 0x1f;
-  uint32_t Mant = H & 0x3ff;
-  uint32_t Bits;
-  if (Exp == 0x1f) { // inf / nan
-    Bits = Sign | 0x7f800000 | (Mant << 13);
-  } else if (Exp != 0) { // normal
-    Bits = Sign | ((Exp + 112) << 23) | (Mant << 13);
-  } else { // zero / subnormal: Mant * 2^-24
-    float F = std::ldexp(static_cast<float>(Mant), -24);
-    return (H & 0x8000) ? -F : F;
-  }
-  float F;
-  std::memcpy(&F, &Bits, sizeof(F));
-  return F;
-}
-
-float bfloat16ToFloat(uint16_t B) {
-  uint32_t Bits = static_cast<uint32_t>(B) << 16;
-  float F;
-  std::memcpy(&F, &Bits, sizeof(F));
-  return F;
-}
-
-uint16_t floatToBFloat16(float F) {
-  uint32_t Bits;
-  std::memcpy(&Bits, &F, sizeof(F));
-  if ((Bits & 0x7fffffff) > 0x7f800000) // nan: keep it a (quiet) nan
-    return static_cast<uint16_t>((Bits >> 16) | 0x40);
-  uint32_t Rounding = 0x7fff + ((Bits >> 16) & 1);
-  return static_cast<uint16_t>((Bits + Rounding) >> 16);
 }
 
 //===----------------------------------------------------------------------===//
@@ -386,11 +350,11 @@ Expected<std::vector<float>> SafetensorsFile::toFloats(StringRef Name) const {
     return Out;
   case SafetensorsDType::BF16:
     for (size_t I = 0; I < N; ++I)
-      Out[I] = bfloat16ToFloat(read16le(P + 2 * I));
+      Out[I] = kernels::bf16ToFloat(read16le(P + 2 * I));
     return Out;
   case SafetensorsDType::F16:
     for (size_t I = 0; I < N; ++I)
-      Out[I] = halfToFloat(read16le(P + 2 * I));
+      Out[I] = kernels::f16ToFloat(read16le(P + 2 * I));
     return Out;
   default:
     return fail(Path, "tensor '" + Name + "' has dtype " + dtypeName(T->DType) +
@@ -469,6 +433,24 @@ Error SafetensorsWriter::addF32(StringRef Name, ArrayRef<int64_t> Shape,
                                 ArrayRef<float> Values) {
   return add(Name, SafetensorsDType::F32, Shape,
              littleEndianBytes<float, uint32_t>(Values));
+}
+
+Error SafetensorsWriter::addFloats(StringRef Name, SafetensorsDType DType,
+                                   ArrayRef<int64_t> Shape,
+                                   ArrayRef<float> Values) {
+  if (DType == SafetensorsDType::F32)
+    return addF32(Name, Shape, Values);
+  if (DType != SafetensorsDType::BF16 && DType != SafetensorsDType::F16)
+    return createStringError(inconvertibleErrorCode(),
+                             "safetensors tensor '" + Name +
+                                 "': cannot store floats as " +
+                                 dtypeName(DType));
+  std::vector<uint16_t> Halves(Values.size());
+  for (size_t I = 0; I < Values.size(); ++I)
+    Halves[I] = DType == SafetensorsDType::BF16
+                    ? kernels::floatToBf16(Values[I])
+                    : kernels::floatToF16(Values[I]);
+  return add(Name, DType, Shape, littleEndianBytes<uint16_t, uint16_t>(Halves));
 }
 
 Error SafetensorsWriter::addI32(StringRef Name, ArrayRef<int64_t> Shape,

@@ -129,6 +129,11 @@ public:
                   llvm::ArrayRef<int64_t> Shape, llvm::ArrayRef<uint8_t> Bytes);
   llvm::Error addF32(llvm::StringRef Name, llvm::ArrayRef<int64_t> Shape,
                      llvm::ArrayRef<float> Values);
+  /// Adds float values stored as `DType`: F32, or BF16 / F16 rounded to
+  /// nearest even (kernels/Half.h).
+  llvm::Error addFloats(llvm::StringRef Name, SafetensorsDType DType,
+                        llvm::ArrayRef<int64_t> Shape,
+                        llvm::ArrayRef<float> Values);
   llvm::Error addI32(llvm::StringRef Name, llvm::ArrayRef<int64_t> Shape,
                      llvm::ArrayRef<int32_t> Values);
   llvm::Error addI64(llvm::StringRef Name, llvm::ArrayRef<int64_t> Shape,
@@ -155,11 +160,6 @@ private:
   std::map<std::string, Entry, std::less<>> Tensors;
   std::map<std::string, std::string> Metadata;
 };
-
-/// IEEE half / bfloat16 conversions (round to nearest even on narrowing).
-float halfToFloat(uint16_t H);
-float bfloat16ToFloat(uint16_t B);
-uint16_t floatToBFloat16(float F);
 
 } // namespace meg::runtime
 

@@ -86,7 +86,7 @@ std::string nameList(llvm::ArrayRef<std::string> names) {
 } // namespace
 
 llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                                      bool withConfig) {
+                                      bool withConfig, SafetensorsDType dtype) {
   assert(!plans.empty() && "no plans");
   SafetensorsWriter writer;
   writer.setMetadata("format", "pt");
@@ -104,7 +104,7 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     }
     Shape fileShape = param.fileShape();
     size_t keep = size_t(numElements(fileShape));
-    if (auto err = writer.addF32(param.name, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
+    if (auto err = writer.addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
       return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::toString(std::move(err)));
   }
   llvm::StringRef dir = llvm::sys::path::parent_path(path);

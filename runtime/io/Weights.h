@@ -10,6 +10,7 @@
 #ifndef MEG_RUNTIME_IO_WEIGHTS_H
 #define MEG_RUNTIME_IO_WEIGHTS_H
 
+#include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -35,9 +36,10 @@ std::string hfConfigJson(const LoadedPlan &plan);
 
 /// Assembles every parameter from the ranks' shards and writes `path` (safetensors) and, with `withConfig`,
 /// config.json beside it, each atomically. The reader may hand out any per-parameter tensor laid out like the
-/// parameter (the gradients, for --dump).
+/// parameter (the gradients, for --dump). `dtype` (F32, BF16 or F16) is the stored element type: 16-bit files
+/// hold the fp32 values rounded to nearest even, as the hub publishes 16-bit checkpoints.
 llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                        bool withConfig = true);
+                        bool withConfig = true, SafetensorsDType dtype = SafetensorsDType::F32);
 
 /// Reads `path` and hands each rank its shards. Every parameter must be present with its HF shape; unknown tensors
 /// are errors (except Hugging Face's tied aliases and buffers, which are ignored). Errors name the file.

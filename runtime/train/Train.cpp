@@ -39,6 +39,10 @@ llvm::Error TrainOptions::check() const {
     return error("--eval-interval needs a valid split (--valid-fraction > 0)");
   if (!loadWeights.empty() && loadWeights == saveWeights)
     return error("--load-weights and --save-weights name the same file");
+  auto saveDType = parseDType(saveWeightsDType);
+  if (!saveDType || (*saveDType != SafetensorsDType::F32 && *saveDType != SafetensorsDType::BF16 &&
+                     *saveDType != SafetensorsDType::F16))
+    return error("--save-weights-dtype must be F32, BF16 or F16 (got '" + saveWeightsDType + "')");
   if (!resume.empty() && !loadWeights.empty())
     return error("--resume and --load-weights both give the weights (use one)");
   if (!save.empty() && mode != Mode::Train)
@@ -279,6 +283,6 @@ llvm::Error Trainer::train(llvm::raw_ostream &out) {
     if (auto err = checkpoint(options.steps))
       return err;
   if (!options.saveWeights.empty())
-    return job.agree(session().saveWeights(options.saveWeights));
+    return job.agree(session().saveWeights(options.saveWeights, *parseDType(options.saveWeightsDType)));
   return llvm::Error::success();
 }

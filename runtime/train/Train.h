@@ -50,6 +50,7 @@ struct TrainOptions {
   int64_t evalBatches = 8;
   bool dropout = true;
   std::string loadWeights, saveWeights;
+  std::string saveWeightsDType = "F32"; ///< the element type --save-weights stores: F32, BF16 or F16
   std::string save; ///< checkpoint at the end (and every saveInterval steps)
   int64_t saveInterval = 0;
   std::string resume; ///< checkpoint to continue from

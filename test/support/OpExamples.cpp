@@ -5,8 +5,11 @@
 #include "passes/LowerToPlan.h"
 #include "passes/Pass.h"
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/OpArgs.h"
 #include "runtime/plan/Plan.h"
 #include "runtime/train/BackendRegistry.h"
+
+#include "kernels/Half.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -177,34 +180,19 @@ HostTensor assemble(const ir::TensorType &t, const ir::Mesh &mesh, const std::ve
 }
 
 std::vector<double> toDoubles(const std::vector<uint8_t> &bytes, runtime::DType t) {
-  std::vector<double> v(bytes.size() / 4);
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == runtime::DType::I32) {
-      int32_t x;
-      std::memcpy(&x, bytes.data() + 4 * i, 4);
-      v[i] = x;
-    } else {
-      float x;
-      std::memcpy(&x, bytes.data() + 4 * i, 4);
-      v[i] = x;
-    }
-  }
+  std::vector<double> v(bytes.size() / runtime::dtypeBytes(t));
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = kernels::loadAsFloat(bytes.data(), runtime::elemOf(t), int64_t(i));
   return v;
 }
 
 std::vector<float> toFloats(const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); }
 
-std::vector<uint8_t> toBytes(const std::vector<double> &v, DType t) {
-  std::vector<uint8_t> bytes(v.size() * 4);
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::I32) {
-      int32_t x = int32_t(v[i]);
-      std::memcpy(bytes.data() + 4 * i, &x, 4);
-    } else {
-      float x = float(v[i]);
-      std::memcpy(bytes.data() + 4 * i, &x, 4);
-    }
-  }
+std::vector<uint8_t> toBytes(const std::vector<double> &v, DType irType) {
+  runtime::DType t = runtime::DType(irType); // the plan's enumeration mirrors the IR's
+  std::vector<uint8_t> bytes(v.size() * runtime::dtypeBytes(t));
+  for (size_t i = 0; i < v.size(); ++i)
+    kernels::storeFromFloat(bytes.data(), runtime::elemOf(t), int64_t(i), float(v[i]));
   return bytes;
 }
 

@@ -67,6 +67,10 @@ cl::opt<bool> printIrAfterAll("print-ir-after-all", cl::desc("Print the IR after
 cl::list<std::string> printIrAfter("print-ir-after", cl::desc("Print the IR after the named pass (to stderr)"),
                                    cl::value_desc("NAME"), cl::CommaSeparated, cl::cat(megCategory));
 cl::opt<bool> timePasses("time-passes", cl::desc("Time each pass (report on stderr)"), cl::cat(megCategory));
+cl::opt<bool> bf16("bf16", cl::desc("Mixed precision: bf16 compute, fp32 master weights and optimizer"),
+                   cl::cat(megCategory));
+cl::opt<bool> fp16("fp16", cl::desc("Mixed precision: fp16 compute, fp32 master weights and optimizer"),
+                   cl::cat(megCategory));
 cl::opt<long long> dpBucketBytes("dp-bucket-bytes",
                                  cl::desc("Bucket the dp all-reduces of gradients, at most N bytes per rank each, "
                                           "one collective per bucket; 0 = one per gradient (default 26214400)"),
@@ -181,6 +185,8 @@ llvm::Error checkFlags(bool isModel) {
                                 static_cast<const cl::Option *>(&vocabDivisibleBy)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
+  if (bf16 && fp16)
+    return makeError("--bf16 and --fp16 are mutually exclusive");
   if (emit == "plan" && outputPath == "-")
     return makeError("--emit plan needs -o DIR");
   return llvm::Error::success();
@@ -232,6 +238,8 @@ llvm::Expected<std::string> run() {
   passes::PipelineOptions pipelineOptions;
   pipelineOptions.differentiate = isModel && buildMode == frontend::BuildMode::Train;
   pipelineOptions.optimizer = optimizerOptions();
+  if (bf16 || fp16)
+    pipelineOptions.mixedPrecision = passes::MixedPrecisionOptions{.dtype = bf16 ? "bf16" : "f16"};
   if (dpBucketBytes == 0)
     pipelineOptions.bucketDp.reset();
   else

@@ -67,6 +67,12 @@ static cl::opt<std::string, true> saveWeightsPath("save-weights",
                                                   cl::value_desc("W.safetensors"),
                                                   cl::location(trainOptions.saveWeights), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
+    saveWeightsDType("save-weights-dtype",
+                     cl::desc("Element type --save-weights stores, with Hugging Face's names: F32 (default), BF16 "
+                              "or F16 (rounded to nearest even)"),
+                     cl::value_desc("F32|BF16|F16"), cl::location(trainOptions.saveWeightsDType),
+                     cl::cat(megrunCategory));
+static cl::opt<std::string, true>
     dumpDir("dump", cl::desc("After the first step write batch.safetensors and loss.json (parity)"),
             cl::value_desc("DIR"), cl::location(trainOptions.dump), cl::cat(megrunCategory));
 static cl::opt<bool> evalMode("eval", cl::desc("Evaluate on the valid split instead of running steps"),

@@ -1,6 +1,7 @@
 //===- OpReference.cpp - plain references of every op, in double ------------===//
 #include "OpReference.h"
 
+#include "kernels/Half.h"
 #include "kernels/Philox.h"
 
 #include <algorithm>
@@ -173,10 +174,21 @@ Outs refDropout(const Node &n, const Ins &in, const Ctx &ctx) {
   uint32_t stream = uint32_t(attrInt(n, "stream"));
   return unary(n, in, [&](double x, int64_t i) { return keep(ctx, stream, uint64_t(i), p) ? x / (1 - p) : 0.0; });
 }
-// f32 -> i32 truncates toward zero; i32 -> f32 is exact for the values fed.
+// f32 -> i32 truncates toward zero; i32 -> f32 is exact for the values fed; bf16 and f16 round to nearest even.
 Outs refCast(const Node &n, const Ins &in, const Ctx &) {
-  bool toInt = n.getResult()->getType().dtype == DType::I32;
-  return unary(n, in, [toInt](double x, int64_t) { return toInt ? std::trunc(x) : x; });
+  DType to = n.getResult()->getType().dtype;
+  return unary(n, in, [to](double x, int64_t) -> double {
+    switch (to) {
+    case DType::I32:
+      return std::trunc(x);
+    case DType::BF16:
+      return kernels::bf16ToFloat(kernels::floatToBf16(float(x)));
+    case DType::F16:
+      return kernels::f16ToFloat(kernels::floatToF16(float(x)));
+    default:
+      return x;
+    }
+  });
 }
 Outs refMaskPadding(const Node &n, const Ins &in, const Ctx &) {
   int64_t dim = attrInt(n, "dim"), valid = attrInt(n, "valid");

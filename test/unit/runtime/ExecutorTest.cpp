@@ -7,6 +7,8 @@
 #include "runtime/exec/Executor.h"
 #include "runtime/plan/Plan.h"
 
+#include "kernels/Half.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -282,6 +284,98 @@ TEST(ExecutorTest, AttentionSplitOverHeadsAndBatchDrawsTheUnsplitMasks) {
       EXPECT_EQ(split.result(r, 0), shardOf(ref, b, b0, h, h0)) << "dp " << dp << " tp " << tp << " rank " << r;
     }
   }
+}
+
+/// Rounds through a 16-bit type (bf16 or f16) and back.
+float roundTo(fb::DType t, float x) {
+  return t == fb::DType::BF16 ? kernels::bf16ToFloat(kernels::floatToBf16(x))
+                              : kernels::f16ToFloat(kernels::floatToF16(x));
+}
+
+/// A 16-bit plan (cast the fp32 params down, contract, gelu, cast up) equals the fp32 steps run on the rounded
+/// values with every result rounded to nearest even: the CPU reads 16-bit operands into fp32, computes in fp32 and
+/// rounds on store, as a GPU's 16-bit kernels do.
+void checkSixteenBitContractGelu(fb::DType t) {
+  PlanSpec p;
+  p.arenaBytes = 192;
+  p.params = {{"a", {2, 3}}, {"b", {3, 4}}};
+  p.steps = {
+      {"cast", {symAttr("dtype", t == fb::DType::BF16 ? "bf16" : "f16")}, {paramRef(0, {2, 3})},
+       {arenaRef(0, {2, 3}, t)}},
+      {"cast", {symAttr("dtype", t == fb::DType::BF16 ? "bf16" : "f16")}, {paramRef(1, {3, 4})},
+       {arenaRef(16, {3, 4}, t)}},
+      {"contract", {symAttr("spec", "ij,jk->ik")}, {arenaRef(0, {2, 3}, t), arenaRef(16, {3, 4}, t)},
+       {arenaRef(64, {2, 4}, t)}},
+      {"gelu", {symAttr("approx", "tanh")}, {arenaRef(64, {2, 4}, t)}, {arenaRef(96, {2, 4}, t)}},
+      {"cast", {symAttr("dtype", "f32")}, {arenaRef(96, {2, 4}, t)}, {arenaRef(128, {2, 4})}},
+  };
+  Ranks half({p});
+  std::vector<float> a = randomValues(6, 7), b = randomValues(12, 8);
+  half.backends[0]->writeParam(0, a);
+  half.backends[0]->writeParam(1, b);
+  half.run();
+  std::vector<float> out = half.result(0, 4);
+
+  // The reference: fp32 steps on rounded operands, each result rounded.
+  for (float &x : a)
+    x = roundTo(t, x);
+  for (float &x : b)
+    x = roundTo(t, x);
+  PlanSpec c;
+  c.arenaBytes = 32;
+  c.params = {{"a", {2, 3}}, {"b", {3, 4}}};
+  c.steps = {{"contract", {symAttr("spec", "ij,jk->ik")}, {paramRef(0, {2, 3}), paramRef(1, {3, 4})},
+              {arenaRef(0, {2, 4})}}};
+  Ranks contract({c});
+  contract.backends[0]->writeParam(0, a);
+  contract.backends[0]->writeParam(1, b);
+  contract.run();
+  std::vector<float> y = contract.result(0, 0);
+  for (float &x : y)
+    x = roundTo(t, x);
+  PlanSpec g;
+  g.arenaBytes = 32;
+  g.params = {{"y", {2, 4}}};
+  g.steps = {{"gelu", {symAttr("approx", "tanh")}, {paramRef(0, {2, 4})}, {arenaRef(0, {2, 4})}}};
+  Ranks gelu({g});
+  gelu.backends[0]->writeParam(0, y);
+  gelu.run();
+  std::vector<float> expected = gelu.result(0, 0);
+  for (float &x : expected)
+    x = roundTo(t, x);
+  EXPECT_EQ(out, expected);
+  // Not the unrounded fp32 result: the rounding is there.
+  EXPECT_NE(out, gelu.result(0, 0));
+}
+
+TEST(ExecutorTest, Bf16StepsComputeInFp32AndRoundOnStore) { checkSixteenBitContractGelu(fb::DType::BF16); }
+TEST(ExecutorTest, F16StepsComputeInFp32AndRoundOnStore) { checkSixteenBitContractGelu(fb::DType::F16); }
+
+TEST(ExecutorTest, CastBetweenFloatTypes) {
+  PlanSpec p;
+  p.arenaBytes = 64;
+  p.params = {{"x", {4}}};
+  p.steps = {
+      {"cast", {symAttr("dtype", "bf16")}, {paramRef(0, {4})}, {arenaRef(0, {4}, fb::DType::BF16)}},
+      {"cast", {symAttr("dtype", "f16")}, {arenaRef(0, {4}, fb::DType::BF16)}, {arenaRef(8, {4}, fb::DType::F16)}},
+      {"cast", {symAttr("dtype", "f32")}, {arenaRef(8, {4}, fb::DType::F16)}, {arenaRef(16, {4})}},
+      {"cast", {symAttr("dtype", "f16")}, {paramRef(0, {4})}, {arenaRef(32, {4}, fb::DType::F16)}},
+      {"cast", {symAttr("dtype", "f32")}, {arenaRef(32, {4}, fb::DType::F16)}, {arenaRef(48, {4})}},
+  };
+  Ranks ranks({p});
+  std::vector<float> x = {1.0f + std::ldexp(1.0f, -8), -3.0f, 1e5f, 1.0f + 3 * std::ldexp(1.0f, -11)};
+  ranks.backends[0]->writeParam(0, x);
+  ranks.run();
+  // f32 -> bf16 -> f16 -> f32: 1 + 2^-8 ties to 1, 1e5 is 99840 in bf16 and beyond f16's range.
+  std::vector<float> viaBf16 = ranks.result(0, 2);
+  EXPECT_EQ(viaBf16[0], 1.0f);
+  EXPECT_EQ(viaBf16[1], -3.0f);
+  EXPECT_TRUE(std::isinf(viaBf16[2]));
+  EXPECT_EQ(viaBf16[3], 1.0f);
+  std::vector<float> viaF16 = ranks.result(0, 4);
+  EXPECT_EQ(viaF16[0], 1.0f + std::ldexp(1.0f, -8));
+  EXPECT_TRUE(std::isinf(viaF16[2]));
+  EXPECT_EQ(viaF16[3], 1.0f + std::ldexp(1.0f, -9));
 }
 
 std::string prepareError(const PlanSpec &spec) {

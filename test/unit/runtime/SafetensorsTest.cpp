@@ -47,7 +47,7 @@ TEST(Safetensors, RoundTrip) {
   ASSERT_OK(
       W.add("half", SafetensorsDType::F16, {2},
             ArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(Half.data()), 4)));
-  std::vector<uint16_t> Bf = {floatToBFloat16(0.5f), floatToBFloat16(-3.0f)};
+  std::vector<uint16_t> Bf = {0x3F00, 0xC040}; // 0.5, -3
   ASSERT_OK(
       W.add("bf", SafetensorsDType::BF16, {1, 2},
             ArrayRef<uint8_t>(reinterpret_cast<uint8_t *>(Bf.data()), 4)));
@@ -294,23 +294,28 @@ TEST(Safetensors, I64ThatDoesNotFitInt32) {
                 "int32");
 }
 
-TEST(Safetensors, HalfConversions) {
-  EXPECT_EQ(halfToFloat(0x3C00), 1.0f);
-  EXPECT_EQ(halfToFloat(0xC000), -2.0f);
-  EXPECT_EQ(halfToFloat(0x7BFF), 65504.0f);
-  EXPECT_EQ(halfToFloat(0x0001), std::ldexp(1.0f, -24)); // smallest subnormal
-  EXPECT_EQ(halfToFloat(0x0400), std::ldexp(1.0f, -14)); // smallest normal
-  EXPECT_EQ(halfToFloat(0x8000), -0.0f);
-  EXPECT_TRUE(std::signbit(halfToFloat(0x8000)));
-  EXPECT_TRUE(std::isinf(halfToFloat(0x7C00)));
-  EXPECT_TRUE(std::isnan(halfToFloat(0x7E00)));
-
-  EXPECT_EQ(bfloat16ToFloat(0x3F80), 1.0f);
-  EXPECT_EQ(floatToBFloat16(1.0f), 0x3F80);
-  // Round to nearest even: 1 + 2^-8 is halfway between 1 and 1 + 2^-7.
-  EXPECT_EQ(floatToBFloat16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);
-  EXPECT_EQ(floatToBFloat16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);
-  EXPECT_TRUE(std::isnan(bfloat16ToFloat(floatToBFloat16(NAN))));
+TEST(Safetensors, SixteenBitFloatsRoundTrip) {
+  TempDir D;
+  std::string P = D.path("half.safetensors");
+  SafetensorsWriter W;
+  // 1 + 2^-8 ties to 1 in bf16; 1 + 3 * 2^-11 rounds up to 1 + 2^-9 in f16; 1e5 overflows f16 to inf.
+  std::vector<float> V = {1.0f + std::ldexp(1.0f, -8), -3.0f,
+                          1.0f + 3 * std::ldexp(1.0f, -11), 1e5f};
+  ASSERT_OK(W.addFloats("b", SafetensorsDType::BF16, {2, 2}, V));
+  ASSERT_OK(W.addFloats("h", SafetensorsDType::F16, {4}, V));
+  EXPECT_EQ(message(W.addFloats("i", SafetensorsDType::I32, {4}, V)),
+            "safetensors tensor 'i': cannot store floats as I32");
+  ASSERT_OK(W.write(P));
+  ASSERT_OK_AND_ASSIGN(F, SafetensorsFile::open(P));
+  EXPECT_EQ(F.lookup("b")->DType, SafetensorsDType::BF16);
+  EXPECT_EQ(F.lookup("h")->DType, SafetensorsDType::F16);
+  ASSERT_OK_AND_ASSIGN(B, F.toFloats("b"));
+  EXPECT_EQ(B, (std::vector<float>{1.0f, -3.0f, 1.0f, 99840.0f}));
+  ASSERT_OK_AND_ASSIGN(H, F.toFloats("h"));
+  EXPECT_EQ(H[0], 1.0f + std::ldexp(1.0f, -8)); // exact in f16
+  EXPECT_EQ(H[1], -3.0f);
+  EXPECT_EQ(H[2], 1.0f + std::ldexp(1.0f, -9));
+  EXPECT_TRUE(std::isinf(H[3]));
 }
 
 } // namespace
