@@ -6,6 +6,8 @@
 #include "runtime/cuda/CudaBackend.h"
 #endif
 
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/Twine.h"
 
 using namespace meg;
@@ -30,4 +32,15 @@ llvm::Expected<std::unique_ptr<Backend>> meg::runtime::createBackend(llvm::Strin
   return llvm::createStringError(llvm::inconvertibleErrorCode(), "backend '" + name +
                                                                      "' is not available (this megrun has: " +
                                                                      availableBackends() + ")");
+}
+
+llvm::Error meg::runtime::checkBackendFlag(llvm::StringRef name) {
+  if (name != "cpu" && name != "cuda")
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "unknown --backend '" + name + "' (expected cpu or cuda)");
+  if (!llvm::is_contained(llvm::split(availableBackends(), ", "), name))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "--backend " + name +
+                                                                       ": this megrun was built without it (it has: " +
+                                                                       availableBackends() + ")");
+  return llvm::Error::success();
 }

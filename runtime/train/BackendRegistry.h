@@ -20,6 +20,8 @@ namespace meg::runtime {
 llvm::Expected<std::unique_ptr<Backend>> createBackend(llvm::StringRef name, const BackendPlace &place);
 /// The backend names this build has, comma-separated.
 llvm::StringRef availableBackends();
+/// Error unless `name` (the value of megrun's --backend) is a backend of meg that this build has.
+llvm::Error checkBackendFlag(llvm::StringRef name);
 
 } // namespace meg::runtime
 

@@ -11,7 +11,6 @@
 #include "runtime/train/Job.h"
 #include "runtime/train/Train.h"
 
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
@@ -239,12 +238,8 @@ int main(int argc, char **argv) {
     first.consume_front("megrun: ");
     return report(nullptr, error(first));
   }
-  llvm::StringRef backend = trainOptions.backend;
-  if (backend != "cpu" && backend != "cuda")
-    return report(nullptr, error("unknown --backend '" + backend + "' (expected cpu or cuda)"));
-  if (!llvm::is_contained(llvm::split(availableBackends(), ", "), backend))
-    return report(nullptr, error("--backend " + backend +
-                                 ": this megrun was built without it (it has: " + availableBackends() + ")"));
+  if (auto err = checkBackendFlag(trainOptions.backend))
+    return report(nullptr, std::move(err));
   if (ranksMode != "threads" && ranksMode != "mpi")
     return report(nullptr, error("unknown --ranks '" + ranksMode + "' (expected threads or mpi)"));
   auto job = Job::create(ranksMode, &argc, &argv);
