@@ -26,6 +26,8 @@ struct PipelineOptions {
   /// gradient and update it.
   bool differentiate = false;
   AutodiffOptions autodiff;
+  /// Activation recompute (train mode); std::nullopt (the default) leaves the pass out.
+  std::optional<RecomputeOptions> recompute;
   /// How parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
   ShardParamsOptions shardParams;
   OptimizerOptions optimizer;
