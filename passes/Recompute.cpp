@@ -131,6 +131,9 @@ private:
     }
     if (!hasBackward)
       return fail("the graph has no backward (no output grad:<param>): run autodiff first");
+    // The optimizer's outputs (grad_norm) read the gradients: the backward would look like forward.
+    if (!g.nodesOfKind(OpKind::AdamW).empty())
+      return fail("the graph has an optimizer: run recompute before it");
     return llvm::Error::success();
   }
 
