@@ -148,6 +148,7 @@ public:
     }
     if (!any)
       return;
+    active = true;
     for (unsigned u = 0; u < units.size(); ++u) {
       lazy[u] = llvm::all_of(units[u], [&](unsigned i) { return lazyNode.contains(nodes[i]); });
       demanded[u] = !lazy[u];
@@ -162,7 +163,7 @@ public:
   /// At the start: u itself, and what u demands if it has no pending operand outside recomputation.
   llvm::SmallVector<unsigned, 4> start(unsigned u) {
     llvm::SmallVector<unsigned, 4> out{u};
-    if (!lazy[u] && pendingEager[u] == 0)
+    if (active && !lazy[u] && pendingEager[u] == 0)
       demandOperands(u, out);
     return out;
   }
@@ -170,7 +171,7 @@ public:
   /// Unit `from` was computed, an operand of `to`: the units newly demanded.
   llvm::SmallVector<unsigned, 4> computed(unsigned from, unsigned to) {
     llvm::SmallVector<unsigned, 4> out;
-    if (!lazy[from] && --pendingEager[to] == 0 && !lazy[to])
+    if (active && !lazy[from] && --pendingEager[to] == 0 && !lazy[to])
       demandOperands(to, out);
     return out;
   }
@@ -204,6 +205,8 @@ private:
   }
 
   const DepGraph &deps;
+  /// Whether the graph has recomputation at all (otherwise every unit is demanded and nothing is counted).
+  bool active = false;
   std::vector<bool> lazy, demanded;
   /// Operand edges from units that are not recomputation and not computed yet.
   std::vector<unsigned> pendingEager;
