@@ -25,29 +25,35 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
     p.push_back(createAutodiffPass(o.autodiff));
-  // 2. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
+  // 2. recompute (when asked: megc --recompute-granularity): the backward's uses of layer activations are rewired
+  //    to clones of the forward nodes that the schedule runs when the backward reaches the layer. After autodiff
+  //    (it rewires the backward), before partition (clones get their collectives by the same rules, so a
+  //    recomputed layer repeats its all-reduce, as in Megatron) and schedule (which runs clones on demand).
+  if (o.recompute)
+    p.push_back(createRecomputePass(*o.recompute));
+  // 3. shard-params: the strategy lays out parameters (and splits inputs over dp) on the graph's mesh. After
   //    autodiff, so the backward graph is sharded by the same op rules and Megatron's f/g conjugates fall out.
   p.push_back(createShardParamsPass(o.shardParams));
-  // 3. optimizer (train mode): AdamW with global-norm clipping and the lr schedule; its state is laid out like the
+  // 4. optimizer (train mode): AdamW with global-norm clipping and the lr schedule; its state is laid out like the
   //    parameters (so it comes after shard-params, and before partition, which lays out the rest).
   if (o.differentiate)
     p.push_back(createOptimizerPass(o.optimizer));
-  // 4. partition: every value gets its sharding from its op's index structure (the analysis alone is the
+  // 5. partition: every value gets its sharding from its op's index structure (the analysis alone is the
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.
   p.push_back(createPartitionPass({}));
-  // 5. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, one collective each at run time
+  // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, one collective each at run time
   //    (the schedule keeps a bucket's members adjacent). A no-op when dp = 1.
   if (o.bucketDp)
     p.push_back(createBucketDpPass(*o.bucketDp));
-  // 6. fusion (later issue).
+  // 7. fusion (later issue).
 
-  // 7. schedule: a topological order from Boost.Graph with a deterministic tie-break.
+  // 8. schedule: a topological order from Boost.Graph with a deterministic tie-break.
   p.push_back(createSchedulePass(o.schedule));
-  // 8. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Last of the passes
+  // 9. memory-plan: an arena offset for every activation, from lifetimes in the scheduled order. Last of the passes
   //    that transform: any pass that adds, removes or reorders nodes invalidates the offsets.
   p.push_back(createMemoryPlanPass(o.memoryPlan));
-  // 9. lower-to-plan (when plans are to be written): one FlatBuffers plan per rank; the graph is unchanged.
+  // 10. lower-to-plan (when plans are to be written): one FlatBuffers plan per rank; the graph is unchanged.
   if (o.lowerToPlan)
     p.push_back(createLowerToPlanPass(*o.lowerToPlan));
 

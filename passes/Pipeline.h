@@ -28,6 +28,8 @@ struct PipelineOptions {
   /// --bf16 / --fp16: 16-bit compute with fp32 master weights (mixed-precision, first); std::nullopt: all fp32.
   std::optional<MixedPrecisionOptions> mixedPrecision;
   AutodiffOptions autodiff;
+  /// Activation recompute (train mode); std::nullopt (the default) leaves the pass out.
+  std::optional<RecomputeOptions> recompute;
   /// How parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
   ShardParamsOptions shardParams;
   OptimizerOptions optimizer;

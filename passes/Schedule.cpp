@@ -12,6 +12,11 @@
 //     operand and allocate nothing, graph outputs are never freed), ties by current order.
 // Nodes sharing a `bucket` attribute (bucket-dp: a bucket is one collective at run time) are one unit: they are
 // scheduled together, adjacent and in their current relative order, once all their operands are ready.
+// Recomputation runs on demand: a unit is recomputation when its nodes carry `recompute` (passes/Recompute.cpp)
+// or only recomputation and leaves (nodes without operands) feed them, and at least one recomputation does (e.g.
+// the all-reduce partition put after a recomputed row-parallel layer). It becomes ready only once demanded: when a
+// unit that is not recomputation and needs it (directly or through other recomputation) has all its other
+// operands computed, i.e. when the backward reaches the layer, not as soon as the layer's input exists.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
@@ -118,6 +123,95 @@ private:
   llvm::DenseSet<const Value *> keptToEnd;
 };
 
+/// Which units are recomputation (see the file comment) and which of those are demanded yet. Units that are not
+/// recomputation are always demanded.
+class OnDemand {
+public:
+  OnDemand(llvm::ArrayRef<Node *> nodes, llvm::ArrayRef<llvm::SmallVector<unsigned, 1>> units, const DepGraph &deps)
+      : deps(deps), lazy(units.size(), false), demanded(units.size(), true), pendingEager(units.size(), 0) {
+    // Nodes in program order, so operands are classified before their users.
+    llvm::DenseSet<const Node *> lazyNode;
+    bool any = false;
+    for (const Node *n : nodes) {
+      bool isLazy = n->getAttrs().has("recompute");
+      if (!isLazy && n->getKind() != OpKind::Output && n->getNumOperands()) {
+        bool fedByLazy = false, onlyLazyOrLeaves = true;
+        for (const Value *v : n->getOperands()) {
+          fedByLazy |= lazyNode.contains(v->getDef());
+          onlyLazyOrLeaves &= lazyNode.contains(v->getDef()) || v->getDef()->getNumOperands() == 0;
+        }
+        isLazy = fedByLazy && onlyLazyOrLeaves;
+      }
+      if (isLazy)
+        lazyNode.insert(n);
+      any |= isLazy;
+    }
+    if (!any)
+      return;
+    active = true;
+    for (unsigned u = 0; u < units.size(); ++u) {
+      lazy[u] = llvm::all_of(units[u], [&](unsigned i) { return lazyNode.contains(nodes[i]); });
+      demanded[u] = !lazy[u];
+    }
+    for (unsigned u = 0; u < units.size(); ++u)
+      for (auto e : boost::make_iterator_range(boost::out_edges(u, deps)))
+        pendingEager[boost::target(e, deps)] += !lazy[u];
+  }
+
+  bool isDemanded(unsigned u) const { return demanded[u]; }
+
+  /// At the start: u itself, and what u demands if it has no pending operand outside recomputation.
+  llvm::SmallVector<unsigned, 4> start(unsigned u) {
+    llvm::SmallVector<unsigned, 4> out{u};
+    if (active && !lazy[u] && pendingEager[u] == 0)
+      demandOperands(u, out);
+    return out;
+  }
+
+  /// Unit `from` was computed, an operand of `to`: the units newly demanded.
+  llvm::SmallVector<unsigned, 4> computed(unsigned from, unsigned to) {
+    llvm::SmallVector<unsigned, 4> out;
+    if (active && !lazy[from] && --pendingEager[to] == 0 && !lazy[to])
+      demandOperands(to, out);
+    return out;
+  }
+
+  /// Demands every unit (when nothing else can run).
+  llvm::SmallVector<unsigned, 4> demandAll() {
+    llvm::SmallVector<unsigned, 4> out;
+    for (unsigned u = 0; u < demanded.size(); ++u)
+      if (!demanded[u]) {
+        demanded[u] = true;
+        out.push_back(u);
+      }
+    return out;
+  }
+
+private:
+  /// Demands the recomputation u uses, transitively.
+  void demandOperands(unsigned u, llvm::SmallVectorImpl<unsigned> &out) {
+    llvm::SmallVector<unsigned, 8> stack{u};
+    while (!stack.empty()) {
+      unsigned w = stack.pop_back_val();
+      for (auto e : boost::make_iterator_range(boost::in_edges(w, deps))) {
+        unsigned s = boost::source(e, deps);
+        if (demanded[s])
+          continue;
+        demanded[s] = true;
+        out.push_back(s);
+        stack.push_back(s);
+      }
+    }
+  }
+
+  const DepGraph &deps;
+  /// Whether the graph has recomputation at all (otherwise every unit is demanded and nothing is counted).
+  bool active = false;
+  std::vector<bool> lazy, demanded;
+  /// Operand edges from units that are not recomputation and not computed yet.
+  std::vector<unsigned> pendingEager;
+};
+
 class SchedulePass : public Pass {
 public:
   explicit SchedulePass(Policy policy) : policy(policy) {}
@@ -179,6 +273,7 @@ public:
     std::vector<unsigned> indegree(numUnits);
     for (unsigned u = 0; u < numUnits; ++u)
       indegree[u] = boost::in_degree(u, deps);
+    OnDemand lazy(nodes, units, deps);
 
     std::optional<MemoryScore> mem;
     if (policy == Policy::Memory)
@@ -201,9 +296,15 @@ public:
       ready.insert({keyScore[u], u});
       isReady[u] = true;
     };
-    for (unsigned u = 0; u < numUnits; ++u)
-      if (indegree[u] == 0)
+    // Pushes the units that are ready: no pending operand, and demanded if they are recomputation.
+    std::vector<bool> done(numUnits, false);
+    auto pushIfReady = [&](unsigned u) {
+      if (!isReady[u] && !done[u] && indegree[u] == 0 && lazy.isDemanded(u))
         push(u);
+    };
+    for (unsigned u = 0; u < numUnits; ++u)
+      for (unsigned d : lazy.start(u))
+        pushIfReady(d);
 
     // For re-scoring: the units using each root value (memory policy only).
     llvm::DenseMap<const Value *, llvm::SmallVector<unsigned, 2>> usersOfRoot;
@@ -214,8 +315,14 @@ public:
 
     llvm::SmallVector<Node *, 0> order;
     order.reserve(numNodes);
-    std::vector<bool> done(numUnits, false);
-    while (!ready.empty()) {
+    while (true) {
+      if (ready.empty()) {
+        // Recomputation nothing demands (nothing outside recomputation uses it): run it as it comes.
+        for (unsigned u : lazy.demandAll())
+          pushIfReady(u);
+        if (ready.empty())
+          break;
+      }
       unsigned u = ready.begin()->second;
       ready.erase(ready.begin());
       isReady[u] = false;
@@ -232,8 +339,10 @@ public:
       }
       for (auto e : boost::make_iterator_range(boost::out_edges(u, deps))) {
         unsigned t = boost::target(e, deps);
-        if (--indegree[t] == 0)
-          push(t);
+        --indegree[t];
+        for (unsigned d : lazy.computed(u, t))
+          pushIfReady(d);
+        pushIfReady(t);
       }
     }
     if (order.size() != numNodes) {

@@ -3,6 +3,7 @@
 //   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
+//        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
@@ -98,6 +99,20 @@ cl::opt<double> weightDecay("weight-decay", cl::desc("AdamW decoupled weight dec
 cl::opt<double> adamBeta1("adam-beta1", cl::desc("Adam beta1 (default 0.9)"), cl::init(0.9), cl::cat(optCategory));
 cl::opt<double> adamBeta2("adam-beta2", cl::desc("Adam beta2 (default 0.999)"), cl::init(0.999), cl::cat(optCategory));
 cl::opt<double> adamEps("adam-eps", cl::desc("Adam epsilon (default 1e-8)"), cl::init(1e-8), cl::cat(optCategory));
+// Activation recompute (the recompute pass), with Megatron-LM's flag names.
+cl::opt<std::string> recomputeGranularity(
+    "recompute-granularity",
+    cl::desc("Activation recompute: full (keep the inputs of layer groups, re-run the groups in the backward) or "
+             "selective (re-run core attention); default none"),
+    cl::value_desc("full|selective"), cl::cat(optCategory));
+cl::opt<std::string> recomputeMethod("recompute-method",
+                                     cl::desc("With full: uniform (groups of --recompute-num-layers layers, the "
+                                              "default) or block (only the first --recompute-num-layers layers)"),
+                                     cl::value_desc("uniform|block"), cl::cat(optCategory));
+cl::opt<int> recomputeNumLayers("recompute-num-layers",
+                                cl::desc("With full: layers per group (uniform) or layers recomputed (block); "
+                                         "default 1"),
+                                cl::value_desc("N"), cl::cat(optCategory));
 cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch"), cl::aliasopt(microBatch));
 cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
 
@@ -119,6 +134,45 @@ passes::OptimizerOptions optimizerOptions() {
 
 llvm::Error makeError(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
+
+/// The recompute pass's options from the --recompute-* flags (checked by checkFlags); std::nullopt without them.
+std::optional<passes::RecomputeOptions> recomputeOptions() {
+  if (!recomputeGranularity.getNumOccurrences())
+    return std::nullopt;
+  passes::RecomputeOptions o;
+  o.granularity = recomputeGranularity;
+  if (recomputeMethod.getNumOccurrences())
+    o.method = recomputeMethod;
+  if (recomputeNumLayers.getNumOccurrences())
+    o.numLayers = recomputeNumLayers;
+  return o;
+}
+
+/// Checks the --recompute-* flags (Megatron's rules: method and num-layers only with full).
+llvm::Error checkRecomputeFlags() {
+  if (!recomputeGranularity.getNumOccurrences()) {
+    for (const cl::Option *o : {static_cast<const cl::Option *>(&recomputeMethod),
+                                static_cast<const cl::Option *>(&recomputeNumLayers)})
+      if (o->getNumOccurrences())
+        return makeError("--" + o->ArgStr + " needs --recompute-granularity full");
+    return llvm::Error::success();
+  }
+  if (recomputeGranularity != "full" && recomputeGranularity != "selective")
+    return makeError("unknown --recompute-granularity '" + recomputeGranularity + "' (expected full or selective)");
+  if (recomputeGranularity == "selective")
+    for (const cl::Option *o : {static_cast<const cl::Option *>(&recomputeMethod),
+                                static_cast<const cl::Option *>(&recomputeNumLayers)})
+      if (o->getNumOccurrences())
+        return makeError("--" + o->ArgStr + " applies only to --recompute-granularity full (selective recomputes "
+                         "core attention in every layer)");
+  if (recomputeMethod.getNumOccurrences() && recomputeMethod != "uniform" && recomputeMethod != "block")
+    return makeError("unknown --recompute-method '" + recomputeMethod + "' (expected uniform or block)");
+  if (recomputeNumLayers.getNumOccurrences() && recomputeNumLayers < 1)
+    return makeError("--recompute-num-layers must be positive (got " + llvm::Twine(int(recomputeNumLayers)) + ")");
+  if (mode != "train")
+    return makeError("--recompute-granularity needs --mode train (recompute re-runs the forward in the backward)");
+  return llvm::Error::success();
 }
 
 std::string lowerFirst(llvm::StringRef s) {
@@ -179,10 +233,13 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("unknown --mode '" + mode + "' (expected train or infer)");
   if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
     return makeError("unknown --emit '" + emit + "' (expected ir, plan, report or dot)");
+  if (auto err = checkRecomputeFlags())
+    return err;
   if (!isModel)
     for (const cl::Option *o : {static_cast<const cl::Option *>(&microBatch),
                                 static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode),
-                                static_cast<const cl::Option *>(&vocabDivisibleBy)})
+                                static_cast<const cl::Option *>(&vocabDivisibleBy),
+                                static_cast<const cl::Option *>(&recomputeGranularity)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
   if (bf16 && fp16)
@@ -213,6 +270,9 @@ llvm::Expected<std::string> run() {
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
+    if (recomputeNumLayers.getNumOccurrences() && recomputeNumLayers > config->numLayers)
+      return makeError("--recompute-num-layers " + llvm::Twine(int(recomputeNumLayers)) + " exceeds the " +
+                       llvm::Twine(config->numLayers) + " layers of the model");
     // The vocabulary is padded for this tp (Megatron: to a multiple of vocab_divisible_by x tp).
     auto built = frontend::buildModel(*config, {buildMode, tpSize});
     if (!built)
@@ -240,6 +300,7 @@ llvm::Expected<std::string> run() {
   pipelineOptions.optimizer = optimizerOptions();
   if (bf16 || fp16)
     pipelineOptions.mixedPrecision = passes::MixedPrecisionOptions{.dtype = bf16 ? "bf16" : "f16"};
+  pipelineOptions.recompute = recomputeOptions();
   if (dpBucketBytes == 0)
     pipelineOptions.bucketDp.reset();
   else
