@@ -10,8 +10,6 @@
 //   - memory: greedy; among ready nodes, the one that lowers the live arena bytes the most (bytes of operand
 //     storage it is the last user of, minus the bytes of the results it allocates; reshape results alias their
 //     operand and allocate nothing, graph outputs are never freed), ties by current order.
-// Nodes sharing a `bucket` attribute (bucket-dp: a bucket is one collective at run time) are one unit: they are
-// scheduled together, adjacent and in their current relative order, once all their operands are ready.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
@@ -22,7 +20,6 @@
 
 #include <boost/graph/adjacency_list.hpp>
 
-#include <map>
 #include <set>
 
 using namespace meg;
@@ -128,43 +125,18 @@ public:
     const unsigned numNodes = nodes.size();
     llvm::DenseMap<const Node *, unsigned> pos = g.computeOrder();
 
-    // Units of scheduling: one node, or all nodes with the same `bucket` (bucket-dp: one collective at run time),
-    // which run adjacent, in their current relative order. Unit ids follow the position of their first node.
-    std::vector<unsigned> unitOf(numNodes);
-    std::vector<llvm::SmallVector<unsigned, 1>> units;
-    std::map<int64_t, unsigned> bucketUnit;
-    for (unsigned i = 0; i < numNodes; ++i) {
-      unsigned u = units.size();
-      if (auto bucket = nodes[i]->getAttrs().getInt("bucket"))
-        u = bucketUnit.try_emplace(*bucket, u).first->second;
-      if (u == units.size())
-        units.emplace_back();
-      units[u].push_back(i);
-      unitOf[i] = u;
-    }
-    const unsigned numUnits = units.size();
-
-    // Dependence graph: vertex u = unit u; one edge def -> user per operand (none inside a unit).
-    DepGraph deps(numUnits);
-    auto addEdge = [&](unsigned from, unsigned to) -> llvm::Error {
-      if (unitOf[from] != unitOf[to]) {
-        boost::add_edge(unitOf[from], unitOf[to], deps);
-        return llvm::Error::success();
-      }
-      return fail("'" + nodes[to]->getName() + "' (line " + llvm::Twine(irLineOfNode(to)) + ") depends on '" +
-                  nodes[from]->getName() + "' (line " + llvm::Twine(irLineOfNode(from)) + ") of its own bucket " +
-                  llvm::Twine(*nodes[to]->getAttrs().getInt("bucket")));
-    };
+    // Dependence graph: vertex i = node i; one edge def -> user per operand.
+    DepGraph deps(numNodes);
     for (unsigned i = 0; i < numNodes; ++i)
       for (const Value *v : nodes[i]->getOperands()) {
         auto it = pos.find(v->getDef());
         if (it == pos.end())
           return fail("'" + nodes[i]->getName() + "' (line " + llvm::Twine(irLineOfNode(i)) +
                       ") uses a value defined outside the graph");
-        if (auto err = addEdge(it->second, i))
-          return err;
+        boost::add_edge(it->second, i, deps);
       }
-    // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other reader of it.
+    // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other
+    // reader of it.
     auto users = g.computeUsers();
     for (unsigned i = 0; i < numNodes; ++i) {
       unsigned written = ir::writtenOperands(nodes[i]->getKind());
@@ -172,72 +144,62 @@ public:
         if (written >> o & 1)
           for (Node *reader : users.lookup(nodes[i]->getOperand(o)))
             if (reader != nodes[i])
-              if (auto err = addEdge(pos[reader], i))
-                return err;
+              boost::add_edge(pos[reader], i, deps);
     }
 
-    std::vector<unsigned> indegree(numUnits);
-    for (unsigned u = 0; u < numUnits; ++u)
-      indegree[u] = boost::in_degree(u, deps);
+    std::vector<unsigned> indegree(numNodes);
+    for (unsigned i = 0; i < numNodes; ++i)
+      indegree[i] = boost::in_degree(i, deps);
 
     std::optional<MemoryScore> mem;
     if (policy == Policy::Memory)
       mem.emplace(g, nodes);
-    // A unit's score: the sum of its nodes' (members of a bucket share no operands).
-    auto unitScore = [&](unsigned u) {
-      int64_t score = 0;
-      for (unsigned i : units[u])
-        score += mem->score(*nodes[i]);
-      return score;
-    };
 
-    // Ready set ordered by (-score, unit id): the first element runs next. Program policy: score 0 for all.
+    // Ready set ordered by (-score, position): the first element runs next. Program policy: score 0 for all.
     using Key = std::pair<int64_t, unsigned>;
     std::set<Key> ready;
-    std::vector<int64_t> keyScore(numUnits, 0);
-    std::vector<bool> isReady(numUnits, false);
-    auto push = [&](unsigned u) {
-      keyScore[u] = mem ? -unitScore(u) : 0;
-      ready.insert({keyScore[u], u});
-      isReady[u] = true;
+    std::vector<int64_t> keyScore(numNodes, 0);
+    std::vector<bool> isReady(numNodes, false);
+    auto push = [&](unsigned i) {
+      keyScore[i] = mem ? -mem->score(*nodes[i]) : 0;
+      ready.insert({keyScore[i], i});
+      isReady[i] = true;
     };
-    for (unsigned u = 0; u < numUnits; ++u)
-      if (indegree[u] == 0)
-        push(u);
+    for (unsigned i = 0; i < numNodes; ++i)
+      if (indegree[i] == 0)
+        push(i);
 
-    // For re-scoring: the units using each root value (memory policy only).
+    // For re-scoring: the nodes using each root value (memory policy only).
     llvm::DenseMap<const Value *, llvm::SmallVector<unsigned, 2>> usersOfRoot;
     if (mem)
       for (unsigned i = 0; i < numNodes; ++i)
         for (const Value *r : mem->uniqueRoots(*nodes[i]))
-          usersOfRoot[r].push_back(unitOf[i]);
+          usersOfRoot[r].push_back(i);
 
     llvm::SmallVector<Node *, 0> order;
     order.reserve(numNodes);
-    std::vector<bool> done(numUnits, false);
+    std::vector<bool> done(numNodes, false);
     while (!ready.empty()) {
-      unsigned u = ready.begin()->second;
+      unsigned i = ready.begin()->second;
       ready.erase(ready.begin());
-      isReady[u] = false;
-      done[u] = true;
-      for (unsigned i : units[u]) {
-        order.push_back(nodes[i]);
-        if (mem)
-          for (const Value *r : mem->retire(*nodes[i]))
-            for (unsigned v : usersOfRoot[r])
-              if (isReady[v]) {
-                ready.erase({keyScore[v], v});
-                push(v);
-              }
-      }
-      for (auto e : boost::make_iterator_range(boost::out_edges(u, deps))) {
+      isReady[i] = false;
+      done[i] = true;
+      order.push_back(nodes[i]);
+      if (mem)
+        for (const Value *r : mem->retire(*nodes[i]))
+          for (unsigned u : usersOfRoot[r])
+            if (isReady[u]) {
+              ready.erase({keyScore[u], u});
+              push(u);
+            }
+      for (auto e : boost::make_iterator_range(boost::out_edges(i, deps))) {
         unsigned t = boost::target(e, deps);
         if (--indegree[t] == 0)
           push(t);
       }
     }
     if (order.size() != numNodes) {
-      unsigned first = units[llvm::find(done, false) - done.begin()].front();
+      unsigned first = llvm::find(done, false) - done.begin();
       return fail("'" + nodes[first]->getName() + "' (line " + llvm::Twine(irLineOfNode(first)) +
                   ") is on a dependence cycle");
     }

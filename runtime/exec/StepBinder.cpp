@@ -130,6 +130,16 @@ llvm::Error StepBinder::expectDTypes(DType t) const {
   return llvm::Error::success();
 }
 
+llvm::Error StepBinder::expectMovable() const {
+  DType t = operand(0).dtype;
+  if (t != DType::F32 && t != DType::I32)
+    return error(llvm::formatv("{0} data is not supported by the cpu backend", dtypeName(t)));
+  if (result().dtype != t)
+    return error(
+        llvm::formatv("result dtype {0} differs from the operand's {1}", dtypeName(result().dtype), dtypeName(t)));
+  return llvm::Error::success();
+}
+
 llvm::Error StepBinder::expectResultShape(llvm::ArrayRef<int64_t> shape) const {
   if (llvm::ArrayRef<int64_t>(result().shape) != shape)
     return error("result shape " + shapeStr(result().shape) + " does not match the operands (expected " +
@@ -155,8 +165,8 @@ llvm::Error StepBinder::expectKernelRank(const TensorSlot &t, llvm::StringRef wh
 // StepBuffers
 //===----------------------------------------------------------------------===//
 
-StepBuffers::StepBuffers(const LoadedPlan &plan, size_t index, Resolver resolveSlot)
-    : plan(plan), index(index), resolve(std::move(resolveSlot)) {
+StepBuffers::StepBuffers(const LoadedPlan &plan, size_t index, const Resolver &resolve)
+    : plan(plan), index(index) {
   for (const TensorSlot &slot : plan.steps[index].operands)
     in.push_back(resolve(slot));
   for (const TensorSlot &slot : plan.steps[index].results)
@@ -171,16 +181,6 @@ llvm::Error StepBuffers::error(llvm::Error err) const {
   if (!err)
     return err;
   return error(llvm::toString(std::move(err)));
-}
-
-std::vector<BucketBuffers> meg::runtime::bucketBuffers(const StepBuffers &s, const BucketArgs &bucket) {
-  std::vector<BucketBuffers> members;
-  for (size_t i : bucket.steps) {
-    const PlanStep &member = s.plan.steps[i];
-    members.push_back({static_cast<const float *>(s.resolve(member.operands[0])),
-                       static_cast<float *>(s.resolve(member.results[0])), member.results[0].numel()});
-  }
-  return members;
 }
 
 //===----------------------------------------------------------------------===//
