@@ -5,6 +5,7 @@
 // reduce_scatter {axis, reduce, dim}: the result is this member's block (along `dim`) of the reduction.
 // shard {axis, dim}: replicated -> split, this rank keeps its block of the dim (no communication).
 // all_reduce_bucket {axis, reduce}: result i is the reduction of every group member's operand i, in one collective.
+// all_gather and shard move 4-byte words without looking at them: f32 or i32 (ids, labels, masks).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -92,7 +93,7 @@ llvm::Expected<AllGatherArgs> meg::runtime::bindAllGather(const StepBinder &s) {
   auto axis = axisAttr(s);
   if (!axis)
     return axis.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
+  if (auto err = s.expectMovable())
     return err;
   const TensorSlot &x = s.operand(0);
   auto dim = s.intAttr("dim");
@@ -146,7 +147,7 @@ llvm::Expected<SliceArgs> meg::runtime::bindShard(const StepBinder &s) {
   auto axis = axisAttr(s);
   if (!axis)
     return axis.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
+  if (auto err = s.expectMovable())
     return err;
   const TensorSlot &x = s.operand(0), &r = s.result();
   auto dim = s.intAttr("dim");

@@ -11,7 +11,7 @@
 // steps (param, input, output, state) have NotAStepArgs, which the binder never produces.
 //
 // Sharding-aware arguments, all from the operands' global shapes and offsets:
-//   embedding(_grad): rowOffset = offset[0] of the (vocab-split) table;
+//   embedding(_grad): rowOffset = offset[0] of the (vocab-split) table; a hidden-split table gives hidden-split rows;
 //   attention(_grad): headOffset = q's (batch, head) offset in the global [batch, heads] grid, headsTotal = global
 //                     heads, so dropout masks are indexed in the global [batch, heads, seq, seq] tensor;
 //   dropout:          the result's global shape and offset (global element index);
