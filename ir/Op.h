@@ -39,7 +39,7 @@ struct OpInfo {
   llvm::StringRef name;
   int minOperands;
   int maxOperands; // -1 = variadic
-  int numResults;
+  int numResults; // -1 = one per operand
   OpTrait traits;
   unsigned writesMask; // bit i = operand i is updated in place
   llvm::StringRef summary;
@@ -49,13 +49,21 @@ const OpInfo &opInfo(OpKind k);
 llvm::StringRef opName(OpKind k);
 std::optional<OpKind> parseOpKind(llvm::StringRef name);
 
+/// NumResults == -1 in Ops.def: result i belongs to operand i (all_reduce_bucket).
+inline bool hasResultPerOperand(OpKind k) { return opInfo(k).numResults < 0; }
+/// The number of results a node of kind `k` with `numOperands` operands has.
+inline unsigned numResultsOf(OpKind k, unsigned numOperands) {
+  return hasResultPerOperand(k) ? numOperands : unsigned(opInfo(k).numResults);
+}
+
 /// Whether op `k` has every flag of `t`.
 inline bool hasTrait(OpKind k, OpTrait t) { return (uint8_t(opInfo(k).traits) & uint8_t(t)) == uint8_t(t); }
 /// The operands an op updates in place (bit i = operand i): the WritesMask column of Ops.def.
 inline unsigned writtenOperands(OpKind k) { return opInfo(k).writesMask; }
 /// External: the result lives outside the activation arena (param, input, state).
 inline bool isExternal(OpKind k) { return hasTrait(k, OpTrait::External); }
-/// InPlace: the result may overwrite an operand of the same size.
+/// InPlace: the result may overwrite an operand of the same size (result i only operand i when
+/// hasResultPerOperand).
 inline bool mayOverwriteOperand(OpKind k) { return hasTrait(k, OpTrait::InPlace); }
 /// Alias: the result is its operand's storage (reshape).
 inline bool aliasesOperand(OpKind k) { return hasTrait(k, OpTrait::Alias); }

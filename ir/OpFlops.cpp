@@ -94,6 +94,7 @@ double countPickGrad(const Node &n) { return none(n); }
 double countSliceGrad(const Node &n) { return none(n); }
 double countSelectGrad(const Node &n) { return none(n); }
 
+double countAllReduceBucket(const Node &n) { return none(n); }
 double countShard(const Node &n) { return none(n); }
 
 double countState(const Node &n) { return none(n); }

@@ -28,11 +28,11 @@ void GradBuilder::fail(const llvm::Twine &msg) {
 
 llvm::SmallVector<Value *, 3> GradBuilder::multi(OpKind k, ArrayRef<Value *> operands, AttrDict attrs) {
   if (failed || llvm::is_contained(operands, nullptr))
-    return llvm::SmallVector<Value *, 3>(opInfo(k).numResults, nullptr);
+    return llvm::SmallVector<Value *, 3>(numResultsOf(k, operands.size()), nullptr);
   auto n = g.build(k, operands, std::move(attrs));
   if (!n) {
     fail("gradient: " + llvm::toString(n.takeError()));
-    return llvm::SmallVector<Value *, 3>(opInfo(k).numResults, nullptr);
+    return llvm::SmallVector<Value *, 3>(numResultsOf(k, operands.size()), nullptr);
   }
   auto results = (*n)->getResults();
   return llvm::SmallVector<Value *, 3>(results.begin(), results.end());
@@ -265,6 +265,7 @@ Grads gradSelectGrad(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { retur
 Grads gradAllReduce(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradAllGather(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradReduceScatter(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradAllReduceBucket(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradShard(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }

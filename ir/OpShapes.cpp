@@ -458,6 +458,22 @@ Expected<Types> inferAllReduce(ArrayRef<TensorType> ops, const AttrDict &a) {
   return one(ops[0]);
 }
 
+// One packed buffer: every operand has the first one's dtype; result i has operand i's type.
+Expected<Types> inferAllReduceBucket(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto s = symAttr(a, "axis", kAxes); !s)
+    return s.takeError();
+  if (auto s = symAttr(a, "reduce", kReductions); !s)
+    return s.takeError();
+  Types out;
+  for (unsigned i = 0; i < ops.size(); ++i) {
+    if (ops[i].dtype != ops[0].dtype)
+      return fail(llvm::formatv("operand {0} is {1} but operand 0 is {2}: a bucket has one dtype", i, ops[i].str(),
+                                ops[0].str()));
+    out.push_back(TensorType(ops[i].dtype, ops[i].shape));
+  }
+  return out;
+}
+
 Expected<Types> inferAllGather(ArrayRef<TensorType> ops, const AttrDict &a) {
   if (auto s = symAttr(a, "axis", kAxes); !s)
     return s.takeError();
@@ -653,6 +669,9 @@ Expected<llvm::SmallVector<TensorType, 1>> meg::ir::inferTypes(OpKind k, ArrayRe
   if (n < info.minOperands || (info.maxOperands >= 0 && n > info.maxOperands)) {
     if (info.minOperands == info.maxOperands)
       return fail(llvm::formatv("expects {0} operand{1}, got {2}", info.minOperands,
+                                info.minOperands == 1 ? "" : "s", n));
+    if (info.maxOperands < 0)
+      return fail(llvm::formatv("expects at least {0} operand{1}, got {2}", info.minOperands,
                                 info.minOperands == 1 ? "" : "s", n));
     return fail(llvm::formatv("expects {0} to {1} operands, got {2}", info.minOperands, info.maxOperands, n));
   }

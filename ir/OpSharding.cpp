@@ -267,6 +267,18 @@ ShardingSpec collective(const Node &n) { return sameShape(n, {}, Partial::None);
 ShardingSpec specAllReduce(const Node &n) { return collective(n); }
 ShardingSpec specAllGather(const Node &n) { return collective(n); }
 ShardingSpec specReduceScatter(const Node &n) { return collective(n); }
+// Independent members: each operand and its result are indexed by loops of their own.
+ShardingSpec specAllReduceBucket(const Node &n) {
+  ShardingSpec s;
+  for (unsigned i = 0; i < n.getNumOperands(); ++i) {
+    unsigned rank = shapeOf(n, i).size();
+    auto dims = iota(rank, int(s.loops.size()));
+    s.loops.append(rank, Loop::Parallel);
+    s.operandDims.push_back(dims);
+    s.resultDims.push_back(dims);
+  }
+  return s;
+}
 ShardingSpec specShard(const Node &n) { return collective(n); }
 
 ShardingSpec specState(const Node &n) { return sourceSpec(n); }

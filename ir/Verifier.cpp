@@ -29,9 +29,11 @@ std::string meg::ir::arityProblem(OpKind k, unsigned numOperands, unsigned numRe
       want = (llvm::Twine(info.minOperands) + " to " + llvm::Twine(info.maxOperands) + " operands").str();
     return "expects " + want + ", got " + std::to_string(n);
   }
-  if (int(numResults) != info.numResults) {
-    std::string want = info.numResults == 0 ? std::string("no results") : plural(info.numResults, "result");
-    return "expects " + want + ", got " + std::to_string(numResults);
+  if (unsigned want = numResultsOf(k, numOperands); numResults != want) {
+    std::string wanted = want == 0 ? std::string("no results") : plural(int(want), "result");
+    if (hasResultPerOperand(k))
+      wanted += " (one per operand)";
+    return "expects " + wanted + ", got " + std::to_string(numResults);
   }
   return "";
 }

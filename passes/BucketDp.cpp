@@ -4,21 +4,21 @@
 //
 // After partition, every parameter's gradient is reduced over dp by its own `all_reduce {axis = dp, reduce = sum}`;
 // on a real network each one pays the collective's latency. As PyTorch DDP (bucket_cap_mb = 25) and Megatron-LM's
-// grad buffers do, this pass groups those all-reduces into buckets of at most `bytes` bytes per rank and marks
-// each member with `bucket = k` (k = 0, 1, ... in bucket order); a bucket is ONE collective at run time:
-//   - the schedule pass keeps the members of a bucket adjacent, in their relative order (passes/Schedule.cpp);
-//   - the backends run the bucket at its first member: pack every member's operand into one buffer, one
-//     allReduce, unpack into every member's result; the other members' steps do nothing
-//     (runtime/cpu/CollectiveOps.cpp). Adjacency is what makes that valid: when the first member runs, every
-//     member's operand is computed, and no other step runs before the last member.
+// grad buffers do, this pass groups those all-reduces into buckets of at most `bytes` bytes per rank and replaces
+// each bucket by ONE node, `all_reduce_bucket(g0, g1, ...) {axis = dp, reduce = sum}`, whose result i is the
+// reduced g_i (a bucket of one gradient is a bucket node with one operand). The backends run it as one collective:
+// pack the operands, one allReduce, unpack into the results (runtime/cpu/CollectiveOps.cpp).
 //
 // Gradients are the all-reduces whose result is a parameter's gradient: the operand of an `output` named
 // `grad:<param>` or the gradient operand of `adamw`. They are taken in the order the backward pass produces them
 // (program order of the node that defines the all-reduce's operand) and packed greedily: a bucket is closed when
 // the next gradient would make it larger than `bytes` (a gradient larger than `bytes` is a bucket of its own), or
-// when the next gradient depends on a member of the open bucket (a bucket is one step, so no member may wait for
-// another). The sizes are local: the bytes one rank reduces. Other dp all-reduces (the loss and the token count)
-// are left alone. Re-running the pass re-buckets from scratch.
+// when the next gradient depends on a member of the open bucket (a node cannot wait for its own result). The sizes
+// are local: the bytes one rank reduces. Other dp all-reduces (the loss and the token count) are left alone.
+//
+// Each bucket node takes the place of its first member; the nodes are then put in program-schedule order (the
+// schedule pass's `program` policy), which runs a bucket as soon as its last operand is computed and keeps every
+// other node's relative order. A graph without gradient all-reduces (dp = 1) is left untouched.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
@@ -68,11 +68,11 @@ public:
 
     // The gradient all-reduces, grouped by the node that defines their operand (in operand-result order).
     llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> byProducer;
-    for (Node *n : nodes) {
-      n->getAttrs().erase("bucket");
+    for (Node *n : nodes)
       if (isGradientDpAllReduce(*n, users))
         byProducer[n->getOperand(0)->getDef()].push_back(n);
-    }
+    if (byProducer.empty())
+      return llvm::Error::success();
     for (auto &entry : byProducer)
       llvm::stable_sort(entry.second, [](const Node *a, const Node *b) {
         return a->getOperand(0)->getIndex() < b->getOperand(0)->getIndex();
@@ -82,7 +82,8 @@ public:
     // so a gradient whose operand reaches the open bucket must start a new one.
     llvm::DenseMap<const Value *, int64_t> reach;
     llvm::DenseMap<const Node *, int64_t> bucketOf;
-    int64_t open = -1, openBytes = 0;
+    std::vector<llvm::SmallVector<Node *, 4>> buckets;
+    int64_t openBytes = 0;
     for (Node *n : nodes) {
       int64_t r = -1;
       for (const Value *v : n->getOperands())
@@ -98,18 +99,42 @@ public:
         continue;
       for (Node *ar : it->second) {
         int64_t bytes = localBytes(*ar->getOperand(0), mesh);
+        int64_t open = int64_t(buckets.size()) - 1;
         auto r = reach.find(ar->getOperand(0));
         bool dependsOnOpen = open >= 0 && r != reach.end() && r->second >= open;
         if (open < 0 || openBytes + bytes > limit || dependsOnOpen) {
-          ++open;
+          buckets.emplace_back();
           openBytes = 0;
         }
         openBytes += bytes;
-        bucketOf[ar] = open;
-        ar->getAttrs().set("bucket", open);
+        bucketOf[ar] = int64_t(buckets.size()) - 1;
+        buckets.back().push_back(ar);
       }
     }
-    return llvm::Error::success();
+
+    // One node per bucket, in place of its first member (members are in program order of their operands, so the
+    // first member by position is the earliest node of the bucket).
+    auto pos = g.computeOrder();
+    for (llvm::SmallVector<Node *, 4> &members : buckets) {
+      Node *first =
+          *std::min_element(members.begin(), members.end(), [&](Node *a, Node *b) { return pos[a] < pos[b]; });
+      llvm::SmallVector<Value *, 4> operands;
+      llvm::SmallVector<ir::TensorType, 4> types;
+      for (Node *m : members) {
+        operands.push_back(m->getOperand(0));
+        types.push_back(m->getResult()->getType());
+      }
+      Node *bucket = g.insertBefore(first, OpKind::AllReduceBucket, operands, first->getAttrs(), types);
+      for (unsigned i = 0; i < members.size(); ++i) {
+        g.replaceAllUsesWith(members[i]->getResult(), bucket->getResult(i));
+        g.erase(members[i]);
+      }
+    }
+    // The bucket node may now precede a later member's operand: restore a topological order.
+    auto schedule = createSchedulePass(ScheduleOptions{.policy = "program"});
+    if (!schedule)
+      return schedule.takeError();
+    return (*schedule)->run(g);
   }
 
 private:

@@ -4,8 +4,9 @@
 //
 // 1. Liveness (computeLiveness): walk the nodes in order and group values into buffers. A reshape joins its
 //    operand's buffer; an elementwise op joins the buffer of an operand that dies at this node and has the same
-//    size (first such operand); any other arena value opens a buffer. A buffer lives from its first definition to
-//    the last use of any member (to the end when a member is a graph output).
+//    size (first such operand), result i of all_reduce_bucket the buffer of operand i under the same condition
+//    (the bucket reads every operand before it writes a result); any other arena value opens a buffer. A buffer
+//    lives from its first definition to the last use of any member (to the end when a member is a graph output).
 // 2. Allocation: greedy best-fit. Buffers are placed one by one at the smallest gap (between buffers already placed
 //    and live at an overlapping time) that fits, or above them all. Two orders are tried, largest-first and
 //    definition order; the smaller arena wins (ties: largest-first). On GPT-2 124M (micro-batch 8, seq 1024) the
@@ -72,8 +73,12 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
         auto it = L.bufferOf.find(n->getOperand(0));
         if (it != L.bufferOf.end())
           join = it->second;
-      } else if (ir::mayOverwriteOperand(n->getKind()) && r == 0) {
-        for (const Value *o : n->getOperands()) {
+      } else if (ir::mayOverwriteOperand(n->getKind()) && (r == 0 || ir::hasResultPerOperand(n->getKind()))) {
+        // Result i of an op with one result per operand (all_reduce_bucket) may take operand i's buffer only.
+        llvm::ArrayRef<Value *> candidates = n->getOperands();
+        if (ir::hasResultPerOperand(n->getKind()))
+          candidates = candidates.slice(r, 1);
+        for (const Value *o : candidates) {
           auto it = L.bufferOf.find(o);
           if (it == L.bufferOf.end())
             continue;

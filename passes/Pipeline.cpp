@@ -42,8 +42,8 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.
   p.push_back(createPartitionPass({}));
-  // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, one collective each at run time
-  //    (the schedule keeps a bucket's members adjacent). A no-op when dp = 1.
+  // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, each one all_reduce_bucket node
+  //    (one collective at run time). A no-op when dp = 1.
   if (o.bucketDp)
     p.push_back(createBucketDpPass(*o.bucketDp));
   // 7. fusion (later issue).

@@ -69,7 +69,6 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g) {
 
   // Ring numerators (bytes x 2(n-1) or x (n-1)) per axis; divided by n once at the end.
   std::array<int64_t, ir::kNumMeshAxes> ringNumerator{};
-  std::array<llvm::DenseMap<int64_t, int64_t>, ir::kNumMeshAxes> bucketBytes;
   for (const auto &node : g) {
     const Node &n = *node;
     r.flopsGlobal += ir::countFlops(n);
@@ -99,16 +98,19 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g) {
     AxisTraffic &t = r.traffic[a];
     int64_t n1 = r.mesh.size[a] - 1;
     switch (n.getKind()) {
-    case OpKind::AllReduce: {
+    case OpKind::AllReduce:
       ++t.allReduces;
-      int64_t bytes = localBytes(*n.getOperand(0), r.mesh);
-      ringNumerator[a] += 2 * n1 * bytes;
-      if (auto bucket = n.getAttrs().getInt("bucket")) {
-        ++t.bucketedAllReduces;
-        int64_t &b = bucketBytes[a][*bucket];
-        b += bytes;
-        t.largestBucketBytes = std::max(t.largestBucketBytes, b);
-      }
+      ringNumerator[a] += 2 * n1 * localBytes(*n.getOperand(0), r.mesh);
+      break;
+    case OpKind::AllReduceBucket: {
+      ++t.buckets;
+      int64_t bucketBytes = 0;
+      for (const ir::Value *v : n.getOperands())
+        bucketBytes += localBytes(*v, r.mesh);
+      t.allReduces += n.getNumOperands();
+      t.bucketedAllReduces += n.getNumOperands();
+      t.largestBucketBytes = std::max(t.largestBucketBytes, bucketBytes);
+      ringNumerator[a] += 2 * n1 * bucketBytes;
       break;
     }
     case OpKind::AllGather:
@@ -125,7 +127,6 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g) {
     }
   }
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a) {
-    r.traffic[a].buckets = bucketBytes[a].size();
     r.traffic[a].ringBytes = ringNumerator[a] / r.mesh.size[a];
   }
   return r;

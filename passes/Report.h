@@ -9,8 +9,9 @@
 //     unsharded work) divided by the size of every mesh axis that one of the node's operands or results is split
 //     or partial over. Work on values replicated over an axis (LayerNorm over tp, the optimizer of replicated
 //     parameters over tp and of every parameter over dp) is done in full on every rank of it and counted so;
-//   - collectives per mesh axis: one per all_reduce / all_gather / reduce_scatter node over it, except that a dp
-//     gradient bucket (bucket-dp: `bucket = k`) is one collective; `shard` moves nothing. Bytes one rank sends
+//   - collectives per mesh axis: one per all_reduce / all_reduce_bucket / all_gather / reduce_scatter node over it
+//     (a dp gradient bucket, bucket-dp's all_reduce_bucket, is one collective of its N values, counted as N
+//     all-reduces in one bucket); `shard` moves nothing. Bytes one rank sends
 //     under the ring algorithm (it receives as many), with n the axis size and B the bytes of the tensor one rank
 //     holds: all_reduce 2 (n-1)/n x B; all_gather (n-1)/n x B of the gathered result; reduce_scatter (n-1)/n x B of
 //     the operand. Bucketing changes the count, not the bytes.
@@ -35,8 +36,9 @@ namespace meg::passes {
 /// The collectives over one mesh axis in one step, as one rank sees them.
 struct AxisTraffic {
   int64_t groupSize = 1;
+  /// allReduces counts values: an all_reduce, or one member of a bucket.
   int64_t allReduces = 0, allGathers = 0, reduceScatters = 0, shards = 0;
-  /// dp gradient buckets (distinct `bucket` values) and the all-reduces in them.
+  /// dp gradient buckets (all_reduce_bucket nodes) and the values all-reduced in them.
   int64_t buckets = 0, bucketedAllReduces = 0;
   /// The largest bucket, in bytes per rank.
   int64_t largestBucketBytes = 0;

@@ -10,9 +10,7 @@
 //   - memory: greedy; among ready nodes, the one that lowers the live arena bytes the most (bytes of operand
 //     storage it is the last user of, minus the bytes of the results it allocates; reshape results alias their
 //     operand and allocate nothing, graph outputs are never freed), ties by current order.
-// Nodes sharing a `bucket` attribute (bucket-dp: a bucket is one collective at run time) are one unit: they are
-// scheduled together, adjacent and in their current relative order, once all their operands are ready.
-// Recomputation runs on demand: a unit is recomputation when its nodes carry `recompute` (passes/Recompute.cpp)
+// Recomputation runs on demand: a unit (one node) is recomputation when its nodes carry `recompute` (passes/Recompute.cpp)
 // or only recomputation and leaves (nodes without operands) feed them, and at least one recomputation does (e.g.
 // the all-reduce partition put after a recomputed row-parallel layer). It becomes ready only once demanded: when a
 // unit that is not recomputation and needs it (directly or through other recomputation) has all its other
@@ -222,43 +220,27 @@ public:
     const unsigned numNodes = nodes.size();
     llvm::DenseMap<const Node *, unsigned> pos = g.computeOrder();
 
-    // Units of scheduling: one node, or all nodes with the same `bucket` (bucket-dp: one collective at run time),
-    // which run adjacent, in their current relative order. Unit ids follow the position of their first node.
+    // Units of scheduling: one node each (unit u = node u), the grain OnDemand works in.
     std::vector<unsigned> unitOf(numNodes);
-    std::vector<llvm::SmallVector<unsigned, 1>> units;
-    std::map<int64_t, unsigned> bucketUnit;
+    std::vector<llvm::SmallVector<unsigned, 1>> units(numNodes);
     for (unsigned i = 0; i < numNodes; ++i) {
-      unsigned u = units.size();
-      if (auto bucket = nodes[i]->getAttrs().getInt("bucket"))
-        u = bucketUnit.try_emplace(*bucket, u).first->second;
-      if (u == units.size())
-        units.emplace_back();
-      units[u].push_back(i);
-      unitOf[i] = u;
+      units[i].push_back(i);
+      unitOf[i] = i;
     }
     const unsigned numUnits = units.size();
 
-    // Dependence graph: vertex u = unit u; one edge def -> user per operand (none inside a unit).
+    // Dependence graph: vertex u = unit u; one edge def -> user per operand.
     DepGraph deps(numUnits);
-    auto addEdge = [&](unsigned from, unsigned to) -> llvm::Error {
-      if (unitOf[from] != unitOf[to]) {
-        boost::add_edge(unitOf[from], unitOf[to], deps);
-        return llvm::Error::success();
-      }
-      return fail("'" + nodes[to]->getName() + "' (line " + llvm::Twine(irLineOfNode(to)) + ") depends on '" +
-                  nodes[from]->getName() + "' (line " + llvm::Twine(irLineOfNode(from)) + ") of its own bucket " +
-                  llvm::Twine(*nodes[to]->getAttrs().getInt("bucket")));
-    };
     for (unsigned i = 0; i < numNodes; ++i)
       for (const Value *v : nodes[i]->getOperands()) {
         auto it = pos.find(v->getDef());
         if (it == pos.end())
           return fail("'" + nodes[i]->getName() + "' (line " + llvm::Twine(irLineOfNode(i)) +
                       ") uses a value defined outside the graph");
-        if (auto err = addEdge(it->second, i))
-          return err;
+        boost::add_edge(unitOf[it->second], unitOf[i], deps);
       }
-    // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other reader of it.
+    // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other
+    // reader of it.
     auto users = g.computeUsers();
     for (unsigned i = 0; i < numNodes; ++i) {
       unsigned written = ir::writtenOperands(nodes[i]->getKind());
@@ -266,8 +248,7 @@ public:
         if (written >> o & 1)
           for (Node *reader : users.lookup(nodes[i]->getOperand(o)))
             if (reader != nodes[i])
-              if (auto err = addEdge(pos[reader], i))
-                return err;
+              boost::add_edge(unitOf[pos[reader]], unitOf[i], deps);
     }
 
     std::vector<unsigned> indegree(numUnits);
@@ -278,7 +259,7 @@ public:
     std::optional<MemoryScore> mem;
     if (policy == Policy::Memory)
       mem.emplace(g, nodes);
-    // A unit's score: the sum of its nodes' (members of a bucket share no operands).
+    // A unit's score: the sum of its nodes'.
     auto unitScore = [&](unsigned u) {
       int64_t score = 0;
       for (unsigned i : units[u])

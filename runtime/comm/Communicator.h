@@ -49,7 +49,7 @@ public:
   /// data[0, count) = reduction over the group of every member's data (in place).
   virtual llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) = 0;
   /// out[g * count, (g + 1) * count) = member g's in[0, count), for every group rank g. `in` and `out` must not
-  /// overlap.
+  /// overlap. The words are moved bit for bit, never computed on: i32 data (ids, masks) is gathered through it too.
   virtual llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) = 0;
   /// out[0, count) = reduction over members of their in[g * count, (g + 1) * count), g = this rank's group index.
   virtual llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) = 0;

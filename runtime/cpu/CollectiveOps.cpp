@@ -2,8 +2,8 @@
 //
 // The communicator moves contiguous float blocks in host memory; all_gather and reduce_scatter along a dim that is
 // not the outermost non-trivial one interleave the members' blocks through scratch ([member, outer, chunk] <->
-// [outer, member, chunk]). A dp bucket's first member packs every member's operand into scratch, reduces once and
-// unpacks; the other members' launches do nothing (BucketArgs).
+// [outer, member, chunk]). all_gather moves 4-byte words (f32 or i32) bit for bit. all_reduce_bucket (a dp gradient
+// bucket) packs its operands into scratch, reduces once and unpacks into its results.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuOps.h"
@@ -14,34 +14,26 @@ using namespace meg;
 using namespace meg::runtime;
 using namespace meg::runtime::cpu;
 
-namespace {
-
-CpuKernel bucketKernel(const AllReduceArgs &a, CpuStep &s) {
-  const BucketArgs &bucket = *a.bucket;
-  if (!bucket.first)
-    return [](const CpuRunArgs &) -> llvm::Error { return llvm::Error::success(); };
-  s.scratchFloats = bucket.totalFloats;
-  return [a, members = bucketBuffers(s, bucket), &s](const CpuRunArgs &run) -> llvm::Error {
-    auto copy = [](float *dst, const float *src, int64_t count) {
-      std::memcpy(dst, src, size_t(count) * sizeof(float));
-      return llvm::Error::success();
-    };
-    llvm::cantFail(copyBucket(members, run.scratch, /*pack=*/true, copy));
-    if (auto err = run.comm.allReduce(a.axis, a.reduce, run.scratch, a.bucket->totalFloats))
-      return s.error(std::move(err));
-    return copyBucket(members, run.scratch, /*pack=*/false, copy);
-  };
-}
-
-} // namespace
-
 llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AllReduceArgs &a, CpuStep &s) {
-  if (a.bucket)
-    return bucketKernel(a, s);
   return [a, &s](const CpuRunArgs &run) -> llvm::Error {
     if (s.f(0) != s.fout())
       std::memcpy(s.fout(), s.f(0), size_t(a.n) * sizeof(float));
     return s.error(run.comm.allReduce(a.axis, a.reduce, s.fout(), a.n));
+  };
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AllReduceBucketArgs &a, CpuStep &s) {
+  if (a.counts.size() == 1)
+    return launch(AllReduceArgs{a.axis, a.reduce, a.counts[0], a.members}, s);
+  s.scratchFloats = a.total;
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    for (size_t i = 0; i < a.counts.size(); ++i)
+      std::memcpy(run.scratch + a.offsets[i], s.f(i), size_t(a.counts[i]) * sizeof(float));
+    if (auto err = run.comm.allReduce(a.axis, a.reduce, run.scratch, a.total))
+      return s.error(std::move(err));
+    for (size_t i = 0; i < a.counts.size(); ++i)
+      std::memcpy(s.fout(i), run.scratch + a.offsets[i], size_t(a.counts[i]) * sizeof(float));
+    return llvm::Error::success();
   };
 }
 

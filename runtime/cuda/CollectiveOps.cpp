@@ -4,8 +4,8 @@
 // (CudaRunArgs::comm: OneGpuCommunicator or NcclCommunicator), called with the backend's stream. all_gather and
 // reduce_scatter along a dim that is not the outermost non-trivial one interleave the members' blocks through
 // scratch with one strided copy per member (cudaMemcpy2DAsync: [member, outer, chunk] <-> [outer, member, chunk]).
-// A dp bucket is one collective, as on the CPU: its first member packs every member's operand into scratch,
-// reduces once and unpacks; the other members' launches do nothing (BucketArgs).
+// all_gather moves 4-byte words (f32 or i32) bit for bit. all_reduce_bucket (a dp gradient bucket) is one
+// collective, as on the CPU: pack the operands into scratch, reduce once, unpack into the results.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/comm/CudaCommunicator.h"
@@ -33,34 +33,9 @@ llvm::Error copy(const CudaStep &s, void *dst, const void *src, int64_t bytes, c
   return s.check(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice, stream), "collective copy");
 }
 
-CudaKernel bucketKernel(const AllReduceArgs &a, CudaStep &s) {
-  const BucketArgs &bucket = *a.bucket;
-  if (!bucket.first)
-    return [](const CudaRunArgs &) -> llvm::Error { return llvm::Error::success(); };
-  s.scratchBytes = bucket.totalFloats * 4;
-  return [a, members = bucketBuffers(s, bucket), &s](const CudaRunArgs &run) -> llvm::Error {
-    float *packed = static_cast<float *>(run.scratch);
-    auto deviceCopy = [&](float *dst, const float *src, int64_t count) {
-      return copy(s, dst, src, count * 4, run.stream);
-    };
-    if (auto err = copyBucket(members, packed, /*pack=*/true, deviceCopy))
-      return err;
-    if (a.members > 1) {
-      auto comm = deviceComm(s, run);
-      if (!comm)
-        return comm.takeError();
-      if (auto err = (*comm)->allReduceOn(run.stream, a.axis, a.reduce, packed, a.bucket->totalFloats))
-        return s.error(std::move(err));
-    }
-    return copyBucket(members, packed, /*pack=*/false, deviceCopy);
-  };
-}
-
 } // namespace
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AllReduceArgs &a, CudaStep &s) {
-  if (a.bucket)
-    return bucketKernel(a, s);
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
     if (auto err = copy(s, s.out[0], s.in[0], a.n * 4, run.stream))
       return err;
@@ -70,6 +45,29 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AllReduceArgs &a, Cu
     if (!comm)
       return comm.takeError();
     return s.error((*comm)->allReduceOn(run.stream, a.axis, a.reduce, s.fout(), a.n));
+  };
+}
+
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AllReduceBucketArgs &a, CudaStep &s) {
+  if (a.counts.size() == 1)
+    return launch(AllReduceArgs{a.axis, a.reduce, a.counts[0], a.members}, s);
+  s.scratchBytes = a.total * 4;
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    float *packed = static_cast<float *>(run.scratch);
+    for (size_t i = 0; i < a.counts.size(); ++i)
+      if (auto err = copy(s, packed + a.offsets[i], s.in[i], a.counts[i] * 4, run.stream))
+        return err;
+    if (a.members > 1) {
+      auto comm = deviceComm(s, run);
+      if (!comm)
+        return comm.takeError();
+      if (auto err = (*comm)->allReduceOn(run.stream, a.axis, a.reduce, packed, a.total))
+        return s.error(std::move(err));
+    }
+    for (size_t i = 0; i < a.counts.size(); ++i)
+      if (auto err = copy(s, s.out[i], packed + a.offsets[i], a.counts[i] * 4, run.stream))
+        return err;
+    return llvm::Error::success();
   };
 }
 

@@ -4,7 +4,8 @@
 // all_gather {axis, dim}: the result concatenates the members' shards along `dim` in group-rank order.
 // reduce_scatter {axis, reduce, dim}: the result is this member's block (along `dim`) of the reduction.
 // shard {axis, dim}: replicated -> split, this rank keeps its block of the dim (no communication).
-// all_reduce {bucket = k} (bucket-dp): the adjacent all_reduce steps of bucket k run as one collective (BucketArgs).
+// all_reduce_bucket {axis, reduce}: result i is the reduction of every group member's operand i, in one collective.
+// all_gather and shard move 4-byte words without looking at them: f32 or i32 (ids, labels, masks).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -48,57 +49,6 @@ void blocksOf(llvm::ArrayRef<int64_t> local, int dim, int64_t &outer, int64_t &c
     (d < dim ? outer : chunk) *= local[d];
 }
 
-/// The steps of the plan in bucket `id`: adjacent all_reduce steps over one axis with one reduction.
-llvm::Expected<std::vector<size_t>> bucketSteps(const StepBinder &s, int64_t id) {
-  std::vector<size_t> steps;
-  for (size_t i = 0; i < s.plan.steps.size(); ++i) {
-    const PlanStep &step = s.plan.steps[i];
-    const StepAttr *b = step.attr("bucket");
-    if (!b || b->kind != StepAttr::Int || b->i != id)
-      continue;
-    if (step.kind != ir::OpKind::AllReduce)
-      return s.error(llvm::formatv("step {0} ('{1}') is in bucket {2} but is not an all_reduce", i, step.op, id));
-    const StepAttr *axis = step.attr("axis"), *reduce = step.attr("reduce");
-    const StepAttr *myAxis = s.step.attr("axis"), *myReduce = s.step.attr("reduce");
-    if (!axis || !reduce || !myAxis || !myReduce || axis->s != myAxis->s || reduce->s != myReduce->s)
-      return s.error(llvm::formatv("the steps of bucket {0} do not share one axis and reduction", id));
-    if (!steps.empty() && i != steps.back() + 1)
-      return s.error(
-          llvm::formatv("the steps of bucket {0} are not adjacent (steps {1} and {2})", id, steps.back(), i));
-    steps.push_back(i);
-  }
-  return steps;
-}
-
-llvm::Expected<std::optional<BucketArgs>> bindBucket(const StepBinder &s) {
-  if (!s.step.attr("bucket"))
-    return std::nullopt;
-  auto id = s.intAttr("bucket");
-  if (!id)
-    return id.takeError();
-  auto members = bucketSteps(s, *id);
-  if (!members)
-    return members.takeError();
-  if (members->size() < 2)
-    return std::nullopt;
-  // No member may read an earlier member's result: the bucket runs as one step. (A later member's result may lie
-  // over an earlier member's operand, which is dead by then: operands are packed before results are written.)
-  const TensorSlot &in = s.operand(0);
-  for (size_t i : *members) {
-    if (i == s.index)
-      break;
-    if (slotsOverlap(in, s.plan.steps[i].results[0]))
-      return s.error(llvm::formatv("bucket {0}: the operand overlaps an earlier member's result", *id));
-  }
-  BucketArgs bucket;
-  bucket.id = *id;
-  bucket.first = s.index == members->front();
-  for (size_t i : *members)
-    bucket.totalFloats += s.plan.steps[i].results[0].numel();
-  bucket.steps = std::move(*members);
-  return bucket;
-}
-
 } // namespace
 
 llvm::Expected<AllReduceArgs> meg::runtime::bindAllReduce(const StepBinder &s) {
@@ -112,17 +62,38 @@ llvm::Expected<AllReduceArgs> meg::runtime::bindAllReduce(const StepBinder &s) {
     return err;
   if (auto err = s.expectResultShape(s.operand(0).shape))
     return err;
-  auto bucket = bindBucket(s);
-  if (!bucket)
-    return bucket.takeError();
-  return AllReduceArgs{*axis, *op, s.result().numel(), axisSize(s, *axis), std::move(*bucket)};
+  return AllReduceArgs{*axis, *op, s.result().numel(), axisSize(s, *axis)};
+}
+
+llvm::Expected<AllReduceBucketArgs> meg::runtime::bindAllReduceBucket(const StepBinder &s) {
+  auto axis = axisAttr(s);
+  if (!axis)
+    return axis.takeError();
+  auto op = reduceAttr(s);
+  if (!op)
+    return op.takeError();
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  AllReduceBucketArgs a;
+  a.axis = *axis;
+  a.reduce = *op;
+  a.members = axisSize(s, *axis);
+  for (size_t i = 0; i < s.numOperands(); ++i) {
+    if (s.result(i).shape != s.operand(i).shape)
+      return s.error(llvm::formatv("result {0} shape {1} does not match operand {0}'s {2}", i,
+                                   shapeStr(s.result(i).shape), shapeStr(s.operand(i).shape)));
+    a.counts.push_back(s.operand(i).numel());
+    a.offsets.push_back(a.total);
+    a.total += a.counts.back();
+  }
+  return a;
 }
 
 llvm::Expected<AllGatherArgs> meg::runtime::bindAllGather(const StepBinder &s) {
   auto axis = axisAttr(s);
   if (!axis)
     return axis.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
+  if (auto err = s.expectMovable())
     return err;
   const TensorSlot &x = s.operand(0);
   auto dim = s.intAttr("dim");
@@ -176,7 +147,7 @@ llvm::Expected<SliceArgs> meg::runtime::bindShard(const StepBinder &s) {
   auto axis = axisAttr(s);
   if (!axis)
     return axis.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
+  if (auto err = s.expectMovable())
     return err;
   const TensorSlot &x = s.operand(0), &r = s.result();
   auto dim = s.intAttr("dim");

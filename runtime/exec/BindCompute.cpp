@@ -1,6 +1,7 @@
 //===- BindCompute.cpp - binders: lookups, contractions, elementwise ops ------===//
 //
-// embedding(_grad): the table's row offset (a vocab-split shard holds rows [rowOffset, rowOffset + rows)).
+// embedding(_grad): the table's row offset (a vocab-split shard holds rows [rowOffset, rowOffset + rows)). A table
+// split on the hidden dim gives rows split the same way (the kernels copy `dim` floats per row either way).
 // dropout: the result's global shape and offset key the mask by GLOBAL element index (kernels/cpu/Dropout.h).
 // mask_padding: the shard's offset along the masked dim (a vocab-split shard masks the global columns it holds).
 //
@@ -40,15 +41,22 @@ llvm::Expected<UnaryArgs> bindUnary(const StepBinder &s, kernels::UnaryOp op, fl
   return UnaryArgs{op, s.operand(0).numel(), factor};
 }
 
-/// Checks shared by embedding and embedding_grad: operand 0 is the (row-split) table, operand 1 the ids.
-llvm::Expected<EmbeddingArgs> bindTable(const StepBinder &s) {
+/// Checks shared by embedding and embedding_grad: operand 0 is the (row- or hidden-split) table, operand 1 the ids,
+/// `rows` the tensor of looked-up rows (embedding's result, embedding_grad's dy), whose last dim is the table's
+/// hidden dim: the same block of it.
+llvm::Expected<EmbeddingArgs> bindTable(const StepBinder &s, const TensorSlot &rows, llvm::StringRef what) {
   const TensorSlot &table = s.operand(0), &ids = s.operand(1);
   if (auto err = s.expectDType(ids, "ids", DType::I32))
     return err;
   if (table.shape.size() != 2)
     return s.error("table must have rank 2, got " + shapeStr(table.shape));
-  if (auto err = s.expectWholeDim(0, 1, "the embedding dim cannot be split"))
-    return err;
+  Shape expected = ids.shape;
+  expected.push_back(table.shape[1]);
+  if (rows.shape != expected)
+    return s.error(what + " " + shapeStr(rows.shape) + " must be " + shapeStr(expected));
+  if (rows.offset.back() != table.offset[1])
+    return s.error(llvm::formatv("{0} holds hidden columns from {1} but the table's shard from {2}", what,
+                                 rows.offset.back(), table.offset[1]));
   return EmbeddingArgs{table.shape[0], table.shape[1], ids.numel(), table.offset[0]};
 }
 
@@ -65,38 +73,22 @@ llvm::Expected<kernels::GeluForm> geluForm(const StepBinder &s) {
 } // namespace
 
 llvm::Expected<EmbeddingArgs> meg::runtime::bindEmbedding(const StepBinder &s) {
-  const TensorSlot &table = s.operand(0), &ids = s.operand(1);
-  if (auto err = s.expectDType(table, "table", DType::F32))
-    return err;
-  if (auto err = s.expectDType(ids, "ids", DType::I32))
+  if (auto err = s.expectDType(s.operand(0), "table", DType::F32))
     return err;
   if (auto err = s.expectDType(s.result(), "result", DType::F32))
     return err;
-  auto args = bindTable(s);
-  if (!args)
-    return args.takeError();
-  Shape expected = ids.shape;
-  expected.push_back(table.shape[1]);
-  if (auto err = s.expectResultShape(expected))
-    return err;
-  return *args;
+  return bindTable(s, s.result(), "the result");
 }
 
 llvm::Expected<EmbeddingGradArgs> meg::runtime::bindEmbeddingGrad(const StepBinder &s) {
-  const TensorSlot &table = s.operand(0), &ids = s.operand(1), &dy = s.operand(2);
-  if (auto err = s.expectDType(ids, "ids", DType::I32))
-    return err;
+  const TensorSlot &table = s.operand(0), &dy = s.operand(2);
   if (auto err = s.expectDType(dy, "dy", DType::F32))
     return err;
   if (table.shape.size() != 2 || s.result().shape != table.shape)
     return s.error("the result must have the table's shape " + shapeStr(table.shape));
-  auto args = bindTable(s);
+  auto args = bindTable(s, dy, "dy");
   if (!args)
     return args.takeError();
-  Shape expected = ids.shape;
-  expected.push_back(table.shape[1]);
-  if (dy.shape != expected)
-    return s.error("dy " + shapeStr(dy.shape) + " must be " + shapeStr(expected));
   return EmbeddingGradArgs{*args};
 }
 

@@ -15,13 +15,10 @@ using namespace meg::runtime;
 
 namespace {
 
-/// Operand 0 and the result share a 4-byte dtype.
-llvm::Error expectMovable(const StepBinder &s) {
-  // 16-bit data moves as fp32 copies (runtime/exec/Widen.h): every dtype is 4-byte elements to the kernels.
-  DType t = s.operand(0).dtype;
-  if (s.result().dtype != t)
-    return s.error(
-        llvm::formatv("result dtype {0} differs from the operand's {1}", dtypeName(s.result().dtype), dtypeName(t)));
+/// A layout kernel's operand: a 4-byte dtype shared with the result, a rank the kernels accept.
+llvm::Error expectLayoutOperand(const StepBinder &s) {
+  if (auto err = s.expectMovable())
+    return err;
   if (s.operand(0).shape.size() > size_t(kernels::kMaxRank))
     return s.error(
         llvm::formatv("rank {0} is above the kernels' limit {1}", s.operand(0).shape.size(), kernels::kMaxRank));
@@ -79,7 +76,7 @@ llvm::Expected<ReshapeArgs> meg::runtime::bindReshape(const StepBinder &s) {
 }
 
 llvm::Expected<TransposeArgs> meg::runtime::bindTranspose(const StepBinder &s) {
-  if (auto err = expectMovable(s))
+  if (auto err = expectLayoutOperand(s))
     return err;
   auto perm = s.intsAttr("perm");
   if (!perm)
@@ -103,7 +100,7 @@ llvm::Expected<TransposeArgs> meg::runtime::bindTranspose(const StepBinder &s) {
 }
 
 llvm::Expected<SliceArgs> meg::runtime::bindSlice(const StepBinder &s) {
-  if (auto err = expectMovable(s))
+  if (auto err = expectLayoutOperand(s))
     return err;
   const TensorSlot &x = s.operand(0), &r = s.result();
   auto dim = s.dimAttr("dim", x.shape.size());
@@ -154,7 +151,7 @@ llvm::Expected<SliceGradArgs> meg::runtime::bindSliceGrad(const StepBinder &s) {
 }
 
 llvm::Expected<SelectArgs> meg::runtime::bindSelect(const StepBinder &s) {
-  if (auto err = expectMovable(s))
+  if (auto err = expectLayoutOperand(s))
     return err;
   const TensorSlot &x = s.operand(0);
   auto dim = s.dimAttr("dim", x.shape.size());

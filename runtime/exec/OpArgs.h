@@ -11,7 +11,7 @@
 // steps (param, input, output, state) have NotAStepArgs, which the binder never produces.
 //
 // Sharding-aware arguments, all from the operands' global shapes and offsets:
-//   embedding(_grad): rowOffset = offset[0] of the (vocab-split) table;
+//   embedding(_grad): rowOffset = offset[0] of the (vocab-split) table; a hidden-split table gives hidden-split rows;
 //   attention(_grad): headOffset = q's (batch, head) offset in the global [batch, heads] grid, headsTotal = global
 //                     heads, so dropout masks are indexed in the global [batch, heads, seq, seq] tensor;
 //   dropout:          the result's global shape and offset (global element index);
@@ -206,23 +206,22 @@ struct SelectGradArgs {
   int64_t index = 0;
 };
 
-/// A dp bucket (bucket-dp: adjacent all_reduce steps with one `bucket` attribute, one axis and reduction) runs as
-/// ONE collective: its first member packs every member's operand, reduces once and unpacks into every member's
-/// result; the later members do nothing. Members read their operands before any result is written, so a result
-/// placed over an operand that dies inside the bucket is safe; no member's operand overlaps an earlier member's
-/// result (checked by the binder).
-struct BucketArgs {
-  int64_t id = 0;
-  bool first = false;
-  std::vector<size_t> steps; ///< the members, in plan order
-  int64_t totalFloats = 0;
-};
-
 struct AllReduceArgs {
   CommAxis axis = CommAxis::TP;
   CommReduce reduce = CommReduce::Sum;
   int64_t n = 0, members = 1;
-  std::optional<BucketArgs> bucket; ///< only for buckets of two or more steps
+};
+
+/// all_reduce_bucket (a dp gradient bucket, bucket-dp): ONE collective over the packed operands. Operand i
+/// (counts[i] floats) is packed at offsets[i] of a scratch buffer of `total` floats, reduced once and unpacked
+/// into result i. Every operand is packed before any result is written, so result i may lie over operand i. A
+/// bucket of one value runs as all_reduce (no packing).
+struct AllReduceBucketArgs {
+  CommAxis axis = CommAxis::TP;
+  CommReduce reduce = CommReduce::Sum;
+  int64_t members = 1;
+  std::vector<int64_t> counts, offsets;
+  int64_t total = 0;
 };
 
 /// all_gather / reduce_scatter along `dim`: the communicator moves contiguous blocks of `count` floats per member;

@@ -133,6 +133,16 @@ llvm::Error StepBinder::expectDTypes(DType t) const {
   return llvm::Error::success();
 }
 
+llvm::Error StepBinder::expectMovable() const {
+  // Every dtype is 4-byte elements to the kernels: f32 and i32 as they are, 16-bit data as fp32 copies
+  // (runtime/exec/Widen.h).
+  DType t = operand(0).dtype;
+  if (result().dtype != t)
+    return error(
+        llvm::formatv("result dtype {0} differs from the operand's {1}", dtypeName(result().dtype), dtypeName(t)));
+  return llvm::Error::success();
+}
+
 llvm::Error StepBinder::expectResultShape(llvm::ArrayRef<int64_t> shape) const {
   if (llvm::ArrayRef<int64_t>(result().shape) != shape)
     return error("result shape " + shapeStr(result().shape) + " does not match the operands (expected " +
@@ -158,8 +168,8 @@ llvm::Error StepBinder::expectKernelRank(const TensorSlot &t, llvm::StringRef wh
 // StepBuffers
 //===----------------------------------------------------------------------===//
 
-StepBuffers::StepBuffers(const LoadedPlan &plan, size_t index, Resolver resolveSlot)
-    : plan(plan), index(index), resolve(std::move(resolveSlot)) {
+StepBuffers::StepBuffers(const LoadedPlan &plan, size_t index, const Resolver &resolve)
+    : plan(plan), index(index) {
   for (const TensorSlot &slot : plan.steps[index].operands)
     in.push_back(resolve(slot));
   for (const TensorSlot &slot : plan.steps[index].results)
@@ -174,16 +184,6 @@ llvm::Error StepBuffers::error(llvm::Error err) const {
   if (!err)
     return err;
   return error(llvm::toString(std::move(err)));
-}
-
-std::vector<BucketBuffers> meg::runtime::bucketBuffers(const StepBuffers &s, const BucketArgs &bucket) {
-  std::vector<BucketBuffers> members;
-  for (size_t i : bucket.steps) {
-    const PlanStep &member = s.plan.steps[i];
-    members.push_back({static_cast<const float *>(s.resolve(member.operands[0])),
-                       static_cast<float *>(s.resolve(member.results[0])), member.results[0].numel()});
-  }
-  return members;
 }
 
 //===----------------------------------------------------------------------===//

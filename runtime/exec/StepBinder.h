@@ -65,6 +65,8 @@ public:
   /// 16-bit steps on fp32 copies (runtime/exec/Widen.h), so every fp32 kernel serves 16-bit plans.
   llvm::Error expectDTypes(DType t) const;
   llvm::Error expectDType(const TensorSlot &slot, llvm::StringRef what, DType t) const;
+  /// Operand 0 and the result share one 4-byte dtype, f32 or i32 (ops that move words without looking at them).
+  llvm::Error expectMovable() const;
   /// The result's local shape is `shape`.
   llvm::Error expectResultShape(llvm::ArrayRef<int64_t> shape) const;
   /// Operand `i` holds the whole (unsplit) tensor along `dim`.
@@ -84,15 +86,13 @@ class StepBuffers {
 public:
   /// Where a slot lives in the backend's memory (valid as long as the backend).
   using Resolver = std::function<void *(const TensorSlot &)>;
-  /// Resolves every operand and result of step `index` with `resolve`, which the step keeps (dp buckets resolve
-  /// their other members' slots).
-  StepBuffers(const LoadedPlan &plan, size_t index, Resolver resolve);
+  /// Resolves every operand and result of step `index` with `resolve`.
+  StepBuffers(const LoadedPlan &plan, size_t index, const Resolver &resolve);
 
   const LoadedPlan &plan;
   size_t index;
   llvm::SmallVector<void *, 4> in;
   llvm::SmallVector<void *, 1> out;
-  Resolver resolve;
 
   const PlanStep &step() const { return plan.steps[index]; }
   float *f(size_t i) const { return static_cast<float *>(in[i]); }
@@ -104,15 +104,6 @@ public:
   llvm::Error error(llvm::Error err) const;
 };
 
-/// One member of a dp bucket in backend memory: its operand, its result, its floats.
-struct BucketBuffers {
-  const float *in;
-  float *out;
-  int64_t count;
-};
-/// The buffers of every member of `bucket`, in plan order.
-std::vector<BucketBuffers> bucketBuffers(const StepBuffers &s, const BucketArgs &bucket);
-
 /// Calls the backend's `launch(args, step)` for the Args alternative `args` holds (never monostate).
 template <typename Result, typename Step> Result dispatchLaunch(const OpArgs &args, Step &step) {
   return std::visit(
@@ -123,19 +114,6 @@ template <typename Result, typename Step> Result dispatchLaunch(const OpArgs &ar
           return launch(a, step);
       },
       args);
-}
-
-/// Copies every member's operand into `packed` (pack) or `packed` into every member's result (unpack), in member
-/// order, with copy(dst, src, floats) -> llvm::Error.
-template <typename Copy>
-llvm::Error copyBucket(llvm::ArrayRef<BucketBuffers> members, float *packed, bool pack, Copy copy) {
-  int64_t offset = 0;
-  for (const BucketBuffers &m : members) {
-    if (auto err = pack ? copy(packed + offset, m.in, m.count) : copy(m.out, packed + offset, m.count))
-      return err;
-    offset += m.count;
-  }
-  return llvm::Error::success();
 }
 
 /// Binds every step of `plan` and prepares it with the backend's launches: makeStep(i) creates step i's Step (which

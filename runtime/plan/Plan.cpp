@@ -339,8 +339,8 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
                                : llvm::formatv("{0} to {1}", info.minOperands, info.maxOperands).str();
     return fail(llvm::formatv("{0}: {1} operands, expected {2}", label, numOperands, expected));
   }
-  if (numResults != info.numResults)
-    return fail(llvm::formatv("{0}: {1} results, expected {2}", label, numResults, info.numResults));
+  if (unsigned want = ir::numResultsOf(step.kind, numOperands); unsigned(numResults) != want)
+    return fail(llvm::formatv("{0}: {1} results, expected {2}", label, numResults, want));
   if (s.attrs()) {
     for (const fb::Attr *a : *s.attrs()) {
       StepAttr attr;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <set>
@@ -89,7 +90,22 @@ HostTensor sourceValues(const Node &n, const llvm::DenseMap<const Value *, llvm:
     std::optional<int64_t> upper;
     bool mask = false, ignore = false, small = false;
     auto bound = [&](int64_t b) { upper = std::min(upper.value_or(b), b); };
-    for (Node *u : users.lookup(n.getResult())) {
+    // The consumers, looking through the collectives partition inserted (a split mask reaches attention through
+    // all_gather), each with the value it reads.
+    llvm::SmallVector<std::pair<Node *, const Value *>, 4> consumers;
+    std::function<void(const Value *)> collect = [&](const Value *v) {
+      for (Node *u : users.lookup(v)) {
+        if (!ir::isCollective(u->getKind())) {
+          consumers.push_back({u, v});
+          continue;
+        }
+        for (unsigned r = 0; r < u->getNumResults(); ++r)
+          if (!ir::hasResultPerOperand(u->getKind()) || u->getOperand(r) == v)
+            collect(u->getResult(r));
+      }
+    };
+    collect(n.getResult());
+    for (auto [u, seen] : consumers) {
       OpKind k = u->getKind();
       const Value *last = u->getOperand(u->getNumOperands() - 1);
       if (k == OpKind::Embedding || k == OpKind::EmbeddingGrad)
@@ -98,8 +114,8 @@ HostTensor sourceValues(const Node &n, const llvm::DenseMap<const Value *, llvm:
       if (k == OpKind::Pick || k == OpKind::PickGrad)
         bound(u->getOperand(0)->getType().shape.back() * 3 / 4);
       ignore |= k == OpKind::Pick || k == OpKind::PickGrad || k == OpKind::ValidMask;
-      mask |= (k == OpKind::Attention && u->getNumOperands() == 4 && last == n.getResult()) ||
-              (k == OpKind::AttentionGrad && u->getNumOperands() == 5 && last == n.getResult());
+      mask |= (k == OpKind::Attention && u->getNumOperands() == 4 && last == seen) ||
+              (k == OpKind::AttentionGrad && u->getNumOperands() == 5 && last == seen);
       small |= k == OpKind::Cast;
     }
     std::uniform_int_distribution<int64_t> id(0, upper.value_or(8) - 1), signedSmall(-50, 50), eighth(0, 7);

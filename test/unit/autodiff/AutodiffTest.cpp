@@ -827,8 +827,9 @@ const std::set<OpKind> kExempt = {
     OpKind::PickGrad,
     OpKind::SliceGrad,
     OpKind::SelectGrad,
-    // Collectives: inserted by partition, after autodiff.
+    // Collectives: inserted by partition (all_reduce_bucket by bucket-dp), after autodiff.
     OpKind::AllReduce,
+    OpKind::AllReduceBucket,
     OpKind::AllGather,
     OpKind::ReduceScatter,
     OpKind::Shard,

@@ -8,8 +8,9 @@ using namespace meg::ir;
 TEST(OpTable, UnknownNameIsRejected) { EXPECT_FALSE(parseOpKind("no_such_op").has_value()); }
 
 TEST(OpTable, TraitsColumn) {
-  // Collective: exactly the ops partition inserts; each takes one operand and an `axis`.
-  for (OpKind k : {OpKind::AllReduce, OpKind::AllGather, OpKind::ReduceScatter, OpKind::Shard})
+  // Collective: the ops partition inserts, each with one operand, and bucket-dp's all_reduce_bucket (one result per
+  // operand); all take an `axis`.
+  for (OpKind k : {OpKind::AllReduce, OpKind::AllReduceBucket, OpKind::AllGather, OpKind::ReduceScatter, OpKind::Shard})
     EXPECT_TRUE(isCollective(k)) << opName(k).str();
   EXPECT_FALSE(isCollective(OpKind::Contract));
   EXPECT_TRUE(isExternal(OpKind::Param) && isExternal(OpKind::Input) && isExternal(OpKind::State));
@@ -22,7 +23,11 @@ TEST(OpTable, TraitsColumn) {
     const OpInfo &info = opInfo(OpKind(i));
     SCOPED_TRACE(info.name.str());
     if (isCollective(info.kind))
-      EXPECT_EQ(info.maxOperands, 1);
+      EXPECT_EQ(info.maxOperands, hasResultPerOperand(info.kind) ? -1 : 1);
+    if (hasResultPerOperand(info.kind))
+      EXPECT_EQ(numResultsOf(info.kind, 3), 3u);
+    else
+      EXPECT_EQ(numResultsOf(info.kind, 3), unsigned(info.numResults));
     if (isExternal(info.kind))
       EXPECT_EQ(info.maxOperands, 0);
     // A written operand exists.

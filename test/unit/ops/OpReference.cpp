@@ -493,6 +493,17 @@ Outs refIdentity(const Node &n, const Ins &in, const Ctx &) {
   return {y};
 }
 
+// Each result is its own operand's value (all_reduce_bucket: the assembled operands are the reduced values).
+Outs refIdentityEach(const Node &n, const Ins &in, const Ctx &) {
+  Outs out;
+  for (unsigned i = 0; i < n.getNumResults(); ++i) {
+    HostTensor y = resultLike(n, i);
+    y.data = in[i]->data;
+    out.push_back(std::move(y));
+  }
+  return out;
+}
+
 // --- optimizer ---------------------------------------------------------------------------------------------------
 
 // Megatron's schedule at the 1-based step ctx.step + 1: linear warm-up from 0, then decay to min_lr.
@@ -590,6 +601,7 @@ const std::map<std::string, ReferenceFn> &meg::optest::referenceTable() {
       {"all_reduce", &refIdentity},
       {"all_gather", &refIdentity},
       {"reduce_scatter", &refIdentity},
+      {"all_reduce_bucket", &refIdentityEach},
       {"shard", &refIdentity},
       {"lr_schedule", &refLrSchedule},
       {"sum_squares", &refSumSquares},
