@@ -66,9 +66,9 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   return pm;
 }
 
-llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::Graph &g,
-                                                                      const PipelineOptions &options) {
-  // Plan a copy: the text form round-trips exactly, so printing and parsing is a faithful clone.
+/// The default pipeline, without lowering, on a copy of `g`.
+static llvm::Expected<std::unique_ptr<ir::Graph>> compileCopy(const ir::Graph &g, const PipelineOptions &options) {
+  // The text form round-trips exactly, so printing and parsing is a faithful clone.
   auto copy = ir::parseGraph(ir::graphToString(g), "<report>");
   if (!copy)
     return copy.takeError();
@@ -80,9 +80,34 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   PipelineConfig config;
   config.verifyEach = false;
   if (auto err = pm->run(**copy, config))
-    return err;
-  auto report = computePlanReport(**copy);
+    return std::move(err);
+  return std::move(*copy);
+}
+
+llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::Graph &g,
+                                                                      const PipelineOptions &options,
+                                                                      const ReportModel *model) {
+  auto compiled = compileCopy(g, options);
+  if (!compiled)
+    return compiled.takeError();
+  ReportSettings settings;
+  if (options.mixedPrecision)
+    settings.activationDtype = options.mixedPrecision->dtype;
+  if (options.recompute)
+    settings.recompute = options.recompute->granularity;
+  auto report = computePlanReport(**compiled, std::move(settings));
   if (!report)
     return report.takeError();
+  if (model && model->fewer) {
+    auto fewer = compileCopy(*model->fewer, options);
+    if (!fewer)
+      return fewer.takeError();
+    auto stats = computeMemoryPlanStats(**fewer);
+    if (!stats)
+      return stats.takeError();
+    LayerProbe probe = model->dims;
+    probe.fewerArenaBytes = stats->arenaBytes;
+    report->layers = probe;
+  }
   return formatPlanReport(*report);
 }

@@ -9,6 +9,7 @@
 #define MEG_PASSES_PIPELINE_H
 
 #include "passes/Pass.h"
+#include "passes/Report.h"
 
 #include "ir/Graph.h"
 
@@ -51,7 +52,15 @@ llvm::Expected<PassManager> buildDefaultPipeline(const PipelineOptions &options)
 /// count and the forward FLOPs): runs the default pipeline, without lowering, on a copy of `g` and reports, per
 /// rank, memory (parameters, gradients, optimizer state, arena), FLOPs of a step and bytes moved by collectives per
 /// mesh axis (passes/Report.h has the lines and their rules). No trailing newlines.
-llvm::Expected<std::vector<std::string>> planReportLines(const ir::Graph &g, const PipelineOptions &options = {});
+///
+/// With a ReportModel that has `fewer` (the same model built with dims.fewerLayers < dims.layers layers, uncompiled),
+/// that graph is compiled the same way and the report adds the activation bytes per layer.
+struct ReportModel {
+  LayerProbe dims; ///< fewerArenaBytes is filled in here
+  const ir::Graph *fewer = nullptr;
+};
+llvm::Expected<std::vector<std::string>> planReportLines(const ir::Graph &g, const PipelineOptions &options = {},
+                                                         const ReportModel *model = nullptr);
 
 } // namespace meg::passes
 

@@ -11,6 +11,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
+#include <utility>
 
 using namespace meg;
 using namespace meg::passes;
@@ -51,19 +52,70 @@ std::optional<MeshAxis> axisOf(const Node &n) {
   return axis ? ir::parseMeshAxis(*axis) : std::nullopt;
 }
 
+/// Whether `v` is a 16-bit copy of a parameter (mixed precision: a cast of a param).
+bool isParamCopy(const ir::Value *v) {
+  const Node &n = *v->getDef();
+  return n.getKind() == OpKind::Cast && n.getOperand(0)->getDef()->getKind() == OpKind::Param;
+}
+
+/// Fills the 16-bit parameter copy and gradient figures: in all, and at the first node position where the live
+/// buffers sum to the liveness lower bound.
+void splitArenaPeak(const ir::Graph &g, PlanReport &r) {
+  llvm::DenseSet<const ir::Value *> gradients;
+  for (const Node *n : g.nodesOfKind(OpKind::Output))
+    if (n->getAttrs().getString("name").value_or("").startswith("grad:"))
+      gradients.insert(n->getOperand(0));
+  Liveness live = computeLiveness(g);
+  std::vector<int64_t> delta(g.size() + 2, 0);
+  for (const ArenaBuffer &b : live.buffers) {
+    delta[b.start] += b.size;
+    delta[b.end + 1] -= b.size;
+  }
+  unsigned peak = 0;
+  int64_t bytes = 0, peakBytes = -1;
+  for (unsigned i = 0; i <= g.size(); ++i)
+    if ((bytes += delta[i]) > peakBytes)
+      peakBytes = bytes, peak = i;
+  for (const ArenaBuffer &b : live.buffers) {
+    bool atPeak = b.start <= peak && peak <= b.end;
+    if (llvm::any_of(b.members, isParamCopy)) {
+      r.paramCopyBytes += b.size;
+      r.paramCopyBytesAtPeak += atPeak ? b.size : 0;
+    } else if (atPeak && llvm::any_of(b.members, [&](const ir::Value *v) { return gradients.contains(v); })) {
+      r.gradientBytesAtPeak += b.size;
+    }
+  }
+}
+
+/// Korthikanti et al. 2022's activation bytes per transformer layer (16-bit activations, 1-byte dropout masks, no
+/// sequence parallelism) and the formula's text.
+std::pair<double, std::string> korthikanti(const LayerProbe &m, int64_t t, llvm::StringRef recompute) {
+  double sbh = double(m.seq) * double(m.microBatch) * double(m.hidden);
+  double as = double(m.heads) * double(m.seq), h = double(m.hidden);
+  if (recompute == "full")
+    return {2 * sbh, "2sbh, full recompute: the layer input"};
+  if (recompute == "selective")
+    return {sbh * (10 + 24.0 / double(t)), "sbh(10 + 24/t), selective recompute (34sbh/t with sequence parallelism)"};
+  if (t == 1)
+    return {sbh * (34 + 5 * as / h), "sbh(34 + 5as/h), no recompute"};
+  return {sbh * (10 + 24.0 / double(t) + 5 * as / (h * double(t))), "sbh(10 + 24/t + 5as/(ht)), no recompute"};
+}
+
 std::string formatFlops(double flops) {
   return llvm::formatv("{0} ({1:e3})", int64_t(std::llround(flops)), flops).str();
 }
 
 } // namespace
 
-llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g) {
+llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, ReportSettings settings) {
   PlanReport r;
   r.mesh = g.getMesh();
+  r.settings = std::move(settings);
   auto stats = computeMemoryPlanStats(g);
   if (!stats)
     return stats.takeError();
   r.memory = *stats;
+  splitArenaPeak(g, r);
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
     r.traffic[a].groupSize = r.mesh.size[a];
 
@@ -143,6 +195,31 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
   line(llvm::formatv("arena bytes per rank: {0}", r.memory.arenaBytes));
   line(llvm::formatv("buffer bytes per rank: {0}", r.memory.bufferBytes));
   line(llvm::formatv("live lower bound per rank: {0} bytes (ratio {1:F3})", r.memory.lowerBound, r.memory.ratio()));
+  if (r.paramCopyBytes) {
+    line(llvm::formatv("16-bit parameter copy bytes per rank: {0} live at the arena's live peak ({1} {2} copies in "
+                       "all, in the arena)",
+                       r.paramCopyBytesAtPeak, r.paramCopyBytes, r.settings.activationDtype));
+    line(llvm::formatv("fp32 master parameter bytes per rank: {0}", r.paramBytes));
+  }
+  int64_t activations = r.memory.lowerBound - r.gradientBytesAtPeak - r.paramCopyBytesAtPeak;
+  line(llvm::formatv("arena at its live peak: {0} bytes = {1} gradients + {2} 16-bit parameter copies + {3} "
+                     "activations and temporaries",
+                     r.memory.lowerBound, r.gradientBytesAtPeak, r.paramCopyBytesAtPeak, activations));
+  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + arena bytes; the arena holds the "
+                     "gradients and the 16-bit parameter copies)",
+                     r.paramBytes + r.optimizerStateBytes + r.memory.arenaBytes));
+  if (r.layers) {
+    const LayerProbe &m = *r.layers;
+    int64_t t = r.mesh.size[unsigned(MeshAxis::TP)];
+    int64_t dl = m.layers - m.fewerLayers;
+    auto [formula, text] = korthikanti(m, t, r.settings.recompute);
+    line(llvm::formatv("activation bytes per layer: meg {0} ({1}, {2}, tp {3}: (arena of {4} layers - "
+                       "arena of {5}) / {6}), Korthikanti et al. formula {7} ({8}, tp {3}, 16-bit activations; "
+                       "b {9}, s {10}, h {11}, a {12})",
+                       (r.memory.arenaBytes - m.fewerArenaBytes) / dl, r.settings.activationDtype,
+                       r.settings.recompute == "none" ? "no recompute" : r.settings.recompute + " recompute", t, m.layers, m.fewerLayers, dl, int64_t(std::llround(formula)), text,
+                       m.microBatch, m.seq, m.hidden, m.heads));
+  }
   line("FLOPs per step per rank: " + formatFlops(r.flopsPerRank) +
        " (every node, forward + backward + optimizer: ir::countFlops divided by the size of each mesh axis its "
        "operands or results are split or partial over)");

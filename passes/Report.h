@@ -4,7 +4,18 @@
 // and moves per step; `megc --emit report` prints formatPlanReport's lines after frontend/Report.cpp's. The rules:
 //   - memory: local bytes (TensorType::localShape) of the `param` nodes, of each parameter's gradient (the
 //     operand of `output grad:<param>`), of the `state` nodes (optimizer state) and the activation arena
-//     (computeMemoryPlanStats);
+//     (computeMemoryPlanStats). Gradients are arena values (the grad:<param> outputs keep them live to the end of
+//     the step) and so are the 16-bit copies of parameters (`cast` of a `param`, mixed precision); at the arena's
+//     live peak (the node position where the live buffers sum to the liveness lower bound) the report splits what
+//     is live into gradients, 16-bit parameter copies and the rest (activations and temporaries). Parameters
+//     (fp32 masters under mixed precision) and optimizer state are outside the arena, so the total per rank is
+//     param + optimizer state + arena bytes (gradients and 16-bit copies counted once, inside the arena);
+//   - activation bytes per layer (a model's report, train mode, >= 2 layers): (arena of the L-layer model -
+//     arena of the same model compiled the same way with L' < L layers) / (L - L'), the marginal arena cost of a
+//     layer, next to Korthikanti et al. 2022's per-layer formulas for 16-bit activations with 1-byte dropout masks
+//     (b micro-batch, s seq, h hidden, a heads, t tp; no sequence parallelism): no recompute
+//     sbh(10 + 24/t + 5as/(ht)) (sbh(34 + 5as/h) at t = 1), selective sbh(10 + 24/t) (34sbh/t with sequence
+//     parallelism), full 2sbh (the layer input);
 //   - FLOPs per step per rank: over ALL nodes (forward, backward, optimizer), ir::countFlops(node) (global,
 //     unsharded work) divided by the size of every mesh axis that one of the node's operands or results is split
 //     or partial over. Work on values replicated over an axis (LayerNorm over tp, the optimizer of replicated
@@ -28,6 +39,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +60,18 @@ struct AxisTraffic {
   int64_t collectives() const { return allReduces - bucketedAllReduces + buckets + allGathers + reduceScatters; }
 };
 
+/// The transformer of a model's report: its dimensions, and the arena of the same model with fewer layers.
+struct LayerProbe {
+  int64_t microBatch = 0, seq = 0, hidden = 0, heads = 0, layers = 0;
+  int64_t fewerLayers = 0, fewerArenaBytes = 0;
+};
+
+/// How the graph was compiled, as far as the report's lines need.
+struct ReportSettings {
+  std::string activationDtype = "f32"; ///< "f32", or the 16-bit type of mixed precision ("bf16" | "f16")
+  std::string recompute = "none";      ///< "none" | "full" | "selective"
+};
+
 struct PlanReport {
   ir::Mesh mesh;
   int64_t paramElements = 0, paramBytes = 0; ///< per rank
@@ -55,13 +79,19 @@ struct PlanReport {
   int64_t gradientBytes = 0;                 ///< per rank
   int64_t optimizerStateBytes = 0;           ///< per rank
   MemoryPlanStats memory;
+  /// 16-bit parameter copies: every one (sum of sizes) and those live at the arena's live peak.
+  int64_t paramCopyBytes = 0, paramCopyBytesAtPeak = 0;
+  /// Gradients live at the arena's live peak.
+  int64_t gradientBytesAtPeak = 0;
+  ReportSettings settings;
+  std::optional<LayerProbe> layers;
   double flopsPerRank = 0; ///< per step, rule above
   double flopsGlobal = 0;  ///< per step, sum of ir::countFlops over all nodes (the step on one device)
   std::array<AxisTraffic, ir::kNumMeshAxes> traffic;
 };
 
 /// The figures of a compiled, memory-planned graph.
-llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g);
+llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings settings = {});
 
 /// One line per figure, no trailing newlines:
 ///   param bytes per rank: 4174196736
@@ -69,6 +99,11 @@ llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g);
 ///   gradient bytes per rank: ...
 ///   optimizer state bytes per rank: ...
 ///   arena bytes per rank: ...
+///   16-bit parameter copy bytes per rank: ... (mixed precision only)
+///   fp32 master parameter bytes per rank: ... (mixed precision only)
+///   arena at its live peak: ... bytes = ... gradients + ... 16-bit parameter copies + ... activations and temporaries
+///   total bytes per rank: ... (param + optimizer state + arena; ...)
+///   activation bytes per layer: meg ... (...), Korthikanti et al. formula ... (...)   (with a LayerProbe)
 ///   buffer bytes per rank: ...
 ///   live lower bound per rank: ... bytes (ratio 1.000)
 ///   FLOPs per step per rank: ... (...rule...)

@@ -358,7 +358,24 @@ llvm::Expected<std::string> run() {
       ctx.tp = tpSize;
     }
     frontend::printReport(*graph, ctx, os);
-    auto lines = passes::planReportLines(*graph, pipelineOptions);
+    // Activation bytes per layer: the same model with about half the layers (a multiple of the recompute groups),
+    // compiled the same way; the arena difference per layer (passes/Report.h).
+    std::unique_ptr<ir::Graph> fewer;
+    passes::ReportModel model;
+    int64_t group = pipelineOptions.recompute ? pipelineOptions.recompute->numLayers : 1;
+    if (config && pipelineOptions.differentiate && config->numLayers >= 2 * group) {
+      frontend::ModelConfig half = *config;
+      half.numLayers = config->numLayers / 2 / group * group;
+      auto built = frontend::buildModel(half, {buildMode, tpSize});
+      if (!built)
+        return built.takeError();
+      fewer = std::move(*built);
+      fewer->setMesh(graph->getMesh());
+      model.dims = {.microBatch = config->microBatch, .seq = config->seq, .hidden = config->hidden,
+                    .heads = config->numHeads, .layers = config->numLayers, .fewerLayers = half.numLayers};
+      model.fewer = fewer.get();
+    }
+    auto lines = passes::planReportLines(*graph, pipelineOptions, &model);
     if (!lines)
       return lines.takeError();
     for (const std::string &line : *lines)
