@@ -140,16 +140,9 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
 
   // 16-bit steps: one widening buffer of the largest step's need; the steps' buffers point into it before their
   // launches are prepared.
-  std::vector<WidenPlan> widen;
-  int64_t wideFloats = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    widen.push_back(planWidening(p.steps[i]));
-    if (auto err = checkWidenable(p.steps[i], widen.back()))
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     p.stepLabel(i) + ": " + llvm::toString(std::move(err)));
-    wideFloats = std::max(wideFloats, widen.back().floats);
-  }
-  wide.assign(size_t(wideFloats), 0.0f);
+  PlanWidening widening = planWidening(p);
+  std::vector<WidenPlan> &widen = widening.steps;
+  wide.assign(size_t(widening.floats), 0.0f);
   std::vector<std::vector<void *>> narrow(p.steps.size());
 
   // Kernels keep a reference to their CpuStep (buffers): it lives as long as the backend.

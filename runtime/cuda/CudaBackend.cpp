@@ -210,16 +210,9 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
-  std::vector<WidenPlan> widen;
-  int64_t wideFloats = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    widen.push_back(planWidening(p.steps[i]));
-    if (auto err = checkWidenable(p.steps[i], widen.back()))
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     p.stepLabel(i) + ": " + llvm::toString(std::move(err)));
-    wideFloats = std::max(wideFloats, widen.back().floats);
-  }
-  if (auto err = allocate(wideFloats * int64_t(sizeof(float)), "16-bit steps", wide))
+  PlanWidening widening = planWidening(p);
+  std::vector<WidenPlan> &widen = widening.steps;
+  if (auto err = allocate(widening.floats * int64_t(sizeof(float)), "16-bit steps", wide))
     return err;
   std::vector<std::vector<void *>> narrow(p.steps.size());
   auto scratchBytes = prepareSteps<CudaKernel>(

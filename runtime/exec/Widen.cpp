@@ -1,6 +1,8 @@
 //===- Widen.cpp - running 16-bit plan steps on fp32 copies ------------------===//
 #include "runtime/exec/Widen.h"
 
+#include <algorithm>
+
 using namespace meg;
 using namespace meg::runtime;
 
@@ -48,9 +50,11 @@ std::vector<void *> meg::runtime::redirectToWide(StepBuffers &s, const WidenPlan
   return narrow;
 }
 
-llvm::Error meg::runtime::checkWidenable(const PlanStep &step, const WidenPlan &plan) {
-  if (!plan.empty() && step.attr("bucket"))
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "dp buckets of 16-bit tensors are not supported (all-reduce gradients in f32)");
-  return llvm::Error::success();
+PlanWidening meg::runtime::planWidening(const LoadedPlan &plan) {
+  PlanWidening w;
+  for (const PlanStep &step : plan.steps) {
+    w.steps.push_back(planWidening(step));
+    w.floats = std::max(w.floats, w.steps.back().floats);
+  }
+  return w;
 }

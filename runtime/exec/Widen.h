@@ -9,8 +9,7 @@
 //
 // Not widened: `cast` (converts by itself) and `reshape` (a byte copy, or an alias, of any dtype). A result that
 // exactly aliases a 16-bit operand (an in-place step) shares the operand's room, so the kernel runs in place on the
-// fp32 copy and the result is rounded back into the shared slot. dp buckets of 16-bit gradients are refused: a
-// bucket's first member reads its other members' slots directly.
+// fp32 copy and the result is rounded back into the shared slot; all_reduce_bucket's members each have their own.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_EXEC_WIDEN_H
@@ -51,8 +50,13 @@ WidenPlan planWidening(const PlanStep &step);
 /// 16-bit buffers they replace, in the order of plan.slots.
 std::vector<void *> redirectToWide(StepBuffers &s, const WidenPlan &plan, float *wide);
 
-/// An error when `step` cannot run widened (a dp bucket member with 16-bit slots), else success.
-llvm::Error checkWidenable(const PlanStep &step, const WidenPlan &plan);
+/// The widening of every step of a plan and the fp32 room of the step that needs the most (one buffer serves all).
+struct PlanWidening {
+  std::vector<WidenPlan> steps;
+  int64_t floats = 0;
+};
+/// planWidening for every step of `plan`.
+PlanWidening planWidening(const LoadedPlan &plan);
 
 } // namespace meg::runtime
 
