@@ -41,7 +41,7 @@ public:
                                                    what.str()));
     uintptr_t p = reinterpret_cast<uintptr_t>(b.raw.get());
     b.aligned = reinterpret_cast<uint8_t *>((p + 63) / 64 * 64);
-    return std::move(b);
+    return b;
   }
   uint8_t *get() const { return aligned; }
   int64_t bytes() const { return size; }
