@@ -266,6 +266,8 @@ def main() -> int:
     ap.add_argument("--rtol", type=float, default=1e-5, help="tolerance of the loss's relative error (1e-5)")
     ap.add_argument("--grad-rtol", type=float, help="tolerance of each gradient's norm-wise error (default: --rtol)")
     ap.add_argument("--fp64", action="store_true", help="compute the reference in double precision")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="compute the reference loss under torch's CPU autocast to bfloat16 (meg's --bf16 plans)")
     args = ap.parse_args()
     config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "config.json")
     grad_rtol = args.rtol if args.grad_rtol is None else args.grad_rtol
@@ -285,12 +287,16 @@ def main() -> int:
     if ((labels != IGNORE) & ((labels < 0) | (labels >= vocab))).any():
         fail("%s: labels outside [0, %d) other than %d" % (args.batch, vocab, IGNORE))
 
+    if args.autocast_bf16 and (args.fp64 or args.grads):
+        fail("--autocast-bf16 checks the loss only, in fp32 weights (no --fp64, no --grads)")
     model.zero_grad(set_to_none=True)
-    loss = reference_loss(arch, model, batch)
-    ref = loss.item()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
+        loss = reference_loss(arch, model, batch)
+    ref = loss.float().item()
     b, s = ids.shape
+    precision = "fp64" if args.fp64 else "bf16 autocast" if args.autocast_bf16 else "fp32"
     print("reference: %s (transformers %s, torch %s, %s) b=%d s=%d loss %.9g"
-          % (arch, transformers.__version__, torch.__version__, "fp64" if args.fp64 else "fp32", b, s, ref))
+          % (arch, transformers.__version__, torch.__version__, precision, b, s, ref))
     ok = True
     if args.loss:
         ok = check_loss(args.loss, ref, args.rtol) and ok
