@@ -19,8 +19,6 @@ using namespace meg::passes;
 
 namespace {
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 class AutodiffPass : public Pass {
 public:
   explicit AutodiffPass(std::string loss) : lossName(std::move(loss)) {}

@@ -35,10 +35,6 @@ using ir::Node;
 using ir::OpKind;
 using ir::Value;
 
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-}
-
 namespace {
 
 /// Whether `n` is an all-reduce of a parameter's gradient over dp.

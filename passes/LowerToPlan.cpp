@@ -28,10 +28,6 @@ using ir::OpKind;
 using ir::Value;
 namespace fb = flatbuffers;
 
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-}
-
 namespace {
 
 plan::DType toPlan(ir::DType t) {

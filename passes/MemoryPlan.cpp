@@ -32,10 +32,6 @@ using ir::Node;
 using ir::OpKind;
 using ir::Value;
 
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-}
-
 int64_t meg::passes::localBytes(const Value &v, const ir::Mesh &mesh) {
   return v.getType().localNumElements(mesh) * int64_t(ir::dtypeBytes(v.getType().dtype));
 }

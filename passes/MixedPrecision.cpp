@@ -62,8 +62,6 @@ Precision precisionOf(OpKind k) {
   return Precision::Follow;
 }
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 class MixedPrecisionPass : public Pass {
 public:
   explicit MixedPrecisionPass(DType low) : low(low) {}

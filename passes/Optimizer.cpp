@@ -20,8 +20,6 @@ using namespace meg::passes;
 
 namespace {
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 class OptimizerPass : public Pass {
 public:
   explicit OptimizerPass(OptimizerOptions o) : o(std::move(o)) {}

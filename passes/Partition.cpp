@@ -23,8 +23,6 @@ using namespace meg::passes;
 
 namespace {
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 std::string shardingKey(const Sharding &s) {
   std::string key;
   for (auto &d : s.dims)

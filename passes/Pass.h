@@ -11,6 +11,7 @@
 
 #include "ir/Graph.h"
 
+#include "llvm/ADT/Twine.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
@@ -23,6 +24,11 @@ class raw_ostream;
 }
 
 namespace meg::passes {
+
+/// The error of a pass (or of the pass manager) that a user's input triggers: one line, no trailing period.
+inline llvm::Error fail(const llvm::Twine &msg) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+}
 
 class Pass {
 public:

@@ -22,8 +22,6 @@ using namespace meg::passes;
 
 namespace {
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 // forEachOption(options, fn) calls fn(key, member) for each option of a pass, in Passes.def order.
 #define PASS_OPTION(Field, Key, Type, Default, Summary) fn(llvm::StringRef(Key), options.Field);
 #define PASS(Factory, Name, Summary, ...)                                                                              \

@@ -34,10 +34,6 @@ using ir::Node;
 using ir::OpKind;
 using ir::Value;
 
-static llvm::Error fail(const llvm::Twine &msg) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-}
-
 namespace {
 
 enum class Policy { Program, Memory };

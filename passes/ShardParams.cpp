@@ -32,8 +32,6 @@ const Strategy kStrategies[] = {
     {"none", {}},
 };
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 class ShardParamsPass : public Pass {
 public:
   explicit ShardParamsPass(const Strategy &s) : strategy(s) {}

@@ -15,8 +15,6 @@ using namespace meg::passes;
 
 namespace {
 
-llvm::Error fail(const llvm::Twine &msg) { return llvm::createStringError(llvm::inconvertibleErrorCode(), msg); }
-
 class ShardingPropagationPass : public Pass {
 public:
   llvm::StringRef getName() const override { return "sharding-propagation"; }
