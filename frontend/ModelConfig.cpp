@@ -1,6 +1,7 @@
 //===- ModelConfig.cpp - model descriptions (HF config.json keys) ----------===//
 #include "frontend/ModelConfig.h"
 
+#include "ir/Json.h"
 #include "ir/Attribute.h"
 
 #include "llvm/ADT/Twine.h"
@@ -11,6 +12,7 @@
 #include "llvm/Support/Regex.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -53,15 +55,19 @@ public:
       fail(llvm::formatv("key '{0}' must be at most {1} (got {2})", qualified(key),
                          std::numeric_limits<int32_t>::max(), i)
                .str());
-    return i;
+    return error ? 0 : i; // 0 after an error, so that sizes derived from it cannot overflow
   }
 
   double getNumber(llvm::StringRef key, double fallback) {
     const json::Value *v = lookup(key, /*optional=*/true);
     if (!v)
       return fallback;
-    if (auto d = v->getAsNumber())
-      return *d;
+    if (auto d = v->getAsNumber()) {
+      if (std::isfinite(*d))
+        return *d;
+      fail("key '" + qualified(key) + "' must be a finite number");
+      return fallback;
+    }
     fail("key '" + qualified(key) + "' must be a number");
     return fallback;
   }
@@ -227,7 +233,7 @@ void readBert(KeyReader &r, ModelConfig &c) {
 
 llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text, llvm::StringRef filename,
                                                             const ConfigOverrides &overrides) {
-  auto parsed = json::parse(text);
+  auto parsed = meg::parseJson(text);
   if (!parsed)
     return convertParseError(parsed.takeError(), filename);
   const json::Object *root = parsed->getAsObject();

@@ -370,9 +370,8 @@ Expected<Types> inferSlice(ArrayRef<TensorType> ops, const AttrDict &a) {
   auto [dim, start, size] = *attrs;
   if (auto e = checkDim(dim, x.rank()))
     return e;
-  if (start < 0 || size <= 0 || start + size > x.shape[dim])
-    return fail(llvm::formatv("range [{0}, {1}) is outside dim {2} of size {3}", start, start + size, dim,
-                              x.shape[dim]));
+  if (start < 0 || size <= 0 || size > x.shape[dim] || start > x.shape[dim] - size)
+    return fail(llvm::formatv("range of {0} from {1} is outside dim {2} of size {3}", size, start, dim, x.shape[dim]));
   Shape out(x.shape.begin(), x.shape.end());
   out[dim] = size;
   return Types{TensorType(x.dtype, out)};
@@ -582,9 +581,8 @@ Expected<Types> inferSliceGrad(ArrayRef<TensorType> ops, const AttrDict &a) {
   auto [dim, start, full] = *attrs;
   if (auto e = checkDim(dim, dy.rank()))
     return e;
-  if (start < 0 || start + dy.shape[dim] > full)
-    return fail(llvm::formatv("range [{0}, {1}) is outside a dim of size {2}", start, start + dy.shape[dim],
-                              full));
+  if (start < 0 || dy.shape[dim] > full || start > full - dy.shape[dim])
+    return fail(llvm::formatv("range of {0} from {1} is outside a dim of size {2}", dy.shape[dim], start, full));
   Shape out(dy.shape.begin(), dy.shape.end());
   out[dim] = full;
   return Types{TensorType(dy.dtype, out)};

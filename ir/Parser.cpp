@@ -155,7 +155,11 @@ llvm::Error Parser::parseMesh(Mesh &mesh) {
       return e;
     if (size < 1)
       return error(sizeTok, "mesh axis size must be positive, got " + llvm::Twine(size));
+    if (size > kMaxWorld)
+      return error(sizeTok, "mesh axis size must be at most " + llvm::Twine(kMaxWorld) + ", got " + llvm::Twine(size));
     mesh.size[unsigned(*axis)] = size;
+    if (mesh.world() > kMaxWorld)
+      return error(sizeTok, "the mesh has more than " + llvm::Twine(kMaxWorld) + " ranks");
     if (tok.is(Token::Comma)) {
       consume();
       continue;
@@ -402,6 +406,8 @@ llvm::Error Parser::parseType(TensorType &out) {
       consume();
     }
   }
+  if (!checkedNumElements(shape))
+    return error(tok, "the tensor has more than " + llvm::Twine(kMaxElements) + " elements");
   if (auto e = expect(Token::RBracket, "',' or ']'"))
     return e;
 

@@ -79,6 +79,16 @@ bool Sharding::operator==(const Sharding &o) const {
   return partial == o.partial && dims == o.dims;
 }
 
+std::optional<int64_t> meg::ir::checkedNumElements(llvm::ArrayRef<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d && n > kMaxElements / d))
+      return std::nullopt;
+    n *= d;
+  }
+  return n;
+}
+
 int64_t TensorType::numElements() const {
   int64_t n = 1;
   for (int64_t d : shape)

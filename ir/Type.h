@@ -48,6 +48,13 @@ struct Mesh {
   bool operator==(const Mesh &o) const { return size == o.size; }
 };
 
+/// The most elements one tensor may have (2^44, 64 TiB of f32) and the most ranks a mesh may have (2^20). They keep
+/// all size arithmetic (element counts, bytes, arena offsets) far from int64 overflow; larger inputs are errors.
+constexpr int64_t kMaxElements = int64_t(1) << 44;
+constexpr int64_t kMaxWorld = int64_t(1) << 20;
+/// The product of `shape`, or nullopt when a dim is negative or the product exceeds kMaxElements.
+std::optional<int64_t> checkedNumElements(llvm::ArrayRef<int64_t> shape);
+
 /// How a value is laid out over the mesh. Default-constructed = fully replicated.
 class Sharding {
 public:

@@ -131,9 +131,7 @@ std::string Verifier::checkParamInit(const Node &n) {
     const std::vector<int64_t> *hf = a.getInts("hf_shape");
     if (!hf)
       return "attribute 'hf_shape' must be an integer list";
-    int64_t count = 1;
-    for (int64_t d : *hf)
-      count *= d;
+    std::optional<int64_t> count = checkedNumElements(*hf);
     const TensorType &t = n.getResult(0)->getType();
     if (count != t.numElements())
       return "attribute 'hf_shape' " + shapeStr(*hf) + " has a different element count than " + shapeStr(t.shape);
@@ -199,6 +197,10 @@ std::string Verifier::checkNode(const Node &n, const llvm::DenseSet<const Value 
       return "operand #" + std::to_string(i) +
              (all.contains(v) ? " is used before its definition" : " is not a value of this graph");
   }
+
+  for (unsigned r = 0; r < n.getNumResults(); ++r)
+    if (!checkedNumElements(n.getResult(r)->getType().shape))
+      return "result #" + std::to_string(r) + " has more than " + std::to_string(kMaxElements) + " elements";
 
   if (info.maxOperands != 0) {
     llvm::SmallVector<TensorType, 4> operandTypes;

@@ -1,6 +1,7 @@
 //===- BatchSource.cpp - the batches a plan is fed -----------------------------===//
 #include "runtime/data/BatchSource.h"
 
+#include "ir/Json.h"
 #include "runtime/data/BertData.h"
 #include "runtime/data/Documents.h"
 #include "runtime/data/Tokenizer.h"
@@ -17,7 +18,7 @@ static llvm::Error dataError(llvm::StringRef path, const llvm::Twine &what) {
 }
 
 int64_t meg::runtime::modelVocabSize(const LoadedPlan &plan) {
-  if (auto model = llvm::json::parse(plan.model))
+  if (auto model = meg::parseJson(plan.model))
     if (const llvm::json::Object *obj = model->getAsObject())
       if (auto v = obj->getInteger("vocab_size"))
         return *v;

@@ -2,6 +2,7 @@
 
 #include "runtime/data/Tokenizer.h"
 
+#include "ir/Json.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
@@ -542,7 +543,7 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
                               StringRef VocabName, StringRef MergesName) {
   std::unique_ptr<Gpt2BpeTokenizer> Tok(new Gpt2BpeTokenizer());
 
-  Expected<json::Value> Vocab = json::parse(VocabJson);
+  Expected<json::Value> Vocab = meg::parseJson(VocabJson);
   if (!Vocab) {
     // "<file>:<line>:<col>: not valid JSON: <what>".
     std::string Where = VocabName.str(), What;

@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
 
+#include "ir/Type.h"
+
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace meg;
@@ -115,10 +117,13 @@ llvm::Expected<SliceArgs> meg::runtime::bindSlice(const StepBinder &s) {
   if (r.shape.size() != x.shape.size())
     return s.error("result rank differs from the operand's");
   // Global slice [start, start + size) of x's dim; this rank produces the result's shard of it from x's shard.
-  int64_t localStart = *start + r.offset[*dim] - x.offset[*dim], length = r.shape[*dim];
-  if (localStart < 0 || length < 0 || localStart + length > x.shape[*dim] || r.globalShape[*dim] != *size)
-    return s.error(llvm::formatv("slice [{0}, {1}) of dim {2} does not fit the operand shard {3} at offset {4}", *start,
-                                 *start + *size, *dim, shapeStr(x.shape), shapeStr(x.offset)));
+  // The plan verifier bounds shapes and offsets by ir::kMaxElements; start is bounded here before any sum.
+  int64_t length = r.shape[*dim];
+  bool fits = *start >= 0 && *start <= ir::kMaxElements && *size == r.globalShape[*dim];
+  int64_t localStart = fits ? *start + r.offset[*dim] - x.offset[*dim] : -1;
+  if (localStart < 0 || length < 0 || length > x.shape[*dim] || localStart > x.shape[*dim] - length)
+    return s.error(llvm::formatv("slice of {0} from {1} in dim {2} does not fit the operand shard {3} at offset {4}",
+                                 *size, *start, *dim, shapeStr(x.shape), shapeStr(x.offset)));
   Shape expected = x.shape;
   expected[*dim] = length;
   if (auto err = s.expectResultShape(expected))
@@ -142,9 +147,9 @@ llvm::Expected<SliceGradArgs> meg::runtime::bindSliceGrad(const StepBinder &s) {
     return err;
   int d = int(*dim);
   int64_t length = dy.shape[d];
-  if (*start < 0 || *start + length > r.shape[d])
-    return s.error(
-        llvm::formatv("range [{0}, {1}) is outside the result dim of size {2}", *start, *start + length, r.shape[d]));
+  if (*start < 0 || length > r.shape[d] || *start > r.shape[d] - length)
+    return s.error(llvm::formatv("range of {0} from {1} is outside the result dim of size {2}", length, *start,
+                                 r.shape[d]));
   if (auto err = s.expectKernelRank(r, "result"))
     return err;
   return SliceGradArgs{r.shape, d, *start, length};

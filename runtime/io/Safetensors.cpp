@@ -2,6 +2,7 @@
 
 #include "runtime/io/Safetensors.h"
 
+#include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
 
 #include "kernels/Half.h"
@@ -109,7 +110,7 @@ std::optional<std::string> findDuplicateTopLevelKey(StringRef Text) {
       ++J;
     if (J >= E || Text[J] != ':')
       continue; // a string value, not a key
-    Expected<json::Value> Key = json::parse(Text.slice(Start, I + 1));
+    Expected<json::Value> Key = meg::parseJson(Text.slice(Start, I + 1));
     if (!Key) {
       consumeError(Key.takeError());
       continue;
@@ -191,7 +192,7 @@ SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> Buffer,
   StringRef HeaderText = Bytes.substr(8, HeaderSize);
   if (!HeaderText.startswith("{"))
     return fail(Name, "header is not a JSON object");
-  Expected<json::Value> Header = json::parse(HeaderText);
+  Expected<json::Value> Header = meg::parseJson(HeaderText);
   if (!Header)
     return fail(Name,
                 "header is not valid JSON: " + toString(Header.takeError()));

@@ -1,6 +1,7 @@
 //===- Weights.cpp - full Hugging Face weights <-> per-rank shards ------------===//
 #include "runtime/io/Weights.h"
 
+#include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/ShardCopy.h"
@@ -47,7 +48,7 @@ llvm::StringRef meg::runtime::hfClassName(HfArchitecture a) {
 
 std::string meg::runtime::hfConfigJson(const LoadedPlan &plan) {
   llvm::json::Object config;
-  auto parsed = llvm::json::parse(plan.model);
+  auto parsed = meg::parseJson(plan.model);
   if (!parsed)
     llvm::consumeError(parsed.takeError());
   else if (llvm::json::Object *obj = parsed->getAsObject())

@@ -1,8 +1,12 @@
 //===- Plan.cpp - loading and checking execution plans ----------------------===//
 #include "runtime/plan/Plan.h"
 
+#include "ir/Json.h"
+#include "ir/Type.h"
+
 #include "runtime/plan/plan_generated.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -96,9 +100,7 @@ static_assert(FLATBUFFERS_LITTLEENDIAN, "the decoder copies little-endian plan v
 
 namespace {
 
-/// Largest dimension and element count a plan may name: far beyond any real model, small enough that byte counts
-/// never overflow int64.
-constexpr int64_t kMaxElements = int64_t(1) << 44;
+using ir::kMaxElements;
 
 std::string shapeString(llvm::ArrayRef<int64_t> s) {
   std::string out = "[";
@@ -145,14 +147,10 @@ private:
 
   /// Non-negative dims, a sane element count.
   bool checkShape(llvm::ArrayRef<int64_t> s, const llvm::Twine &what) {
-    int64_t n = 1;
-    for (int64_t d : s) {
-      if (d < 0)
-        return fail(what + " has a negative dimension " + shapeString(s));
-      if (d > kMaxElements || (d && n > kMaxElements / d))
-        return fail(what + " is too large " + shapeString(s));
-      n *= d;
-    }
+    if (llvm::any_of(s, [](int64_t d) { return d < 0; }))
+      return fail(what + " has a negative dimension " + shapeString(s));
+    if (!ir::checkedNumElements(s))
+      return fail(what + " is too large " + shapeString(s));
     return true;
   }
 
@@ -395,13 +393,20 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
   out.meshDp = p.mesh_dp();
   out.meshTp = p.mesh_tp();
   out.rank = p.rank();
-  if (out.meshDp < 1 || out.meshTp < 1 || int64_t(out.meshDp) * out.meshTp > (1 << 20))
+  if (out.meshDp < 1 || out.meshTp < 1 || int64_t(out.meshDp) * out.meshTp > ir::kMaxWorld)
     fail(llvm::formatv("invalid mesh dp {0} x tp {1}", out.meshDp, out.meshTp));
   else if (out.rank < 0 || out.rank >= out.meshDp * out.meshTp)
     fail(llvm::formatv("rank {0} is outside the mesh dp {1} x tp {2}", out.rank, out.meshDp, out.meshTp));
   if (!error.empty())
     return finish();
   out.model = p.model() ? p.model()->str() : "";
+  if (!out.model.empty()) {
+    auto model = parseJson(out.model);
+    if (!model)
+      return (fail("the embedded model description is not JSON: " + llvm::toString(model.takeError())), finish());
+    if (!model->getAsObject())
+      return (fail("the embedded model description is not a JSON object"), finish());
+  }
   out.mode = p.mode() ? p.mode()->str() : "";
   if (out.mode != "train" && out.mode != "infer")
     return (fail("unknown mode '" + out.mode + "' (expected train or infer)"), finish());

@@ -1,6 +1,7 @@
 //===- Checkpoint.cpp - training checkpoints and the resumable step log --------===//
 #include "runtime/train/Checkpoint.h"
 
+#include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/train/Session.h"
 
@@ -274,7 +275,7 @@ llvm::Expected<std::unique_ptr<StepLog>> StepLog::open(llvm::StringRef path, std
         if (eol == llvm::StringRef::npos)
           break;
         llvm::StringRef line = rest.take_front(eol);
-        auto value = llvm::json::parse(line);
+        auto value = meg::parseJson(line);
         if (!value) {
           llvm::consumeError(value.takeError());
           break;

@@ -415,7 +415,7 @@ TEST(ExecutorTest, PrepareChecksAttributesAndShapes) {
   EXPECT_EQ(prepareError(p), "t.megplan: step 1 ('add'): operand shapes [2, 4] and [3] do not broadcast");
   p.steps[1] = {"slice", {intAttr("dim", 1), intAttr("size", 4), intAttr("start", 2)}, {arenaRef(0, {2, 4})},
                 {arenaRef(32, {2, 4})}};
-  EXPECT_EQ(prepareError(p), "t.megplan: step 1 ('slice'): slice [2, 6) of dim 1 does not fit the operand shard "
+  EXPECT_EQ(prepareError(p), "t.megplan: step 1 ('slice'): slice of 4 from 2 in dim 1 does not fit the operand shard "
                              "[2, 4] at offset [0, 0]");
 }
 
