@@ -1,8 +1,9 @@
 //===- ModelConfig.cpp - model descriptions (HF config.json keys) ----------===//
 #include "frontend/ModelConfig.h"
 
-#include "ir/Json.h"
 #include "ir/Attribute.h"
+#include "ir/File.h"
+#include "ir/Json.h"
 
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -330,12 +331,12 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
 }
 
 llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef path, const ConfigOverrides &overrides) {
-  auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  auto buf = readInputFile(path, /*isText=*/true);
   if (!buf) {
-    std::string msg = buf.getError().message();
+    std::string msg = llvm::toString(buf.takeError());
     if (!msg.empty())
       msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
-    return llvm::createStringError(buf.getError(), path + ": " + msg);
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + msg);
   }
   return parseModelConfig((*buf)->getBuffer(), path, overrides);
 }

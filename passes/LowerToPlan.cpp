@@ -300,6 +300,7 @@ llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta
       os << plans[r];
       os.close();
       ec = os.error();
+      os.clear_error(); // reported below; an uncleared error would abort ("IO failure on output stream")
     }
     if (ec) {
       removePlanDirectory(tmp);

@@ -14,6 +14,8 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <cmath>
+
 using namespace meg;
 using namespace meg::ir;
 using namespace meg::passes;
@@ -140,11 +142,30 @@ private:
 } // namespace
 
 llvm::Expected<std::unique_ptr<Pass>> meg::passes::createOptimizerPass(const OptimizerOptions &o) {
+  // Messages name megc's flag and the pass option it sets.
+  auto bad = [](llvm::StringRef flag, llvm::StringRef key, const llvm::Twine &what) {
+    return fail(("--" + flag + " (optimizer{" + key + "}): " + what).str());
+  };
+  auto num = [](double v) { return formatDouble(v); };
   if (o.style != "constant" && o.style != "linear" && o.style != "cosine")
-    return fail("optimizer: unknown style '" + o.style + "' (expected constant, linear or cosine)");
-  if (o.lr < 0 || o.minLr < 0 || o.minLr > o.lr)
-    return fail(llvm::formatv("optimizer: need 0 <= min_lr <= lr, got lr {0}, min_lr {1}", o.lr, o.minLr).str());
-  if (o.warmup < 0 || o.decayIters < 0)
-    return fail("optimizer: warmup and decay_iters must not be negative");
+    return bad("lr-decay-style", "style", "unknown style '" + o.style + "' (expected constant, linear or cosine)");
+  if (!std::isfinite(o.lr) || o.lr < 0)
+    return bad("lr", "lr", "must be a finite number >= 0 (got " + num(o.lr) + ")");
+  if (!std::isfinite(o.minLr) || o.minLr < 0 || o.minLr > o.lr)
+    return bad("min-lr", "min_lr", "must be in [0, lr] (got " + num(o.minLr) + ", lr " + num(o.lr) + ")");
+  if (o.warmup < 0)
+    return bad("lr-warmup-iters", "warmup", "must not be negative (got " + llvm::Twine(o.warmup) + ")");
+  if (o.decayIters < 0)
+    return bad("lr-decay-iters", "decay_iters", "must not be negative (got " + llvm::Twine(o.decayIters) + ")");
+  if (!std::isfinite(o.clip) || o.clip < 0)
+    return bad("clip-grad", "clip", "must be a finite number >= 0, 0 = off (got " + num(o.clip) + ")");
+  if (!std::isfinite(o.weightDecay) || o.weightDecay < 0)
+    return bad("weight-decay", "weight_decay", "must be a finite number >= 0 (got " + num(o.weightDecay) + ")");
+  if (!(o.beta1 >= 0 && o.beta1 < 1))
+    return bad("adam-beta1", "beta1", "must be in [0, 1) (got " + num(o.beta1) + ")");
+  if (!(o.beta2 >= 0 && o.beta2 < 1))
+    return bad("adam-beta2", "beta2", "must be in [0, 1) (got " + num(o.beta2) + ")");
+  if (!(o.eps > 0) || !std::isfinite(o.eps))
+    return bad("adam-eps", "eps", "must be a finite number > 0 (got " + num(o.eps) + ")");
   return std::make_unique<OptimizerPass>(o);
 }

@@ -145,6 +145,13 @@ llvm::Expected<PassManager> PassManager::parse(llvm::StringRef pipeline) {
 llvm::Error PassManager::run(ir::Graph &g, const PipelineConfig &config) const {
   llvm::TimerGroup timers("megc", "pass execution times");
   std::deque<llvm::Timer> passTimers; // kept alive: a group prints by itself when its last timer is destroyed
+  for (const std::string &name : config.printIRAfter)
+    if (name != "*" && llvm::none_of(passes, [&](const auto &p) { return p->getName() == name; })) {
+      std::string names;
+      for (const auto &p : passes)
+        names += (names.empty() ? "" : ", ") + p->getName().str();
+      return fail("--print-ir-after: '" + name + "' is not a pass of this pipeline (" + names + ")");
+    }
   for (const auto &pass : passes) {
     llvm::Timer &timer = passTimers.emplace_back(pass->getName(), pass->getName(), timers);
     if (config.timePasses)

@@ -1,6 +1,7 @@
 //===- BatchSource.cpp - the batches a plan is fed -----------------------------===//
 #include "runtime/data/BatchSource.h"
 
+#include "ir/File.h"
 #include "ir/Json.h"
 #include "runtime/data/BertData.h"
 #include "runtime/data/Documents.h"
@@ -67,9 +68,9 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
     tokens = std::move(stream);
     src->dataVocab = vocab;
   } else {
-    auto buffer = llvm::MemoryBuffer::getFile(o.path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+    auto buffer = readInputFile(o.path);
     if (!buffer)
-      return dataError(o.path, "cannot read data file: " + buffer.getError().message());
+      return dataError(o.path, "cannot read data file: " + llvm::toString(buffer.takeError()));
     if ((*buffer)->getBuffer().startswith(TokenFileMagic)) {
       auto file = TokenFile::open(o.path);
       if (!file)

@@ -2,6 +2,7 @@
 
 #include "runtime/data/TokenData.h"
 
+#include "ir/File.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/data/Documents.h"
 
@@ -80,11 +81,9 @@ Error writeTokenFile(StringRef Path, ArrayRef<int32_t> Tokens,
 }
 
 Expected<TokenFile> TokenFile::open(StringRef Path) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> Buffer =
-      MemoryBuffer::getFile(Path, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> Buffer = meg::readInputFile(Path);
   if (!Buffer)
-    return fail(Path, "cannot open file: " + Buffer.getError().message());
+    return fail(Path, "cannot open file: " + toString(Buffer.takeError()));
   StringRef Bytes = (*Buffer)->getBuffer();
   if (Bytes.size() < TokenFileHeaderSize)
     return fail(Path, "file is too short for a token file header (" +
@@ -181,11 +180,9 @@ Expected<TextCorpus> TextCorpus::fromFiles(ArrayRef<std::string> Paths,
   C.VocabSize = Tok.vocabSize();
   C.Kind = Tok.kind();
   for (const std::string &Path : Paths) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buffer =
-        MemoryBuffer::getFile(Path, /*IsText=*/false,
-                              /*RequiresNullTerminator=*/false);
+    Expected<std::unique_ptr<MemoryBuffer>> Buffer = meg::readInputFile(Path);
     if (!Buffer)
-      return fail(Path, "cannot open file: " + Buffer.getError().message());
+      return fail(Path, "cannot open file: " + toString(Buffer.takeError()));
     llvm::append_range(C.Tokens, Tok.encode((*Buffer)->getBuffer()));
     if (Separator >= 0)
       C.Tokens.push_back(Separator);
@@ -207,11 +204,9 @@ Expected<TextCorpus> TextCorpus::fromFiles(ArrayRef<std::string> Paths,
   C.Meta.EndOfDocument = Eod;
   C.Meta.Flags = tokenFlags(Tok);
   for (const std::string &Path : Paths) {
-    ErrorOr<std::unique_ptr<MemoryBuffer>> Buffer =
-        MemoryBuffer::getFile(Path, /*IsText=*/false,
-                              /*RequiresNullTerminator=*/false);
+    Expected<std::unique_ptr<MemoryBuffer>> Buffer = meg::readInputFile(Path);
     if (!Buffer)
-      return fail(Path, "cannot open file: " + Buffer.getError().message());
+      return fail(Path, "cannot open file: " + toString(Buffer.takeError()));
     for (StringRef Doc :
          splitDocuments((*Buffer)->getBuffer(), Options.SeparatorLine)) {
       llvm::append_range(C.Tokens, Tok.encode(Doc));

@@ -3,6 +3,7 @@
 #include "runtime/data/Tokenizer.h"
 
 #include "ir/Json.h"
+
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"

@@ -1,9 +1,9 @@
 //===- Plan.cpp - loading and checking execution plans ----------------------===//
 #include "runtime/plan/Plan.h"
 
+#include "ir/File.h"
 #include "ir/Json.h"
 #include "ir/Type.h"
-
 #include "runtime/plan/plan_generated.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -467,9 +467,9 @@ llvm::Expected<LoadedPlan> meg::runtime::parsePlan(llvm::ArrayRef<uint8_t> bytes
 }
 
 llvm::Expected<LoadedPlan> meg::runtime::loadPlan(llvm::StringRef path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  auto buffer = readInputFile(path);
   if (!buffer)
-    return planError(path, buffer.getError().message());
+    return planError(path, llvm::toString(buffer.takeError()));
   llvm::StringRef data = (*buffer)->getBuffer();
   return parsePlan(llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(data.data()), data.size()), path);
 }

@@ -292,11 +292,17 @@ llvm::Expected<std::unique_ptr<StepLog>> StepLog::open(llvm::StringRef path, std
     if (auto err = writeFileAtomically(path, llvm::StringRef(kept)))
       return std::move(err);
   }
-  std::error_code ec;
-  log->os = std::make_unique<llvm::raw_fd_ostream>(path, ec, resumeStep ? llvm::sys::fs::OF_Append
-                                                                         : llvm::sys::fs::OF_None);
-  if (ec)
+  int fd = -1;
+  if (std::error_code ec = llvm::sys::fs::openFileForWrite(
+          path, fd, resumeStep ? llvm::sys::fs::CD_OpenAlways : llvm::sys::fs::CD_CreateAlways,
+          resumeStep ? llvm::sys::fs::OF_Append : llvm::sys::fs::OF_None))
     return error(path, "cannot open the log: " + ec.message());
+  log->fd = fd;
+  log->os = std::make_unique<llvm::raw_fd_ostream>(fd, /*shouldClose=*/true);
+  log->resumed = resumeStep.has_value();
+  uint64_t size = 0;
+  if (resumeStep && !llvm::sys::fs::file_size(path, size))
+    log->good = size;
   return std::move(log);
 }
 
@@ -304,8 +310,16 @@ llvm::Error StepLog::append(llvm::StringRef line) {
   *os << line;
   os->flush();
   if (std::error_code ec = os->error()) {
+    // No torn line: the file goes back to its last complete line, and a log that never got one is removed.
     os->clear_error();
+    (void)llvm::sys::fs::resize_file(fd, good);
+    if (good == 0 && !resumed) {
+      os->close();
+      os->clear_error();
+      llvm::sys::fs::remove(path);
+    }
     return error(path, "cannot write the log: " + ec.message());
   }
+  good += line.size();
   return llvm::Error::success();
 }

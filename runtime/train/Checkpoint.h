@@ -109,6 +109,9 @@ private:
   StepLog() = default;
   std::string path;
   std::unique_ptr<llvm::raw_fd_ostream> os;
+  int fd = -1;
+  bool resumed = false; ///< appending to a resumed run's log (never removed)
+  uint64_t good = 0;    ///< bytes of complete lines in the file
 };
 
 } // namespace meg::runtime

@@ -10,7 +10,9 @@
 #include "llvm/Support/Path.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <tuple>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -28,7 +30,40 @@ static std::string formatNumber(const char *format, double value) {
 /// {"loss": x} with the float loss in full double precision.
 static std::string lossJson(double loss) { return "{\"loss\": " + formatNumber("%.17g", loss) + "}\n"; }
 
+/// An output the run will write at `path` (a file, or with isDir a folder): checked before any step runs, so that a
+/// path that cannot be written fails at once instead of after the whole run.
+static llvm::Error checkOutputPath(llvm::StringRef flag, llvm::StringRef path, bool isDir = false) {
+  namespace fs = llvm::sys::fs;
+  if (path.empty())
+    return llvm::Error::success();
+  fs::file_status status;
+  if (!fs::status(path, status)) {
+    bool dir = status.type() == fs::file_type::directory_file;
+    if (isDir != dir || (!isDir && status.type() != fs::file_type::regular_file))
+      return error(flag + ": '" + path + "' " + (isDir ? "is not a directory" : dir ? "is a directory" : "is not a regular file"));
+    if (fs::access(path, fs::AccessMode::Write))
+      return error(flag + ": '" + path + "' is not writable");
+    return llvm::Error::success();
+  }
+  // Missing folders are created at the write: the nearest existing one must be a writable directory.
+  llvm::SmallString<256> parent(path);
+  do {
+    llvm::sys::path::remove_filename(parent);
+  } while (!parent.empty() && !fs::exists(parent));
+  if (parent.empty())
+    parent = ".";
+  if (!fs::is_directory(parent) || fs::access(parent, fs::AccessMode::Write))
+    return error(flag + ": cannot create '" + path + "': '" + parent + "' is not a writable directory");
+  return llvm::Error::success();
+}
+
 llvm::Error TrainOptions::check() const {
+  if (dumpEveryStep && dump.empty())
+    return error("--dump-every-step needs --dump DIR");
+  for (auto [flag, path, isDir] : {std::tuple{"--log", &log, false}, {"--save", &save, false},
+                                   {"--save-weights", &saveWeights, false}, {"--dump", &dump, true}})
+    if (auto err = checkOutputPath(flag, *path, isDir))
+      return err;
   if (steps < 0)
     return error(llvm::formatv("--steps must be >= 0 (got {0})", steps));
   if (evalBatches < 1)
@@ -61,6 +96,9 @@ llvm::Expected<std::unique_ptr<Trainer>> Trainer::create(Job &job, const TrainOp
   auto plans = loadPlanSet(options.planDir);
   if (auto err = job.agree(plans.takeError()))
     return err;
+  if (options.mode == TrainOptions::Mode::Train && (*plans)[0].mode != "train")
+    return job.agree(error(options.planDir + ": these are inference plans (megc --mode infer): nothing to train; "
+                                            "use --generate, or compile a training plan"));
   // The checkpoint to resume and the data are verified before anything runs.
   std::optional<Checkpoint> resumeFrom;
   if (auto err = job.agree(trainer->checkResume(*plans, resumeFrom)))
@@ -159,6 +197,14 @@ llvm::Expected<EvalResult> Trainer::evaluate() {
 
 /// Collective: --dump's files for one step; the root writes them.
 llvm::Error Trainer::writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss) {
+  bool existed = llvm::sys::fs::exists(dir);
+  llvm::Error err = writeDumpFiles(dir, batch, loss);
+  if (err && !existed && job.isRoot()) // no partial dump: a folder this run made goes when its files cannot be written
+    llvm::sys::fs::remove_directories(dir, /*IgnoreErrors=*/true);
+  return err;
+}
+
+llvm::Error Trainer::writeDumpFiles(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss) {
   auto rootFiles = [&]() -> llvm::Error {
     if (!job.isRoot())
       return llvm::Error::success();
@@ -215,6 +261,12 @@ llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, ll
     return Job::unagreed(loss.takeError());
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double tokensPerSecond = double(source->microBatch() * source->seqLen()) / std::max(seconds, 1e-9);
+  // A non-finite loss in a plan without loss scaling (fp16 skips such steps by itself) means training diverged.
+  bool diverged = *loss && !std::isfinite(**loss) && !s.plan().findOutput("loss_scale");
+  if (auto err = job.agree(diverged ? error(llvm::formatv("step {0}: the loss is {1}: training diverged", t + 1,
+                                                          formatNumber("%g", **loss)))
+                                    : llvm::Error::success()))
+    return err;
   std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
   // Read before anything else runs on the backends (an evaluation overwrites the step's outputs).
   std::optional<float> lrValue = s.scalarOutput("lr"), gradNorm = s.scalarOutput("grad_norm");

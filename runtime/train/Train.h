@@ -84,6 +84,7 @@ private:
   llvm::Error makeSources(const LoadedPlan &plan, const std::optional<Checkpoint> &resumeFrom);
   llvm::Error runStep(int64_t t, ProgressLine &progress, StepLog *log, llvm::raw_ostream &out);
   llvm::Error writeDump(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss);
+  llvm::Error writeDumpFiles(llvm::StringRef dir, const GlobalBatch &batch, std::optional<double> loss);
   llvm::Error checkpoint(int64_t done);
   bool training() const;
 

@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <unistd.h>
 #include <optional>
+#include <csignal>
 
 using namespace meg;
 namespace cl = llvm::cl;
@@ -185,6 +186,7 @@ std::string lowerFirst(llvm::StringRef s) {
 int fail(llvm::StringRef msg) {
   // One line, whatever the message.
   llvm::errs() << "megc: error: " << msg.take_until([](char c) { return c == '\n'; }).rtrim() << '\n';
+  llvm::errs().clear_error();
   return 1;
 }
 
@@ -193,6 +195,10 @@ llvm::Error writeOutput(llvm::StringRef path, llvm::StringRef text) {
   if (path == "-") {
     llvm::outs() << text;
     llvm::outs().flush();
+    if (std::error_code ec = llvm::outs().error()) {
+      llvm::outs().clear_error();
+      return makeError("cannot write to standard output: " + lowerFirst(ec.message()));
+    }
     return llvm::Error::success();
   }
   auto temp = llvm::sys::fs::TempFile::create(path + ".tmp-%%%%%%");
@@ -426,6 +432,8 @@ bool parseCommandLine(int argc, char **argv, std::string &error) {
 } // namespace
 
 int main(int argc, char **argv) {
+  // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   cl::HideUnrelatedOptions({&megCategory, &optCategory});
   std::string clError;
   if (!parseCommandLine(argc, argv, clError))

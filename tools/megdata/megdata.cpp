@@ -17,6 +17,8 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <csignal>
+
 using namespace meg;
 using namespace meg::runtime;
 namespace cl = llvm::cl;
@@ -51,6 +53,8 @@ static int fail(const llvm::Twine &what) {
 static int fail(llvm::Error err) { return fail(llvm::toString(std::move(err))); }
 
 int main(int argc, char **argv) {
+  // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   cl::HideUnrelatedOptions(megdataCategory);
   std::string clErrors;
   llvm::raw_string_ostream clErrs(clErrors);

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <csignal>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -141,6 +142,14 @@ static llvm::Error error(const llvm::Twine &what) {
 /// (OtherRankFailed) or, before the job exists (`job` null), in every process of an MPI launch but its rank 0 (they
 /// all found the same error on the same command line). An UnagreedError then ends every process of the job.
 static int report(Job *job, llvm::Error err) {
+  // Output that could not be written (a full disk, a closed pipe) is an error too; cleared so that the stream's
+  // destructor does not abort the process.
+  llvm::outs().flush();
+  if (std::error_code ec = llvm::outs().error()) {
+    llvm::outs().clear_error();
+    if (!err)
+      err = error("cannot write to standard output: " + ec.message());
+  }
   if (!err)
     return 0;
   bool quiet = err.isA<OtherRankFailed>(), abortJob = job && err.isA<UnagreedError>();
@@ -151,6 +160,7 @@ static int report(Job *job, llvm::Error err) {
     llvm::consumeError(std::move(err));
   else
     llvm::errs() << "megrun: error: " << llvm::toString(std::move(err)) << "\n";
+  llvm::errs().clear_error();
   if (abortJob)
     job->abort(1);
   return 1;
@@ -227,6 +237,8 @@ static llvm::Error run(Job &job) {
 }
 
 int main(int argc, char **argv) {
+  // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   cl::HideUnrelatedOptions(megrunCategory);
   std::string clErrors;
   llvm::raw_string_ostream clErrs(clErrors);
