@@ -124,6 +124,9 @@ const std::map<std::string, std::function<double(const Node &)>> kFlops = {
     {"sum_squares", [](const Node &n) { return 2 * numel(n.getOperand(0)); }},
     {"clip_scale", zero},
     {"adamw", [](const Node &n) { return 12 * numel(n.getOperand(0)); }},
+    {"maximum", resultElems},
+    {"nonfinite", [](const Node &n) { return numel(n.getOperand(0)); }},
+    {"loss_scale_update", zero},
 };
 
 // --- known gaps of the CPU backend -------------------------------------------------------------------------------
