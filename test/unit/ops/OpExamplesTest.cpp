@@ -297,9 +297,9 @@ TEST(OpTable, ShardingSpecsIndexConsistently) {
 
 // Every op with something to split runs sharded in some layout (its operands or results not replicated), so the
 // layout runs below check its sharding rule. fill and lr_schedule have no operands and replicated results;
-// clip_scale takes and gives scalars.
+// clip_scale and loss_scale_update take (and clip_scale gives) replicated scalars.
 TEST(OpTable, EveryShardableOpRunsSharded) {
-  const std::set<std::string> unshardable = {"fill", "lr_schedule", "clip_scale"};
+  const std::set<std::string> unshardable = {"fill", "lr_schedule", "clip_scale", "loss_scale_update"};
   std::set<std::string> sharded;
   for (const OpExample &ex : examples()) {
     auto g = parse(ex);
