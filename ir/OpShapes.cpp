@@ -615,15 +615,15 @@ Expected<Types> inferShard(ArrayRef<TensorType> ops, const AttrDict &a) { return
 Expected<Types> inferState(ArrayRef<TensorType> ops, const AttrDict &a) { return sourceRule(ops, a); }
 
 /// Operand `i` (what) is a scalar f32[] (optimizer and loss-scaler scalars).
-Expected<Types> needScalar(ArrayRef<TensorType> ops, unsigned i, llvm::StringRef what) {
+llvm::Error needScalar(ArrayRef<TensorType> ops, unsigned i, llvm::StringRef what) {
   if (ops[i].dtype != DType::F32 || ops[i].rank() != 0)
     return fail(llvm::formatv("operand {0} ({1}) must be f32[], got {2}", i, what, ops[i].str()));
-  return Types{};
+  return llvm::Error::success();
 }
 
 Expected<Types> inferLrSchedule(ArrayRef<TensorType> ops, const AttrDict &a) {
   if (ops.size() == 1)
-    if (auto e = needScalar(ops, 0, "updates"); !e || !e->empty())
+    if (auto e = needScalar(ops, 0, "updates"))
       return e;
   for (llvm::StringRef key : {"lr", "min_lr"})
     if (auto v = floatAttr(a, key); !v)
@@ -659,7 +659,7 @@ Expected<Types> inferAdamW(ArrayRef<TensorType> ops, const AttrDict &a) {
     return fail("updates and found_inf come together (6 or 8 operands, got 7)");
   static const char *scalars[] = {"lr", "grad scale", "updates", "found_inf"};
   for (unsigned i = 4; i < ops.size(); ++i)
-    if (auto e = needScalar(ops, i, scalars[i - 4]); !e || !e->empty())
+    if (auto e = needScalar(ops, i, scalars[i - 4]))
       return e;
   for (llvm::StringRef key : {"beta1", "beta2", "eps", "weight_decay"})
     if (auto v = floatAttr(a, key); !v)
@@ -678,7 +678,7 @@ Expected<Types> inferNonfinite(ArrayRef<TensorType> ops, const AttrDict &) {
 Expected<Types> inferLossScaleUpdate(ArrayRef<TensorType> ops, const AttrDict &a) {
   static const char *names[] = {"found_inf", "scale", "growth tracker", "hysteresis tracker", "updates"};
   for (unsigned i = 0; i < 5; ++i)
-    if (auto e = needScalar(ops, i, names[i]); !e || !e->empty())
+    if (auto e = needScalar(ops, i, names[i]))
       return e;
   for (llvm::StringRef key : {"growth_factor", "backoff_factor", "min_scale"})
     if (auto v = floatAttr(a, key); !v)

@@ -14,7 +14,7 @@
 //     mesh axis (ir/OpSharding.cpp), so partition all-reduces the flag with max over tp and dp and every rank
 //     agrees; its operands are the gradients after their dp all-reduce (nonfinite is not linear);
 //   - unscaling is folded into adamw's gradient-scale operand: 1 / scale, times the clipping coefficient of the
-//     unscaled norm (sum of squares times 1 / scale^2);
+//     unscaled norm (the sum of squares times 1 / scale, twice);
 //   - a state "optimizer.updates" counts applied updates: lr_schedule and adamw take their step from it, and adamw
 //     writes nothing when found_inf is set (weights, moments and the count stay as they were);
 //   - loss_scale_update, after the step: backoff x0.5 after `hysteresis` overflows (not below min_loss_scale),
@@ -50,15 +50,15 @@ public:
       Node *param;
       Value *grad;
     };
-    std::vector<Update> updates_;
+    std::vector<Update> updates;
     for (Node *p : g.nodesOfKind(OpKind::Param)) {
       std::string name = p->getAttrs().getString("name")->str();
       Node *out = g.findNamed(OpKind::Output, "grad:" + name);
       if (!out)
         return fail("parameter '" + name + "' has no gradient output: run autodiff first");
-      updates_.push_back({p, out->getOperand(0)});
+      updates.push_back({p, out->getOperand(0)});
     }
-    if (updates_.empty())
+    if (updates.empty())
       return fail("the graph has no parameters to optimize");
 
     // fp16 loss scaling (autodiff{loss_scale} made the backward's seed the state "loss_scale"): the gradients are
@@ -68,9 +68,9 @@ public:
     if (lossScale && lossScale->getResult()->getType() != TensorType(DType::F32, {}))
       return fail("state '" + std::string(kLossScaleState) + "' must be f32[], got " +
                   lossScale->getResult()->getType().str());
-    Value *foundInf = nullptr, *updates = nullptr, *invScale = nullptr;
+    Value *foundInf = nullptr, *updateCount = nullptr, *invScale = nullptr;
     if (lossScale) {
-      for (const Update &u : updates_) {
+      for (const Update &u : updates) {
         auto flag = g.build(OpKind::Nonfinite, {u.grad});
         if (!flag)
           return flag.takeError();
@@ -83,7 +83,7 @@ public:
           return any.takeError();
         foundInf = (*any)->getResult();
       }
-      updates = scalarState(g, "optimizer.updates", 0.0);
+      updateCount = scalarState(g, "optimizer.updates", 0.0);
       auto inv = g.build(OpKind::Div, {constant(g, 1.0), lossScale->getResult()});
       if (!inv)
         return inv.takeError();
@@ -96,7 +96,7 @@ public:
     sched.set("warmup", o.warmup);
     sched.set("decay_iters", o.decayIters);
     sched.set("style", Symbol{o.style});
-    auto lr = g.build(OpKind::LrSchedule, updates ? std::vector<Value *>{updates} : std::vector<Value *>{},
+    auto lr = g.build(OpKind::LrSchedule, updateCount ? std::vector<Value *>{updateCount} : std::vector<Value *>{},
                       std::move(sched));
     if (!lr)
       return lr.takeError();
@@ -105,7 +105,7 @@ public:
       // Group sums by the mesh axes that split the parameter (so by the pending sums of their squares), in order
       // of first appearance, then add the groups.
       std::vector<std::pair<unsigned, Value *>> groups;
-      for (const Update &u : updates_) {
+      for (const Update &u : updates) {
         auto sq = g.build(OpKind::SumSquares, {u.grad});
         if (!sq)
           return sq.takeError();
@@ -132,14 +132,14 @@ public:
         total = (*sum)->getResult();
       }
       if (invScale) {
-        // The norm of the unscaled gradients: the squares scale by 1 / scale^2.
-        auto inv2 = g.build(OpKind::Mul, {invScale, invScale});
-        if (!inv2)
-          return inv2.takeError();
-        auto unscaled = g.build(OpKind::Mul, {total, (*inv2)->getResult()});
-        if (!unscaled)
-          return unscaled.takeError();
-        total = (*unscaled)->getResult();
+        // The norm of the unscaled gradients: the squares scale by 1 / scale^2, applied as two factors of
+        // 1 / scale (1 / scale^2 itself leaves fp32's range for scales above 2^63).
+        for (int i = 0; i < 2; ++i) {
+          auto unscaled = g.build(OpKind::Mul, {total, invScale});
+          if (!unscaled)
+            return unscaled.takeError();
+          total = (*unscaled)->getResult();
+        }
       }
       AttrDict clip;
       clip.set("max_norm", o.clip);
@@ -161,7 +161,7 @@ public:
       scale = invScale ? invScale : constant(g, 1.0);
     }
 
-    for (const Update &u : updates_) {
+    for (const Update &u : updates) {
       llvm::StringRef name = *u.param->getAttrs().getString("name");
       Value *p = u.param->getResult();
       Value *m = state(g, *u.param, "adam.m:" + name.str());
@@ -176,14 +176,14 @@ public:
       a.set("weight_decay", rank <= 1 ? 0.0 : o.weightDecay);
       std::vector<Value *> operands = {p, u.grad, m, v, (*lr)->getResult(), scale};
       if (lossScale)
-        operands.insert(operands.end(), {updates, foundInf});
+        operands.insert(operands.end(), {updateCount, foundInf});
       auto step = g.build(OpKind::AdamW, operands, std::move(a));
       if (!step)
         return step.takeError();
     }
     output(g, (*lr)->getResult(), "lr");
     if (lossScale)
-      return scaler(g, lossScale->getResult(), invScale, foundInf, updates);
+      return scaler(g, lossScale->getResult(), invScale, foundInf, updateCount);
     return llvm::Error::success();
   }
 
