@@ -50,6 +50,7 @@ double countAdd(const Node &n) { return perResult(n); }
 double countSub(const Node &n) { return perResult(n); }
 double countMul(const Node &n) { return perResult(n); }
 double countDiv(const Node &n) { return perResult(n); }
+double countMaximum(const Node &n) { return perResult(n); }
 double countScale(const Node &n) { return perResult(n); }
 double countExp(const Node &n) { return perResult(n); }
 double countLog(const Node &n) { return perResult(n); }
@@ -103,6 +104,9 @@ double countSumSquares(const Node &n) { return 2.0 * perOperand(n); }
 double countClipScale(const Node &n) { return none(n); }
 // Moments, bias corrections, the update and decoupled weight decay: about 12 per element.
 double countAdamW(const Node &n) { return 12.0 * perOperand(n); }
+// One test per element.
+double countNonfinite(const Node &n) { return perOperand(n); }
+double countLossScaleUpdate(const Node &n) { return none(n); }
 
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,

@@ -270,6 +270,14 @@ Grads gradShard(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return sec
 Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradAdamW(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradLossScaleUpdate(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+// A step function: zero almost everywhere.
+Grads gradNonfinite(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
+// Combines flags; the subgradient would need a comparison op, which nothing needs yet.
+Grads gradMaximum(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
+  b.fail("'" + n.getName() + "': maximum has no gradient rule (it combines flags after the backward)");
+  return Grads(n.getNumOperands(), nullptr);
+}
 
 constexpr GradRule kGradRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &grad##Enum,

@@ -52,6 +52,8 @@ struct ShardingSpec {
   Partial partial = Partial::None;
   /// For Partial::Linear: which operands the op is linear in (bit i = operand i).
   unsigned linearOperands = 0;
+  /// The results are per-rank observations that mean "on any rank" (nonfinite): pending a max over every mesh axis.
+  bool meshGlobal = false;
 };
 
 /// Sharding rule: the op's index structure, from its operand types and attributes (already verified).

@@ -11,6 +11,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <cmath>
+
 using namespace meg::ir;
 using llvm::ArrayRef;
 using llvm::Expected;
@@ -213,6 +215,7 @@ Expected<Types> inferAdd(ArrayRef<TensorType> o, const AttrDict &a) { return bro
 Expected<Types> inferSub(ArrayRef<TensorType> o, const AttrDict &a) { return broadcastRule(o, a); }
 Expected<Types> inferMul(ArrayRef<TensorType> o, const AttrDict &a) { return broadcastRule(o, a); }
 Expected<Types> inferDiv(ArrayRef<TensorType> o, const AttrDict &a) { return broadcastRule(o, a); }
+Expected<Types> inferMaximum(ArrayRef<TensorType> o, const AttrDict &a) { return broadcastRule(o, a); }
 
 Expected<Types> floatUnary(ArrayRef<TensorType> ops) {
   if (auto e = needFloat(ops[0], "the operand"))
@@ -609,7 +612,17 @@ Expected<Types> inferShard(ArrayRef<TensorType> ops, const AttrDict &a) { return
 
 Expected<Types> inferState(ArrayRef<TensorType> ops, const AttrDict &a) { return sourceRule(ops, a); }
 
-Expected<Types> inferLrSchedule(ArrayRef<TensorType>, const AttrDict &a) {
+/// Operand `i` (what) is a scalar f32[] (optimizer and loss-scaler scalars).
+llvm::Error needScalar(ArrayRef<TensorType> ops, unsigned i, llvm::StringRef what) {
+  if (ops[i].dtype != DType::F32 || ops[i].rank() != 0)
+    return fail(llvm::formatv("operand {0} ({1}) must be f32[], got {2}", i, what, ops[i].str()));
+  return llvm::Error::success();
+}
+
+Expected<Types> inferLrSchedule(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (ops.size() == 1)
+    if (auto e = needScalar(ops, 0, "updates"))
+      return e;
   for (llvm::StringRef key : {"lr", "min_lr"})
     if (auto v = floatAttr(a, key); !v)
       return v.takeError();
@@ -640,13 +653,44 @@ Expected<Types> inferAdamW(ArrayRef<TensorType> ops, const AttrDict &a) {
   for (unsigned i = 1; i < 4; ++i)
     if (auto e = sameType(ops[0], ops[i], names[i - 1]))
       return e;
-  for (unsigned i = 4; i < 6; ++i)
-    if (ops[i].dtype != DType::F32 || ops[i].rank() != 0)
-      return fail(llvm::formatv("operand {0} ({1}) must be f32[], got {2}", i, i == 4 ? "lr" : "grad scale",
-                                ops[i].str()));
+  if (ops.size() == 7)
+    return fail("updates and found_inf come together (6 or 8 operands, got 7)");
+  static const char *scalars[] = {"lr", "grad scale", "updates", "found_inf"};
+  for (unsigned i = 4; i < ops.size(); ++i)
+    if (auto e = needScalar(ops, i, scalars[i - 4]))
+      return e;
   for (llvm::StringRef key : {"beta1", "beta2", "eps", "weight_decay"})
     if (auto v = floatAttr(a, key); !v)
       return v.takeError();
+  return Types{};
+}
+
+//===-- loss scaling ---------------------------------------------------------===//
+
+Expected<Types> inferNonfinite(ArrayRef<TensorType> ops, const AttrDict &) {
+  if (auto e = needFloat(ops[0], "the operand"))
+    return e;
+  return Types{TensorType(DType::F32, {})};
+}
+
+Expected<Types> inferLossScaleUpdate(ArrayRef<TensorType> ops, const AttrDict &a) {
+  static const char *names[] = {"found_inf", "scale", "growth tracker", "hysteresis tracker", "updates"};
+  for (unsigned i = 0; i < 5; ++i)
+    if (auto e = needScalar(ops, i, names[i]))
+      return e;
+  for (llvm::StringRef key : {"growth_factor", "backoff_factor", "min_scale"})
+    if (auto v = floatAttr(a, key); !v)
+      return v.takeError();
+  for (llvm::StringRef key : {"growth_interval", "hysteresis"})
+    if (auto v = intAttr(a, key); !v)
+      return v.takeError();
+  double growth = *a.getFloat("growth_factor"), backoff = *a.getFloat("backoff_factor");
+  double minScale = *a.getFloat("min_scale");
+  if (!(growth >= 1) || !(backoff > 0 && backoff <= 1) || !(minScale > 0) || !std::isfinite(growth * minScale))
+    return fail(llvm::formatv("need growth_factor >= 1, 0 < backoff_factor <= 1 and min_scale > 0, got {0}, {1}, {2}",
+                              growth, backoff, minScale));
+  if (*a.getInt("growth_interval") < 1 || *a.getInt("hysteresis") < 1)
+    return fail("growth_interval and hysteresis must be >= 1");
   return Types{};
 }
 

@@ -127,6 +127,8 @@ ShardingSpec specAdd(const Node &n) { return elementwise(n, Partial::Additive); 
 ShardingSpec specSub(const Node &n) { return elementwise(n, Partial::Additive); }
 ShardingSpec specMul(const Node &n) { return elementwise(n, Partial::Linear, 0b11); }
 ShardingSpec specDiv(const Node &n) { return elementwise(n, Partial::Linear, 0b01); }
+// The max of pending maxes is a pending max; a replicated operand joins it (max is idempotent).
+ShardingSpec specMaximum(const Node &n) { return elementwise(n, Partial::MaxPass); }
 ShardingSpec specScale(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
 ShardingSpec specExp(const Node &n) { return elementwise(n, Partial::None); }
 ShardingSpec specLog(const Node &n) { return elementwise(n, Partial::None); }
@@ -282,7 +284,11 @@ ShardingSpec specAllReduceBucket(const Node &n) {
 ShardingSpec specShard(const Node &n) { return collective(n); }
 
 ShardingSpec specState(const Node &n) { return sourceSpec(n); }
-ShardingSpec specLrSchedule(const Node &n) { return sourceSpec(n); }
+ShardingSpec specLrSchedule(const Node &n) {
+  ShardingSpec s = sourceSpec(n);
+  s.operandDims.assign(n.getNumOperands(), {});
+  return s;
+}
 
 // All dims are summed: a split gradient gives a partial sum of squares.
 ShardingSpec specSumSquares(const Node &n) {
@@ -307,6 +313,26 @@ ShardingSpec specAdamW(const Node &n) {
   ShardingSpec s;
   s.loops.assign(rank, Loop::Parallel);
   s.operandDims = {iota(rank), iota(rank), iota(rank), iota(rank), {}, {}};
+  s.operandDims.resize(n.getNumOperands());
+  return s;
+}
+
+// Every dim is maxed over, and the flag means "on any rank": it is pending a max over every mesh axis, so every
+// rank of the mesh agrees on it once it is used (replicas contribute the same flag; max is idempotent).
+ShardingSpec specNonfinite(const Node &n) {
+  unsigned rank = shapeOf(n, 0).size();
+  ShardingSpec s;
+  s.loops.assign(rank, Loop::Max);
+  s.operandDims.push_back(iota(rank));
+  s.resultDims.push_back({});
+  s.meshGlobal = true;
+  return s;
+}
+
+// Scalars, replicated on every rank.
+ShardingSpec specLossScaleUpdate(const Node &n) {
+  ShardingSpec s;
+  s.operandDims.assign(n.getNumOperands(), {});
   return s;
 }
 

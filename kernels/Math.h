@@ -29,7 +29,7 @@ namespace meg::kernels {
 /// Highest tensor rank the kernels accept (CPU and CUDA).
 constexpr int kMaxRank = 8;
 
-enum class BinaryOp { Add, Sub, Mul, Div };
+enum class BinaryOp { Add, Sub, Mul, Div, Max };
 enum class UnaryOp { Exp, Log, Tanh, Scale };
 enum class GeluForm { Tanh, Erf };
 /// Element types of cast.
@@ -127,6 +127,48 @@ MEG_HOST_DEVICE inline float clipCoefficient(float sumSq, float maxNorm, float *
   float c = maxNorm / (n + 1e-6f);
   *norm = n;
   return c < 1.0f ? c : 1.0f;
+}
+
+//===-- Loss scaling -----------------------------------------------------------------------------------------===//
+
+/// maximum: max(x, y), NaN if either is NaN (torch.maximum).
+MEG_HOST_DEVICE inline float maximum(float x, float y) {
+  if (x != x)
+    return x;
+  if (y != y)
+    return y;
+  return x > y ? x : y;
+}
+
+/// The dynamic loss scaler (Megatron-LM's DynamicGradScaler). growthInterval is --loss-scale-window; a fixed scale is
+/// growth and backoff factors of 1 (the scale never changes).
+struct LossScalerConfig {
+  float growthFactor = 2, backoffFactor = 0.5f, minScale = 1;
+  float growthInterval = 1000, hysteresis = 2;
+};
+
+/// loss_scale_update: after a step that overflowed (foundInf != 0) the growth tracker restarts and the hysteresis
+/// tracker counts down; once it reaches 0 the scale backs off (never below minScale), and each further overflow
+/// backs off again until a growth restores the tracker. After a clean step the update count advances and, every
+/// growthInterval clean steps in a row, the scale grows and the hysteresis tracker is reset.
+MEG_HOST_DEVICE inline void lossScaleUpdate(float foundInf, float &scale, float &growth, float &hysteresis,
+                                            float &updates, const LossScalerConfig &c) {
+  if (foundInf != 0.0f) {
+    growth = 0;
+    hysteresis -= 1;
+    if (hysteresis <= 0) {
+      float backed = scale * c.backoffFactor;
+      scale = backed > c.minScale ? backed : c.minScale;
+    }
+    return;
+  }
+  updates += 1;
+  growth += 1;
+  if (growth == c.growthInterval) {
+    growth = 0;
+    hysteresis = c.hysteresis;
+    scale *= c.growthFactor;
+  }
 }
 
 } // namespace meg::kernels

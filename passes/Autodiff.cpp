@@ -1,6 +1,7 @@
 //===- Autodiff.cpp - reverse-mode differentiation in the IR -----------------===//
 //
-// Appends the backward graph: seeds d(loss)/d(loss) = 1, walks the forward nodes in reverse program order and asks
+// Appends the backward graph: seeds d(loss)/d(loss) = 1 (with loss_scale = S > 0: a scalar state "loss_scale",
+// S at start, so the backward computes the gradients of S * loss, Megatron's scaled fp16 loss), walks the forward nodes in reverse program order and asks
 // each op's gradient rule (ir/OpGrads.cpp) for its operands' gradients, summing contributions with `add` (see total()). Only
 // values that depend on a parameter and reach the loss are differentiated; nodes the rules built for other operands
 // are removed again. Each parameter's gradient becomes an output named "grad:<parameter name>" (zeros if the loss
@@ -12,6 +13,10 @@
 #include "ir/Gradient.h"
 
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
 
 using namespace meg;
 using namespace meg::ir;
@@ -21,7 +26,7 @@ namespace {
 
 class AutodiffPass : public Pass {
 public:
-  explicit AutodiffPass(std::string loss) : lossName(std::move(loss)) {}
+  AutodiffPass(std::string loss, double lossScale) : lossName(std::move(loss)), lossScale(lossScale) {}
   llvm::StringRef getName() const override { return "autodiff"; }
 
   llvm::Error run(Graph &g) override {
@@ -49,11 +54,22 @@ public:
     GradBuilder b(g);
     // Contributions to each value's gradient, in arrival order; summed when the value's producer is reached.
     llvm::DenseMap<const Value *, llvm::SmallVector<Value *, 2>> grads;
-    AttrDict one;
-    one.set("value", 1.0);
-    one.set("shape", std::vector<int64_t>{});
-    grads[loss].push_back(b.op(OpKind::Fill, {}, std::move(one)));
-    size_t firstBackward = g.size() - 1;
+    size_t firstBackward = g.size();
+    if (lossScale > 0) {
+      // fp16: the backward of scale * loss (Megatron's scaled loss); the scale is state that the optimizer's loss
+      // scaler updates (passes/Optimizer.cpp).
+      if (g.findNamed(OpKind::State, kLossScaleState))
+        return fail("the graph already has a loss scale");
+      AttrDict a;
+      a.set("name", std::string(kLossScaleState));
+      a.set("init", lossScale);
+      grads[loss].push_back(g.append(OpKind::State, {}, std::move(a), {TensorType(DType::F32, {})})->getResult());
+    } else {
+      AttrDict one;
+      one.set("value", 1.0);
+      one.set("shape", std::vector<int64_t>{});
+      grads[loss].push_back(b.op(OpKind::Fill, {}, std::move(one)));
+    }
 
     for (auto it = forward.rbegin(); it != forward.rend(); ++it) {
       Node *n = *it;
@@ -150,10 +166,14 @@ private:
   }
 
   std::string lossName;
+  double lossScale;
 };
 
 } // namespace
 
 llvm::Expected<std::unique_ptr<Pass>> meg::passes::createAutodiffPass(const AutodiffOptions &options) {
-  return std::make_unique<AutodiffPass>(options.loss);
+  if (!(options.lossScale >= 0) || !std::isfinite(options.lossScale))
+    return fail(llvm::formatv("autodiff: loss_scale must be a finite number >= 0 (0: unscaled), got {0}",
+                              llvm::format("%g", options.lossScale)));
+  return std::make_unique<AutodiffPass>(options.loss, options.lossScale);
 }

@@ -155,13 +155,15 @@ private:
                                        /*vocab_rows=*/n.getAttrs().getInt("vocab_rows").value_or(0));
   }
 
-  /// Optimizer state: zeros at start, laid out like its parameter.
+  /// Optimizer state: zeros at start (or the constant `init`: the loss scaler's), laid out like its parameter.
   fb::Offset<plan::Parameter> lowerState(const Node &n) {
     const ir::TensorType &t = n.getResult(0)->getType();
     Shard s = shard(t);
     std::vector<int64_t> none;
+    double value = n.getAttrs().getFloat("init").value_or(0.0);
     return plan::CreateParameterDirect(fbb, nameOf(n).str().c_str(), toPlan(t.dtype), &s.global, &none, &s.local,
-                                       &s.offset, plan::Init::Zeros, 0.0, /*no_decay=*/true, /*vocab_rows=*/0);
+                                       &s.offset, value == 0.0 ? plan::Init::Zeros : plan::Init::Constant, 0.0,
+                                       /*no_decay=*/true, /*vocab_rows=*/0, value);
   }
 
   fb::Offset<plan::Input> lowerInput(const Node &n) {

@@ -8,10 +8,26 @@
 // Sharding later lays all of it out by the op rules: gradients are all-reduced over dp before they are used, and
 // the squared norms of tp-split gradients are summed over tp.
 //
+// fp16 loss scaling, when autodiff{loss_scale=S} seeded the backward with the state "loss_scale" (Megatron-LM's
+// MixedPrecisionOptimizer with its DynamicGradScaler):
+//   - found_inf = maximum over the parameters of nonfinite(grad): nonfinite's result is pending a max over EVERY
+//     mesh axis (ir/OpSharding.cpp), so partition all-reduces the flag with max over tp and dp and every rank
+//     agrees; its operands are the gradients after their dp all-reduce (nonfinite is not linear);
+//   - unscaling is folded into adamw's gradient-scale operand: 1 / scale, times the clipping coefficient of the
+//     unscaled norm (the sum of squares times 1 / scale, twice);
+//   - a state "optimizer.updates" counts applied updates: lr_schedule and adamw take their step from it, and adamw
+//     writes nothing when found_inf is set (weights, moments and the count stay as they were);
+//   - loss_scale_update, after the step: backoff x0.5 after `hysteresis` overflows (not below min_loss_scale),
+//     growth x2 after loss_scale_window clean steps in a row (which resets the hysteresis tracker), and the count
+//     of updates advanced on a clean step. dynamic_loss_scale=false (--loss-scale) keeps the scale fixed.
+//   - outputs "loss_scale" and "found_inf" for the log, "inv_loss_scale" (this step's 1 / scale) for --dump, which
+//     writes the gradients of the loss, not of the scaled loss.
+//
 //===----------------------------------------------------------------------===//
 #include "passes/Pass.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
@@ -45,13 +61,43 @@ public:
     if (updates.empty())
       return fail("the graph has no parameters to optimize");
 
+    // fp16 loss scaling (autodiff{loss_scale} made the backward's seed the state "loss_scale"): the gradients are
+    // scaled by it. The step then also needs the overflow flag and the count of applied updates (which a skipped
+    // step does not advance; the lr schedule and Adam's bias corrections read it instead of the training step).
+    Node *lossScale = g.findNamed(OpKind::State, kLossScaleState);
+    if (lossScale && lossScale->getResult()->getType() != TensorType(DType::F32, {}))
+      return fail("state '" + std::string(kLossScaleState) + "' must be f32[], got " +
+                  lossScale->getResult()->getType().str());
+    Value *foundInf = nullptr, *updateCount = nullptr, *invScale = nullptr;
+    if (lossScale) {
+      for (const Update &u : updates) {
+        auto flag = g.build(OpKind::Nonfinite, {u.grad});
+        if (!flag)
+          return flag.takeError();
+        if (!foundInf) {
+          foundInf = (*flag)->getResult();
+          continue;
+        }
+        auto any = g.build(OpKind::Maximum, {foundInf, (*flag)->getResult()});
+        if (!any)
+          return any.takeError();
+        foundInf = (*any)->getResult();
+      }
+      updateCount = scalarState(g, "optimizer.updates", 0.0);
+      auto inv = g.build(OpKind::Div, {constant(g, 1.0), lossScale->getResult()});
+      if (!inv)
+        return inv.takeError();
+      invScale = (*inv)->getResult();
+    }
+
     AttrDict sched;
     sched.set("lr", o.lr);
     sched.set("min_lr", o.minLr);
     sched.set("warmup", o.warmup);
     sched.set("decay_iters", o.decayIters);
     sched.set("style", Symbol{o.style});
-    auto lr = g.build(OpKind::LrSchedule, {}, std::move(sched));
+    auto lr = g.build(OpKind::LrSchedule, updateCount ? std::vector<Value *>{updateCount} : std::vector<Value *>{},
+                      std::move(sched));
     if (!lr)
       return lr.takeError();
     Value *scale = nullptr;
@@ -85,23 +131,34 @@ public:
           return sum.takeError();
         total = (*sum)->getResult();
       }
+      if (invScale) {
+        // The norm of the unscaled gradients: the squares scale by 1 / scale^2, applied as two factors of
+        // 1 / scale (1 / scale^2 itself leaves fp32's range for scales above 2^63).
+        for (int i = 0; i < 2; ++i) {
+          auto unscaled = g.build(OpKind::Mul, {total, invScale});
+          if (!unscaled)
+            return unscaled.takeError();
+          total = (*unscaled)->getResult();
+        }
+      }
       AttrDict clip;
       clip.set("max_norm", o.clip);
       auto c = g.build(OpKind::ClipScale, {total}, std::move(clip));
       if (!c)
         return c.takeError();
       scale = (*c)->getResult(0);
+      if (invScale) {
+        // The unscaling folded into the clipping coefficient: adamw multiplies each gradient by both.
+        auto both = g.build(OpKind::Mul, {scale, invScale});
+        if (!both)
+          return both.takeError();
+        scale = (*both)->getResult();
+      }
       AttrDict normOut;
       normOut.set("name", std::string("grad_norm"));
       g.append(OpKind::Output, {(*c)->getResult(1)}, std::move(normOut), {});
     } else {
-      AttrDict one;
-      one.set("value", 1.0);
-      one.set("shape", std::vector<int64_t>{});
-      auto f = g.build(OpKind::Fill, {}, std::move(one));
-      if (!f)
-        return f.takeError();
-      scale = (*f)->getResult();
+      scale = invScale ? invScale : constant(g, 1.0);
     }
 
     for (const Update &u : updates) {
@@ -117,17 +174,68 @@ public:
       const std::vector<int64_t> *hf = u.param->getAttrs().getInts("hf_shape");
       size_t rank = hf && !hf->empty() ? hf->size() : p->getType().rank();
       a.set("weight_decay", rank <= 1 ? 0.0 : o.weightDecay);
-      auto step = g.build(OpKind::AdamW, {p, u.grad, m, v, (*lr)->getResult(), scale}, std::move(a));
+      std::vector<Value *> operands = {p, u.grad, m, v, (*lr)->getResult(), scale};
+      if (lossScale)
+        operands.insert(operands.end(), {updateCount, foundInf});
+      auto step = g.build(OpKind::AdamW, operands, std::move(a));
       if (!step)
         return step.takeError();
     }
-    AttrDict lrOut;
-    lrOut.set("name", std::string("lr"));
-    g.append(OpKind::Output, {(*lr)->getResult()}, std::move(lrOut), {});
+    output(g, (*lr)->getResult(), "lr");
+    if (lossScale)
+      return scaler(g, lossScale->getResult(), invScale, foundInf, updateCount);
     return llvm::Error::success();
   }
 
 private:
+  /// Megatron's DynamicGradScaler after the step (a fixed --loss-scale: factors of 1, the scale never changes), and
+  /// the outputs the log reads: "loss_scale" (after the update, as Megatron logs it) and "found_inf" (1: skipped),
+  /// and "inv_loss_scale" for --dump.
+  llvm::Error scaler(Graph &g, Value *lossScale, Value *invScale, Value *foundInf, Value *updates) {
+    AttrDict a;
+    a.set("growth_factor", o.dynamicLossScale ? 2.0 : 1.0);
+    a.set("backoff_factor", o.dynamicLossScale ? 0.5 : 1.0);
+    a.set("growth_interval", o.lossScaleWindow);
+    a.set("hysteresis", o.hysteresis);
+    std::optional<double> initial = lossScale->getDef()->getAttrs().getFloat("init");
+    if (!initial || !(*initial > 0))
+      return fail("state '" + std::string(kLossScaleState) + "' needs a positive init (autodiff{loss_scale=S})");
+    if (o.dynamicLossScale && o.minLossScale > *initial)
+      return fail(llvm::formatv("min_loss_scale {0} exceeds the initial loss scale {1}",
+                                llvm::format("%g", o.minLossScale), llvm::format("%g", *initial)));
+    a.set("min_scale", o.dynamicLossScale ? o.minLossScale : *initial);
+    Value *growth = scalarState(g, "loss_scale.growth_tracker", 0.0);
+    Value *hysteresis = scalarState(g, "loss_scale.hysteresis_tracker", double(o.hysteresis));
+    auto update = g.build(OpKind::LossScaleUpdate, {foundInf, lossScale, growth, hysteresis, updates}, std::move(a));
+    if (!update)
+      return update.takeError();
+    output(g, lossScale, "loss_scale");
+    output(g, foundInf, "found_inf");
+    output(g, invScale, "inv_loss_scale");
+    return llvm::Error::success();
+  }
+
+  static Value *constant(Graph &g, double value) {
+    AttrDict a;
+    a.set("value", value);
+    a.set("shape", std::vector<int64_t>{});
+    return g.append(OpKind::Fill, {}, std::move(a), {TensorType(DType::F32, {})})->getResult();
+  }
+
+  static Value *scalarState(Graph &g, const std::string &name, double init) {
+    AttrDict a;
+    a.set("name", name);
+    if (init != 0.0)
+      a.set("init", init);
+    return g.append(OpKind::State, {}, std::move(a), {TensorType(DType::F32, {})})->getResult();
+  }
+
+  static void output(Graph &g, Value *v, const std::string &name) {
+    AttrDict a;
+    a.set("name", name);
+    g.append(OpKind::Output, {v}, std::move(a), {});
+  }
+
   static Value *state(Graph &g, const Node &param, const std::string &name) {
     AttrDict a;
     a.set("name", name);
@@ -167,5 +275,12 @@ llvm::Expected<std::unique_ptr<Pass>> meg::passes::createOptimizerPass(const Opt
     return bad("adam-beta2", "beta2", "must be in [0, 1) (got " + num(o.beta2) + ")");
   if (!(o.eps > 0) || !std::isfinite(o.eps))
     return bad("adam-eps", "eps", "must be a finite number > 0 (got " + num(o.eps) + ")");
+  if (o.lossScaleWindow < 1 || o.lossScaleWindow > (int64_t(1) << 24))
+    return fail(llvm::formatv("optimizer: loss_scale_window must be in [1, 2^24], got {0}", o.lossScaleWindow).str());
+  if (o.hysteresis < 1 || o.hysteresis > (int64_t(1) << 24))
+    return fail(llvm::formatv("optimizer: hysteresis must be in [1, 2^24], got {0}", o.hysteresis).str());
+  if (!(o.minLossScale > 0) || !std::isfinite(o.minLossScale))
+    return fail(llvm::formatv("optimizer: min_loss_scale must be a finite number > 0, got {0}",
+                              llvm::format("%g", o.minLossScale)));
   return std::make_unique<OptimizerPass>(o);
 }

@@ -30,6 +30,10 @@ inline llvm::Error fail(const llvm::Twine &msg) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
 }
 
+/// The state holding the fp16 loss scale: autodiff{loss_scale} seeds the backward with it, the optimizer pass
+/// unscales the gradients by it and updates it (Megatron's dynamic loss scaler).
+inline constexpr const char *kLossScaleState = "loss_scale";
+
 class Pass {
 public:
   virtual ~Pass() = default;

@@ -144,6 +144,10 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
     for (unsigned l = 0; l < numLoops; ++l)
       if (loopAxis[l] && !indexed[l])
         s.partial[unsigned(*loopAxis[l])] = spec.loops[l] == Loop::Max ? ReduceKind::Max : ReduceKind::Sum;
+    if (spec.meshGlobal)
+      for (unsigned a = 0; a < kNumMeshAxes; ++a)
+        if (mesh.size[a] > 1)
+          s.partial[a] = ReduceKind::Max;
     out.results.push_back(s);
   }
   return out;

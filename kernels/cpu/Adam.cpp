@@ -42,4 +42,11 @@ double sumOfSquares(const float *x, int64_t n) {
   return total;
 }
 
+bool anyNonfinite(const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      return true;
+  return false;
+}
+
 } // namespace meg::kernels::cpu

@@ -1,4 +1,5 @@
-// AdamW (torch.optim.AdamW semantics) and the sum of squares for global-norm gradient clipping.
+// AdamW (torch.optim.AdamW semantics), the sum of squares for global-norm gradient clipping and the overflow test
+// of loss scaling.
 //
 // At step t >= 1, per element, with g = grad * gradScale (the clip_grad_norm_ coefficient):
 //   p *= 1 - lr * wd                            (decoupled weight decay, applied first)
@@ -31,6 +32,9 @@ void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, c
 
 /// sum_i x_i^2 in double; bit-identical for any thread count.
 double sumOfSquares(const float *x, int64_t n);
+
+/// Whether any of x[0..n) is inf or NaN (the loss scaler's overflow test).
+bool anyNonfinite(const float *x, int64_t n);
 
 } // namespace meg::kernels::cpu
 

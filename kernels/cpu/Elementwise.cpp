@@ -25,6 +25,8 @@ template <typename Fn> void withOp(BinaryOp op, Fn &&fn) {
     return fn([](float x, float y) { return x * y; });
   case BinaryOp::Div:
     return fn([](float x, float y) { return x / y; });
+  case BinaryOp::Max:
+    return fn([](float x, float y) { return maximum(x, y); });
   }
 }
 
@@ -177,6 +179,9 @@ void binaryBackward(BinaryOp op, const float *a, const int64_t *shapeA, int rank
       reduceToShape(scratch, shape, rank, shapeB, rankB, db);
       negate(db, shapeB, rankB);
     }
+    return;
+  case BinaryOp::Max:
+    assert(false && "maximum has no backward");
     return;
   }
 }

@@ -46,6 +46,9 @@ __global__ void binaryKernel(cpu::BinaryOp op, Strided<2> g, int64_t n, const fl
     case cpu::BinaryOp::Mul:
       r = x * y;
       break;
+    case cpu::BinaryOp::Max:
+      r = maximum(x, y);
+      break;
     default:
       r = x / y;
       break;

@@ -130,6 +130,13 @@ cudaError_t adamwStep(float *param, const float *grad, float *m, float *v, int64
 /// coeff = min(1, maxNorm / (sqrt(*sumSq) + 1e-6)), norm = sqrt(*sumSq) (clip_scale).
 cudaError_t clipScale(const float *sumSq, float maxNorm, float *coeff, float *norm, cudaStream_t stream);
 
+//===-- LossScale.cu -----------------------------------------------------------------------------------------===//
+/// *flag = 1 if any of x[0..n) is inf or NaN, else 0 (nonfinite).
+cudaError_t nonfinite(const float *x, int64_t n, float *flag, cudaStream_t stream);
+/// kernels/Math.h's lossScaleUpdate on device scalars (loss_scale_update).
+cudaError_t lossScaleUpdate(const float *foundInf, float *scale, float *growth, float *hysteresis, float *updates,
+                            const LossScalerConfig &config, cudaStream_t stream);
+
 //===-- Contract.cu ------------------------------------------------------------------------------------------===//
 /// A prepared contraction: the CPU's ContractPlan (einsum spec -> permutes + batched GEMM) run through cuBLASLt,
 /// fp32 or bf16 operands, fp32 accumulation and output. Not copyable.

@@ -2,7 +2,9 @@
 //
 // Without host round trips: lr_schedule evaluates the schedule on the host (it depends only on the step) and writes
 // it with a one-element fill kernel; sum_squares and clip_scale leave their scalars on the device; adamw reads the
-// rate and the clipping coefficient from there (kernels/Math.h's AdamW, as the CPU's).
+// rate and the clipping coefficient from there (kernels/Math.h's AdamW, as the CPU's). With loss scaling (fp16) the
+// step count and the overflow flag are device scalars that lr_schedule and adamw read back (one round trip each);
+// nonfinite and loss_scale_update stay on the device.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaOps.h"
@@ -14,9 +16,22 @@ using namespace meg::runtime;
 using namespace meg::runtime::cuda;
 namespace k = meg::kernels::cuda;
 
+/// Reads `n` device scalars to the host (a round trip: only loss-scaled plans need one).
+static llvm::Error readScalars(CudaStep &s, cudaStream_t stream, std::initializer_list<const float *> from,
+                               float *to) {
+  for (const float *p : from)
+    if (auto err = s.check(cudaMemcpyAsync(to++, p, sizeof(float), cudaMemcpyDeviceToHost, stream), "scalar read"))
+      return err;
+  return s.check(cudaStreamSynchronize(stream), "scalar read");
+}
+
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LrScheduleArgs &a, CudaStep &s) {
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::fill(s.fout(), 1, float(a.at(int64_t(run.ctx.step) + 1)), run.stream));
+    float updates = float(run.ctx.step);
+    if (a.counted)
+      if (auto err = readScalars(s, run.stream, {s.f(0)}, &updates))
+        return err;
+    return s.check(k::fill(s.fout(), 1, float(a.at(int64_t(updates) + 1)), run.stream));
   };
 }
 
@@ -35,8 +50,27 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ClipScaleArgs &a, Cu
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AdamWArgs &a, CudaStep &s) {
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    // [updates, found_inf]: with loss scaling the step count and the skip are device scalars.
+    float counts[2] = {float(run.ctx.step), 0.0f};
+    if (a.skippable)
+      if (auto err = readScalars(s, run.stream, {s.f(6), s.f(7)}, counts))
+        return err;
+    if (counts[1] != 0.0f)
+      return llvm::Error::success();
     return s.check(k::adamwStep(s.f(0), s.f(1), s.f(2), s.f(3), a.n, a.config, s.f(4), s.f(5),
-                                int64_t(run.ctx.step) + 1, run.stream));
+                                int64_t(counts[0]) + 1, run.stream));
+  };
+}
+
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const NonfiniteArgs &a, CudaStep &s) {
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    return s.check(k::nonfinite(s.f(0), a.n, s.fout(), run.stream));
+  };
+}
+
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LossScaleUpdateArgs &a, CudaStep &s) {
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    return s.check(k::lossScaleUpdate(s.f(0), s.f(1), s.f(2), s.f(3), s.f(4), a.config, run.stream));
   };
 }
 

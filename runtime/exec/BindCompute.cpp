@@ -113,6 +113,9 @@ llvm::Expected<BinaryArgs> meg::runtime::bindAdd(const StepBinder &s) { return b
 llvm::Expected<BinaryArgs> meg::runtime::bindSub(const StepBinder &s) { return bindBinary(s, kernels::BinaryOp::Sub); }
 llvm::Expected<BinaryArgs> meg::runtime::bindMul(const StepBinder &s) { return bindBinary(s, kernels::BinaryOp::Mul); }
 llvm::Expected<BinaryArgs> meg::runtime::bindDiv(const StepBinder &s) { return bindBinary(s, kernels::BinaryOp::Div); }
+llvm::Expected<BinaryArgs> meg::runtime::bindMaximum(const StepBinder &s) {
+  return bindBinary(s, kernels::BinaryOp::Max);
+}
 
 llvm::Expected<UnaryArgs> meg::runtime::bindScale(const StepBinder &s) {
   auto factor = s.floatAttr("factor");

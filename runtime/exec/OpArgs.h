@@ -75,6 +75,7 @@ using AddArgs = BinaryArgs;
 using SubArgs = BinaryArgs;
 using MulArgs = BinaryArgs;
 using DivArgs = BinaryArgs;
+using MaximumArgs = BinaryArgs;
 
 struct UnaryArgs {
   kernels::UnaryOp op = kernels::UnaryOp::Exp;
@@ -241,6 +242,8 @@ struct ReduceScatterArgs {
 
 /// Megatron's learning-rate schedule (lr_schedule's attributes).
 struct LrScheduleArgs {
+  /// The step is operand 0's count of applied updates + 1 (loss scaling); else the training step.
+  bool counted = false;
   double lr = 0, minLr = 0;
   int64_t warmup = 0, decayIters = 0;
   std::string style = "constant";
@@ -259,6 +262,17 @@ struct ClipScaleArgs {
 struct AdamWArgs {
   kernels::cpu::AdamConfig config; ///< lr unused: the rate is operand 4
   int64_t n = 0;
+  /// Operands 6 and 7 (loss scaling): the count of applied updates (the step is count + 1) and found_inf (nonzero:
+  /// the step is skipped, nothing is written).
+  bool skippable = false;
+};
+
+struct NonfiniteArgs {
+  int64_t n = 0;
+};
+
+struct LossScaleUpdateArgs {
+  kernels::LossScalerConfig config;
 };
 
 /// The arguments of one bound step: alternative i + 1 is the Args of op kind i.

@@ -272,12 +272,15 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
     return fail(what + ": hf_shape " + shapeString(param.hfShape) + " and global shape " +
                 shapeString(param.globalShape) + " differ in element count");
   int8_t init = int8_t(p.init());
-  if (init < 0 || init > int8_t(fb::Init::Ones))
+  if (init < 0 || init > int8_t(fb::Init::Constant))
     return fail(what + ": invalid init " + llvm::Twine(int(init)));
   param.init = ParamInit(init);
   param.std = p.std();
   if (!std::isfinite(param.std) || param.std < 0)
     return fail(what + llvm::formatv(": invalid init std {0}", param.std).str());
+  param.value = p.value();
+  if (!std::isfinite(param.value))
+    return fail(what + llvm::formatv(": invalid init value {0}", param.value).str());
   param.noDecay = p.no_decay();
   param.vocabRows = p.vocab_rows();
   if (param.vocabRows != 0) {

@@ -30,7 +30,7 @@ constexpr uint32_t kPlanSchemaVersion = 1;
 
 enum class DType : uint8_t { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
 enum class Storage : uint8_t { Arena = 0, Param = 1, Grad = 2, OptState = 3, Input = 4 };
-enum class ParamInit : uint8_t { Normal = 0, Zeros = 1, Ones = 2 };
+enum class ParamInit : uint8_t { Normal = 0, Zeros = 1, Ones = 2, Constant = 3 };
 
 llvm::StringRef dtypeName(DType t);
 unsigned dtypeBytes(DType t);
@@ -94,6 +94,7 @@ struct PlanParam {
   Shape offset;
   ParamInit init = ParamInit::Normal;
   double std = 0;
+  double value = 0; ///< init = Constant
   bool noDecay = false;
   int64_t vocabRows = 0; ///< rows of dim 0 that exist in the HF tensor (0 = no padding)
 

@@ -43,8 +43,8 @@ std::vector<float> meg::runtime::initParamShard(const PlanParam &p, uint64_t see
   std::vector<float> out(size_t(p.numel()), 0.0f);
   if (p.init == ParamInit::Zeros || out.empty())
     return out;
-  if (p.init == ParamInit::Ones) {
-    std::fill(out.begin(), out.end(), 1.0f);
+  if (p.init == ParamInit::Ones || p.init == ParamInit::Constant) {
+    std::fill(out.begin(), out.end(), p.init == ParamInit::Ones ? 1.0f : float(p.value));
     return out;
   }
   // Lines (runs along the last dim) are independent: fill them in parallel, each from its global index.

@@ -23,15 +23,16 @@ std::string ProgressLine::duration(double seconds) {
   return buf;
 }
 
-void ProgressLine::step(int64_t step, llvm::StringRef lossText, double lr, double tokensPerSecond) {
+void ProgressLine::step(int64_t step, llvm::StringRef lossText, double lr, double tokensPerSecond,
+                        llvm::StringRef scaling) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int64_t done = step - firstStep;
   double eta = done > 0 ? elapsed / double(done) * double(lastStep - step) : 0;
   char lrText[32];
   std::snprintf(lrText, sizeof(lrText), "%.6g", lr);
-  std::string line = llvm::formatv("step {0}: loss {1} ({0}/{2}, lr {3}, {4:F1} tokens/s, elapsed {5}, eta {6})",
+  std::string line = llvm::formatv("step {0}: loss {1} ({0}/{2}, lr {3}{7}, {4:F1} tokens/s, elapsed {5}, eta {6})",
                                    step, lossText, lastStep, lrText, tokensPerSecond, duration(elapsed),
-                                   duration(eta))
+                                   duration(eta), scaling)
                          .str();
   if (inPlace) {
     os << "\r" << line << "\x1b[K";

@@ -4,7 +4,8 @@
 //
 //   step 3: loss 5.12345679 (3/12, lr 0.001, 1834.2 tokens/s, elapsed 0:02, eta 0:07)
 //
-// `step N: loss X` first (scripts and tests cut at " ("), then the step out of the run's last, the learning rate,
+// `step N: loss X` first (scripts and tests cut at " ("), then the step out of the run's last, the learning rate
+// (with fp16 loss scaling then the loss scale and `skipped` on a step that overflowed),
 // the step's throughput, the wall time since the first step of this run started and the estimated time to the
 // last step (the mean time of this run's steps so far times the steps left). Durations read M:SS, or H:MM:SS from
 // an hour. On a terminal the line is rewritten in place ('\r', clear to the end of the line); otherwise (pipes,
@@ -27,8 +28,9 @@ class ProgressLine {
 public:
   /// Steps firstStep + 1 .. lastStep (1-based) will be reported; the clock starts now. `inPlace`: rewrite one line.
   ProgressLine(llvm::raw_ostream &os, int64_t firstStep, int64_t lastStep, bool inPlace);
-  /// Reports the completed step `step` (1-based).
-  void step(int64_t step, llvm::StringRef lossText, double lr, double tokensPerSecond);
+  /// Reports the completed step `step` (1-based); `scaling` (fp16 loss scaling, after the lr) is e.g.
+  /// ", loss scale 65536, skipped".
+  void step(int64_t step, llvm::StringRef lossText, double lr, double tokensPerSecond, llvm::StringRef scaling = "");
   /// Ends an in-place line so that other output starts on a line of its own (nothing otherwise).
   void endLine();
 

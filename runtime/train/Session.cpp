@@ -81,14 +81,25 @@ llvm::Error Session::initWeights(uint64_t seed) {
   return onHosted([&](int r) {
     for (size_t i = 0; i < plans[r].params.size(); ++i)
       backends[r]->writeParam(i, initParamShard(plans[r].params[i], seed));
+    initStates(r);
     return llvm::Error::success();
   });
 }
 
+void Session::initStates(int r) {
+  for (size_t i = 0; i < plans[r].states.size(); ++i)
+    backends[r]->writeState(i, initParamShard(plans[r].states[i], 0));
+}
+
 llvm::Error Session::loadWeights(llvm::StringRef path) {
-  return runtime::loadWeights(path, plans, [&](int r, size_t i, llvm::ArrayRef<float> v) {
-    if (hosts(r))
-      backends[r]->writeParam(i, v);
+  if (auto err = runtime::loadWeights(path, plans, [&](int r, size_t i, llvm::ArrayRef<float> v) {
+        if (hosts(r))
+          backends[r]->writeParam(i, v);
+      }))
+    return err;
+  return onHosted([&](int r) {
+    initStates(r);
+    return llvm::Error::success();
   });
 }
 
@@ -204,9 +215,17 @@ llvm::Error Session::saveGradients(llvm::StringRef path) {
       if (out->tensor.shape != p.shape || out->tensor.dtype != DType::F32)
         return error(plan.path + ": the gradient of '" + p.name + "' is not laid out like it");
     }
+  // fp16 loss scaling: the gradient outputs are those of the scaled loss; the file holds the loss's own.
+  float unscale = scalarOutput("inv_loss_scale").value_or(1.0f);
   return withShards({ShardKind::Grad}, /*replicas=*/false, [&](ShardGetter get) {
     return runtime::saveWeights(
-        path, plans, [&](int r, size_t i, llvm::MutableArrayRef<float> v) { get(ShardKind::Grad, r, i, v); },
+        path, plans,
+        [&](int r, size_t i, llvm::MutableArrayRef<float> v) {
+          get(ShardKind::Grad, r, i, v);
+          if (unscale != 1.0f)
+            for (float &x : v)
+              x *= unscale;
+        },
         /*withConfig=*/false);
   });
 }

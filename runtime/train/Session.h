@@ -59,7 +59,8 @@ public:
     return *backends[size_t(rank)];
   }
 
-  /// Seeded Megatron init of every hosted parameter shard (runtime/train/Init.h).
+  /// Seeded Megatron init of every hosted parameter shard (runtime/train/Init.h); optimizer state starts at its
+  /// plan's init (zeros, or the loss scaler's constants), here and with loadWeights.
   llvm::Error initWeights(uint64_t seed);
   /// Reads a full weights file (runtime/io/Weights.h) and takes the hosted ranks' shards.
   llvm::Error loadWeights(llvm::StringRef path);
@@ -88,6 +89,7 @@ public:
   llvm::Expected<std::optional<double>> forward(const StepContext &ctx);
 
 private:
+  void initStates(int rank);
   Session() = default;
   llvm::Error prepare(llvm::StringRef backend, llvm::ArrayRef<int> ranks, int device);
   /// Runs fn(rank) for every hosted rank, each on its thread.

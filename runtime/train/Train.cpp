@@ -270,11 +270,22 @@ llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, ll
   std::string lossText = *loss ? formatNumber("%.9g", **loss) : "null";
   // Read before anything else runs on the backends (an evaluation overwrites the step's outputs).
   std::optional<float> lrValue = s.scalarOutput("lr"), gradNorm = s.scalarOutput("grad_norm");
+  // fp16 loss scaling: the scale after this step's update (as Megatron logs it) and whether the step overflowed.
+  std::optional<float> lossScale = s.scalarOutput("loss_scale"), foundInf = s.scalarOutput("found_inf");
+  bool skipped = foundInf && *foundInf != 0.0f;
+  std::string scaling = lossScale ? ", loss scale " + formatNumber("%.9g", *lossScale) + (skipped ? ", skipped" : "")
+                                  : std::string();
   if (root)
-    progress.step(t + 1, lossText, lrValue.value_or(0.0f), tokensPerSecond);
+    progress.step(t + 1, lossText, lrValue.value_or(0.0f), tokensPerSecond, scaling);
   std::string record = "{\"step\":" + std::to_string(t + 1) + ",\"loss\":" + lossText +
                        ",\"lr\":" + formatNumber("%.9g", lrValue.value_or(0.0f)) +
-                       (gradNorm ? ",\"grad_norm\":" + formatNumber("%.6g", *gradNorm) : std::string()) +
+                       // An overflowing fp16 step has no norm (JSON has no inf or NaN).
+                       (gradNorm ? ",\"grad_norm\":" +
+                                       (std::isfinite(*gradNorm) ? formatNumber("%.6g", *gradNorm) : "null")
+                                 : std::string()) +
+                       (lossScale ? ",\"loss_scale\":" + formatNumber("%.9g", *lossScale) +
+                                        ",\"skipped\":" + (skipped ? "true" : "false")
+                                  : std::string()) +
                        ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond);
   if (!options.dump.empty() && (t == 0 || options.dumpEveryStep)) {
     llvm::SmallString<256> dir(options.dump);

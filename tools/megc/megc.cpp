@@ -4,6 +4,8 @@
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
+//        [--bf16 | --fp16 [--initial-loss-scale S --min-loss-scale M --loss-scale-window W --hysteresis H |
+//                          --loss-scale S]]
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
@@ -24,11 +26,14 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <unistd.h>
 #include <optional>
 #include <csignal>
@@ -100,6 +105,20 @@ cl::opt<double> weightDecay("weight-decay", cl::desc("AdamW decoupled weight dec
 cl::opt<double> adamBeta1("adam-beta1", cl::desc("Adam beta1 (default 0.9)"), cl::init(0.9), cl::cat(optCategory));
 cl::opt<double> adamBeta2("adam-beta2", cl::desc("Adam beta2 (default 0.999)"), cl::init(0.999), cl::cat(optCategory));
 cl::opt<double> adamEps("adam-eps", cl::desc("Adam epsilon (default 1e-8)"), cl::init(1e-8), cl::cat(optCategory));
+// fp16 loss scaling (autodiff{loss_scale} and the optimizer pass's scaler), with Megatron-LM's flag names.
+cl::opt<double> initialLossScale("initial-loss-scale", cl::desc("fp16: the dynamic loss scale at start (default 2^32)"),
+                                 cl::init(4294967296.0), cl::cat(optCategory));
+cl::opt<double> minLossScale("min-loss-scale", cl::desc("fp16: the dynamic loss scale's lower bound (default 1)"),
+                             cl::init(1.0), cl::cat(optCategory));
+cl::opt<int> lossScaleWindow("loss-scale-window",
+                             cl::desc("fp16: clean steps in a row before the loss scale doubles (default 1000)"),
+                             cl::init(1000), cl::cat(optCategory));
+cl::opt<int> hysteresis("hysteresis", cl::desc("fp16: overflowing steps before the loss scale halves (default 2)"),
+                        cl::init(2), cl::cat(optCategory));
+cl::opt<double> fixedLossScale("loss-scale",
+                               cl::desc("fp16: a fixed loss scale instead of the dynamic one (overflowing steps "
+                                        "are still skipped)"),
+                               cl::init(0.0), cl::cat(optCategory));
 // Activation recompute (the recompute pass), with Megatron-LM's flag names.
 cl::opt<std::string> recomputeGranularity(
     "recompute-granularity",
@@ -130,7 +149,49 @@ passes::OptimizerOptions optimizerOptions() {
   o.beta1 = adamBeta1;
   o.beta2 = adamBeta2;
   o.eps = adamEps;
+  o.lossScaleWindow = lossScaleWindow;
+  o.hysteresis = hysteresis;
+  o.minLossScale = minLossScale;
+  o.dynamicLossScale = !fixedLossScale.getNumOccurrences();
   return o;
+}
+
+/// Checks the loss-scaling flags: fp16 training only, values an fp32 scale can hold, fixed or dynamic.
+llvm::Error checkLossScaleFlags(bool trains) {
+  const cl::Option *flags[] = {&initialLossScale, &minLossScale, &lossScaleWindow, &hysteresis, &fixedLossScale};
+  for (const cl::Option *o : flags)
+    if (o->getNumOccurrences() && (!fp16 || !trains))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "--" + o->ArgStr + " needs --fp16 training (bf16 and fp32 need no loss scaling)");
+  auto scaleError = [](const cl::opt<double> &o) -> llvm::Error {
+    if (o > 0 && o <= std::numeric_limits<float>::max())
+      return llvm::Error::success();
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        llvm::formatv("--{0} must be a number in (0, 3.4e38] (an fp32 scale), got {1}", o.ArgStr,
+                      llvm::format("%g", o.getValue())));
+  };
+  if (fixedLossScale.getNumOccurrences()) {
+    for (const cl::Option *o : {flags[0], flags[1], flags[2], flags[3]})
+      if (o->getNumOccurrences())
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       "--" + o->ArgStr + " applies to the dynamic loss scale, not --loss-scale");
+    return scaleError(fixedLossScale);
+  }
+  for (const cl::opt<double> *o : {&initialLossScale, &minLossScale})
+    if (auto err = scaleError(*o))
+      return err;
+  if (minLossScale > initialLossScale)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("--min-loss-scale {0} exceeds --initial-loss-scale {1}",
+                                                 llvm::format("%g", minLossScale.getValue()),
+                                                 llvm::format("%g", initialLossScale.getValue())));
+  for (const cl::opt<int> *o : {&lossScaleWindow, &hysteresis})
+    if (*o < 1 || *o > (1 << 24))
+      return llvm::createStringError(
+          llvm::inconvertibleErrorCode(),
+          llvm::formatv("--{0} must be an integer in [1, 16777216], got {1}", o->ArgStr, o->getValue()));
+  return llvm::Error::success();
 }
 
 llvm::Error makeError(const llvm::Twine &msg) {
@@ -250,6 +311,8 @@ llvm::Error checkFlags(bool isModel) {
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
   if (bf16 && fp16)
     return makeError("--bf16 and --fp16 are mutually exclusive");
+  if (auto err = checkLossScaleFlags(isModel && *frontend::parseBuildMode(mode) == frontend::BuildMode::Train))
+    return err;
   if (emit == "plan" && outputPath == "-")
     return makeError("--emit plan needs -o DIR");
   return llvm::Error::success();
@@ -306,6 +369,8 @@ llvm::Expected<std::string> run() {
   pipelineOptions.optimizer = optimizerOptions();
   if (bf16 || fp16)
     pipelineOptions.mixedPrecision = passes::MixedPrecisionOptions{.dtype = bf16 ? "bf16" : "f16"};
+  if (fp16 && pipelineOptions.differentiate)
+    pipelineOptions.autodiff.lossScale = fixedLossScale.getNumOccurrences() ? fixedLossScale : initialLossScale;
   pipelineOptions.recompute = recomputeOptions();
   if (dpBucketBytes == 0)
     pipelineOptions.bucketDp.reset();

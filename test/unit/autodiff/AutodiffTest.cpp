@@ -839,6 +839,11 @@ const std::set<OpKind> kExempt = {
     OpKind::SumSquares,
     OpKind::ClipScale,
     OpKind::AdamW,
+    // fp16 loss scaling: built by the optimizer pass after autodiff (nonfinite is a step function with zero
+    // gradient; maximum combines the flags and its rule is an error).
+    OpKind::Nonfinite,
+    OpKind::Maximum,
+    OpKind::LossScaleUpdate,
 };
 
 TEST(AutodiffCoverage, EveryOpHasAGradientTestOrIsExempt) {

@@ -1,5 +1,11 @@
-// AdamW against the textbook formula in double; sum of squares against a double sum and across thread counts.
+// AdamW against the textbook formula in double; sum of squares against a double sum and across thread counts; the
+// loss scaler's overflow test, maximum and update rule (Megatron-LM's DynamicGradScaler) against hand-worked cases.
 #include "kernels/cpu/Adam.h"
+#include "kernels/Math.h"
+#include "kernels/cpu/Elementwise.h"
+
+#include <cmath>
+#include <limits>
 
 #include "TestUtil.h"
 
@@ -52,6 +58,68 @@ TEST(Adam, SumOfSquaresIsExactEnoughAndThreadInvariant) {
     }
     EXPECT_EQ(got, other) << n; // bitwise: same blocks, same order
   }
+}
+
+TEST(LossScaling, AnyNonfiniteFindsInfAndNanAnywhere) {
+  std::vector<float> x = randomFloats(10001, 21);
+  EXPECT_FALSE(anyNonfinite(x.data(), int64_t(x.size())));
+  EXPECT_FALSE(anyNonfinite(x.data(), 0));
+  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN()})
+    for (size_t at : {size_t(0), size_t(5000), x.size() - 1}) {
+      std::vector<float> y = x;
+      y[at] = bad;
+      EXPECT_TRUE(anyNonfinite(y.data(), int64_t(y.size()))) << bad << " at " << at;
+    }
+  float big = std::numeric_limits<float>::max();
+  EXPECT_FALSE(anyNonfinite(&big, 1));
+}
+
+TEST(LossScaling, MaximumPropagatesNan) {
+  float a[4] = {1, -2, std::numeric_limits<float>::quiet_NaN(), 0}, b[4] = {0.5f, 3, 1, 0};
+  int64_t shape[1] = {4};
+  float out[4];
+  binary(BinaryOp::Max, a, shape, 1, b, shape, 1, out);
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 3.0f);
+  EXPECT_TRUE(std::isnan(out[2]));
+  EXPECT_EQ(out[3], 0.0f);
+  EXPECT_TRUE(std::isnan(maximum(1.0f, std::numeric_limits<float>::quiet_NaN())));
+}
+
+// Megatron's rule with hysteresis 2, window 3: overflow, overflow (backoff), clean x3 (growth, hysteresis reset),
+// overflow (kept), overflow (backoff), overflow (backoff again), overflows at the floor.
+TEST(LossScaling, UpdateFollowsMegatronsDynamicGradScaler) {
+  LossScalerConfig c;
+  c.growthInterval = 3;
+  c.hysteresis = 2;
+  c.minScale = 64;
+  float scale = 1024, growth = 0, hysteresis = 2, updates = 0;
+  struct Step {
+    bool inf;
+    float scale, growth, hysteresis, updates;
+  } steps[] = {{true, 1024, 0, 1, 0},  {true, 512, 0, 0, 0},   {false, 512, 1, 0, 1}, {false, 512, 2, 0, 2},
+               {false, 1024, 0, 2, 3}, {true, 1024, 0, 1, 3},  {true, 512, 0, 0, 3},  {true, 256, 0, -1, 3},
+               {true, 128, 0, -2, 3},  {true, 64, 0, -3, 3},   {true, 64, 0, -4, 3},  {false, 64, 1, -4, 4}};
+  int i = 0;
+  for (const Step &s : steps) {
+    lossScaleUpdate(s.inf ? 1.0f : 0.0f, scale, growth, hysteresis, updates, c);
+    EXPECT_EQ(scale, s.scale) << "step " << i;
+    EXPECT_EQ(growth, s.growth) << "step " << i;
+    EXPECT_EQ(hysteresis, s.hysteresis) << "step " << i;
+    EXPECT_EQ(updates, s.updates) << "step " << i;
+    ++i;
+  }
+  // A fixed scale: factors of 1.
+  LossScalerConfig fixed;
+  fixed.growthFactor = fixed.backoffFactor = 1;
+  fixed.growthInterval = 1;
+  fixed.minScale = 8;
+  scale = 8, growth = 0, hysteresis = 2, updates = 0;
+  for (bool inf : {true, true, true, false, false})
+    lossScaleUpdate(inf ? 1.0f : 0.0f, scale, growth, hysteresis, updates, fixed);
+  EXPECT_EQ(scale, 8.0f);
+  EXPECT_EQ(updates, 2.0f);
 }
 
 } // namespace

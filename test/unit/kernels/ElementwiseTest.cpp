@@ -59,6 +59,8 @@ double apply(BinaryOp op, double x, double y) {
     return x * y;
   case BinaryOp::Div:
     return x / y;
+  case BinaryOp::Max:
+    return std::max(x, y);
   }
   return 0;
 }

@@ -124,6 +124,9 @@ const std::map<std::string, std::function<double(const Node &)>> kFlops = {
     {"sum_squares", [](const Node &n) { return 2 * numel(n.getOperand(0)); }},
     {"clip_scale", zero},
     {"adamw", [](const Node &n) { return 12 * numel(n.getOperand(0)); }},
+    {"maximum", resultElems},
+    {"nonfinite", [](const Node &n) { return numel(n.getOperand(0)); }},
+    {"loss_scale_update", zero},
 };
 
 // --- known gaps of the CPU backend -------------------------------------------------------------------------------
@@ -294,9 +297,9 @@ TEST(OpTable, ShardingSpecsIndexConsistently) {
 
 // Every op with something to split runs sharded in some layout (its operands or results not replicated), so the
 // layout runs below check its sharding rule. fill and lr_schedule have no operands and replicated results;
-// clip_scale takes and gives scalars.
+// clip_scale and loss_scale_update take (and clip_scale gives) replicated scalars.
 TEST(OpTable, EveryShardableOpRunsSharded) {
-  const std::set<std::string> unshardable = {"fill", "lr_schedule", "clip_scale"};
+  const std::set<std::string> unshardable = {"fill", "lr_schedule", "clip_scale", "loss_scale_update"};
   std::set<std::string> sharded;
   for (const OpExample &ex : examples()) {
     auto g = parse(ex);

@@ -152,6 +152,9 @@ Outs refAdd(const Node &n, const Ins &in, const Ctx &) { return binary(n, in, []
 Outs refSub(const Node &n, const Ins &in, const Ctx &) { return binary(n, in, [](double a, double b) { return a - b; }); }
 Outs refMul(const Node &n, const Ins &in, const Ctx &) { return binary(n, in, [](double a, double b) { return a * b; }); }
 Outs refDiv(const Node &n, const Ins &in, const Ctx &) { return binary(n, in, [](double a, double b) { return a / b; }); }
+Outs refMaximum(const Node &n, const Ins &in, const Ctx &) {
+  return binary(n, in, [](double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); });
+}
 Outs refScale(const Node &n, const Ins &in, const Ctx &) {
   double f = attrFloat(n, "factor");
   return unary(n, in, [f](double x, int64_t) { return x * f; });
@@ -506,10 +509,11 @@ Outs refIdentityEach(const Node &n, const Ins &in, const Ctx &) {
 
 // --- optimizer ---------------------------------------------------------------------------------------------------
 
-// Megatron's schedule at the 1-based step ctx.step + 1: linear warm-up from 0, then decay to min_lr.
-Outs refLrSchedule(const Node &n, const Ins &, const Ctx &ctx) {
+// Megatron's schedule at the 1-based step ctx.step + 1 (or the count of applied updates + 1, operand 0, truncated
+// like the kernels' integer step): linear warm-up from 0, then decay to min_lr.
+Outs refLrSchedule(const Node &n, const Ins &in, const Ctx &ctx) {
   double lr = attrFloat(n, "lr"), minLr = attrFloat(n, "min_lr");
-  double t = double(ctx.step) + 1, warmup = double(attrInt(n, "warmup")), decay = double(attrInt(n, "decay_iters"));
+  double t = (in.empty() ? double(ctx.step) : std::trunc(in[0]->data[0])) + 1, warmup = double(attrInt(n, "warmup")), decay = double(attrInt(n, "decay_iters"));
   std::string style = attrSym(n, "style");
   double value;
   if (warmup > 0 && t <= warmup)
@@ -540,10 +544,15 @@ Outs refClipScale(const Node &n, const Ins &in, const Ctx &) {
   out.data[0] = norm;
   return {coeff, out};
 }
-// torch.optim.AdamW at step t = ctx.step + 1 on the clipped gradient; returns the new param, m and v.
+// torch.optim.AdamW at step t = ctx.step + 1 (or the count of applied updates + 1, operand 6) on the clipped
+// gradient; returns the new param, m and v (unchanged when found_inf, operand 7, is set).
 Outs refAdamW(const Node &n, const Ins &in, const Ctx &ctx) {
   HostTensor p = *in[0], m = *in[2], v = *in[3];
-  double lr = in[4]->data[0], clip = in[5]->data[0], t = double(ctx.step) + 1;
+  bool counted = in.size() == 8;
+  if (counted && in[7]->data[0] != 0)
+    return {p, m, v};
+  double lr = in[4]->data[0], clip = in[5]->data[0];
+  double t = (counted ? std::trunc(in[6]->data[0]) : double(ctx.step)) + 1;
   double b1 = attrFloat(n, "beta1"), b2 = attrFloat(n, "beta2"), eps = attrFloat(n, "eps");
   double wd = attrFloat(n, "weight_decay");
   for (int64_t i = 0; i < p.numel(); ++i) {
@@ -554,6 +563,36 @@ Outs refAdamW(const Node &n, const Ins &in, const Ctx &ctx) {
     p.data[i] = p.data[i] * (1 - lr * wd) - lr * mhat / (std::sqrt(vhat) + eps);
   }
   return {p, m, v};
+}
+
+// --- loss scaling ------------------------------------------------------------------------------------------------
+
+Outs refNonfinite(const Node &n, const Ins &in, const Ctx &) {
+  HostTensor y = resultLike(n);
+  for (double x : in[0]->data)
+    if (!std::isfinite(float(x)))
+      y.data[0] = 1;
+  return {y};
+}
+// Megatron-LM's DynamicGradScaler.update, and the count of applied updates; returns the new scale, growth tracker,
+// hysteresis tracker and count.
+Outs refLossScaleUpdate(const Node &n, const Ins &in, const Ctx &) {
+  HostTensor scale = *in[1], growth = *in[2], hysteresis = *in[3], updates = *in[4];
+  if (in[0]->data[0] != 0) {
+    growth.data[0] = 0;
+    hysteresis.data[0] -= 1;
+    if (hysteresis.data[0] <= 0)
+      scale.data[0] = std::max(scale.data[0] * attrFloat(n, "backoff_factor"), attrFloat(n, "min_scale"));
+  } else {
+    updates.data[0] += 1;
+    growth.data[0] += 1;
+    if (growth.data[0] == double(attrInt(n, "growth_interval"))) {
+      growth.data[0] = 0;
+      hysteresis.data[0] = double(attrInt(n, "hysteresis"));
+      scale.data[0] *= attrFloat(n, "growth_factor");
+    }
+  }
+  return {scale, growth, hysteresis, updates};
 }
 
 } // namespace
@@ -607,6 +646,9 @@ const std::map<std::string, ReferenceFn> &meg::optest::referenceTable() {
       {"sum_squares", &refSumSquares},
       {"clip_scale", &refClipScale},
       {"adamw", &refAdamW},
+      {"maximum", &refMaximum},
+      {"nonfinite", &refNonfinite},
+      {"loss_scale_update", &refLossScaleUpdate},
   };
   return table;
 }

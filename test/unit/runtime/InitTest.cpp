@@ -63,6 +63,9 @@ TEST(InitTest, NormalStatisticsAndConstants) {
   EXPECT_NEAR(stddev, 0.02, 2e-4);
   EXPECT_EQ(initParamShard(makeParam("g", {3}, {3}, {0}, ParamInit::Ones), 1), std::vector<float>(3, 1.0f));
   EXPECT_EQ(initParamShard(makeParam("b", {3}, {3}, {0}, ParamInit::Zeros), 1), std::vector<float>(3, 0.0f));
+  PlanParam scale = makeParam("loss_scale", {}, {}, {}, ParamInit::Constant);
+  scale.value = 4294967296.0; // a state that starts at a constant (the fp16 loss scale)
+  EXPECT_EQ(initParamShard(scale, 1), std::vector<float>(1, 4294967296.0f));
   EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);
   EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
 }
