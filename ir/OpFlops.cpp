@@ -103,6 +103,8 @@ double countSumSquares(const Node &n) { return 2.0 * perOperand(n); }
 double countClipScale(const Node &n) { return none(n); }
 // Moments, bias corrections, the update and decoupled weight decay: about 12 per element.
 double countAdamW(const Node &n) { return 12.0 * perOperand(n); }
+// A multiply-add per element.
+double countAccumulate(const Node &n) { return 2.0 * perOperand(n); }
 
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,

@@ -270,6 +270,7 @@ Grads gradShard(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return sec
 Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradAdamW(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradAccumulate(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 
 constexpr GradRule kGradRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &grad##Enum,

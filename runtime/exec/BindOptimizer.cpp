@@ -4,7 +4,8 @@
 // cosine decay to min_lr at decay_iters). clip_scale turns the global squared gradient norm into torch's
 // clip_grad_norm_ coefficient. adamw scales the gradient by it and takes one torch.optim.AdamW step
 // (kernels/Math.h) on this rank's shard, in place. Steps are 1-based: the update of training step t
-// (StepContext::step = t - 1) uses t for the bias corrections and the schedule.
+// (StepContext::step = t - 1) uses t for the bias corrections and the schedule. accumulate adds its operand / micro_batches
+// into an fp32 accumulator, which the first micro-batch of a step (StepContext::microBatch 0) starts from zero.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -80,4 +81,18 @@ llvm::Expected<AdamWArgs> meg::runtime::bindAdamW(const StepBinder &s) {
                                    shapeStr(s.operand(0).shape)));
   a.n = s.operand(0).numel();
   return a;
+}
+
+llvm::Expected<AccumulateArgs> meg::runtime::bindAccumulate(const StepBinder &s) {
+  auto m = s.intAttr("micro_batches");
+  if (!m)
+    return m.takeError();
+  if (*m < 1)
+    return s.error(llvm::formatv("micro_batches must be positive, got {0}", *m));
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  if (s.operand(1).shape != s.operand(0).shape)
+    return s.error(llvm::formatv("operand 1 has shape {0}, the accumulator {1}", shapeStr(s.operand(1).shape),
+                                 shapeStr(s.operand(0).shape)));
+  return AccumulateArgs{float(1.0 / double(*m)), s.operand(0).numel()};
 }
