@@ -839,6 +839,8 @@ const std::set<OpKind> kExempt = {
     OpKind::SumSquares,
     OpKind::ClipScale,
     OpKind::AdamW,
+    // Gradient accumulation: built by the grad-accum pass, after autodiff (test/lit/equivalence/grad-accum.test).
+    OpKind::Accumulate,
 };
 
 TEST(AutodiffCoverage, EveryOpHasAGradientTestOrIsExempt) {
