@@ -119,13 +119,21 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
     axisUsed[unsigned(*loopAxis[l])] = true;
   }
   // A parallel loop without an axis takes its preferred one where that is free and divides its dims (at ops that
-  // compute the strategy's stream and write no operand).
+  // compute the strategy's stream and write no operand), unless pending sums of two or more operands over that axis
+  // would otherwise meet in the op (partial + partial stays partial: reduced once, later, not once per operand).
   bool take = preferences && !writtenOperands(n.getKind()) && n.getNumResults() > 0 &&
               llvm::ArrayRef<int64_t>(n.getResult(0)->getType().shape) == llvm::ArrayRef<int64_t>(hints->preferShape);
+  llvm::SmallVector<bool, 4> passes = take ? survivingPartials(n, spec, in) : llvm::SmallVector<bool, 4>();
+  auto pendingPasses = [&](MeshAxis a) {
+    unsigned meeting = 0;
+    for (unsigned i = 0; i < passes.size(); ++i)
+      meeting += passes[i] && in[i].partial[unsigned(a)];
+    return meeting >= 2;
+  };
   for (unsigned l = 0; l < numLoops && take; ++l) {
     std::optional<MeshAxis> want = loopSoft[l];
     if (loopAxis[l] || !want || spec.loops[l] != Loop::Parallel || axisUsed[unsigned(*want)] ||
-        mesh.size[unsigned(*want)] == 1 || !dividesAll(l, mesh.size[unsigned(*want)]))
+        mesh.size[unsigned(*want)] == 1 || !dividesAll(l, mesh.size[unsigned(*want)]) || pendingPasses(*want))
       continue;
     loopAxis[l] = want;
     axisUsed[unsigned(*want)] = true;
