@@ -107,6 +107,8 @@ double countAdamW(const Node &n) { return 12.0 * perOperand(n); }
 // One test per element.
 double countNonfinite(const Node &n) { return perOperand(n); }
 double countLossScaleUpdate(const Node &n) { return none(n); }
+// A multiply-add per element.
+double countAccumulate(const Node &n) { return 2.0 * perOperand(n); }
 
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,

@@ -278,6 +278,7 @@ Grads gradMaximum(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   b.fail("'" + n.getName() + "': maximum has no gradient rule (it combines flags after the backward)");
   return Grads(n.getNumOperands(), nullptr);
 }
+Grads gradAccumulate(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 
 constexpr GradRule kGradRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &grad##Enum,

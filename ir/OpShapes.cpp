@@ -694,6 +694,19 @@ Expected<Types> inferLossScaleUpdate(ArrayRef<TensorType> ops, const AttrDict &a
   return Types{};
 }
 
+Expected<Types> inferAccumulate(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (ops[0].dtype != DType::F32)
+    return fail("the accumulator must be f32, got " + ops[0].str());
+  if (auto e = needFloat(ops[1], "the operand"))
+    return e;
+  if (ops[0].shape != ops[1].shape)
+    return fail("the operand " + ops[1].str() + " does not have the accumulator's shape " + ops[0].str());
+  auto m = a.getInt("micro_batches");
+  if (!m || *m < 1)
+    return fail("needs a positive integer attribute 'micro_batches'");
+  return Types{TensorType(DType::F32, ops[0].shape)};
+}
+
 constexpr ShapeRule kShapeRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &infer##Enum,
 #include "ir/Ops.def"

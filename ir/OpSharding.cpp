@@ -336,6 +336,10 @@ ShardingSpec specLossScaleUpdate(const Node &n) {
   return s;
 }
 
+// Elementwise; the accumulator holds what x holds (a partial sum stays pending: reduced once, after the last
+// micro-batch).
+ShardingSpec specAccumulate(const Node &n) { return elementwise(n, Partial::Additive); }
+
 // Result-shaped loops; x aligned to the right, its size-1 dims broadcast.
 ShardingSpec specBroadcast(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
 

@@ -10,7 +10,9 @@
 // pack the operands, one allReduce, unpack into the results (runtime/cpu/CollectiveOps.cpp).
 //
 // Gradients are the all-reduces whose result is a parameter's gradient: the operand of an `output` named
-// `grad:<param>` or the gradient operand of `adamw`. They are taken in the order the backward pass produces them
+// `grad:<param>` or the gradient operand of `adamw`, or of another such all-reduce. The tp all-reduces of
+// gradients (sequence parallelism's LayerNorm and row-parallel bias gradients, summed over the sequence shards) are
+// bucketed the same way with `tp=true` (megc --sequence-parallel), in buckets of their own (dp first, then tp). They are taken in the order the backward pass produces them
 // (program order of the node that defines the all-reduce's operand) and packed greedily: a bucket is closed when
 // the next gradient would make it larger than `bytes` (a gradient larger than `bytes` is a bucket of its own), or
 // when the next gradient depends on a member of the open bucket (a node cannot wait for its own result). The sizes
@@ -37,10 +39,16 @@ using ir::Value;
 
 namespace {
 
-/// Whether `n` is an all-reduce of a parameter's gradient over dp.
-bool isGradientDpAllReduce(const Node &n, const llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> &users) {
-  if (n.getKind() != OpKind::AllReduce || n.getAttrs().getSymbol("axis") != llvm::StringRef("dp") ||
-      n.getAttrs().getSymbol("reduce") != llvm::StringRef("sum"))
+using Users = llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>>;
+
+bool isSumAllReduce(const Node &n) {
+  return n.getKind() == OpKind::AllReduce && n.getAttrs().getSymbol("reduce") == llvm::StringRef("sum");
+}
+
+/// Whether `n` is a sum all-reduce of a parameter's gradient: its result is read by `output grad:*`, by adamw as
+/// the gradient, or by another such all-reduce (a gradient pending over dp and tp is reduced over each).
+bool isGradientAllReduce(const Node &n, const Users &users) {
+  if (!isSumAllReduce(n))
     return false;
   auto it = users.find(n.getResult());
   if (it == users.end())
@@ -48,16 +56,35 @@ bool isGradientDpAllReduce(const Node &n, const llvm::DenseMap<const Value *, ll
   return llvm::any_of(it->second, [&](const Node *u) {
     if (u->getKind() == OpKind::Output)
       return u->getAttrs().getString("name").value_or("").startswith("grad:");
+    if (u->getKind() == OpKind::AllReduce)
+      return isGradientAllReduce(*u, users);
     return u->getKind() == OpKind::AdamW && u->getOperand(1) == n.getResult();
   });
 }
 
 class BucketDpPass : public Pass {
 public:
-  explicit BucketDpPass(int64_t limit) : limit(limit) {}
+  BucketDpPass(int64_t limit, bool tp) : limit(limit), tp(tp) {}
   llvm::StringRef getName() const override { return "bucket-dp"; }
 
   llvm::Error run(ir::Graph &g) override {
+    bool changed = false;
+    for (llvm::StringRef axis : {"dp", "tp"})
+      if (axis == "dp" || tp)
+        if (auto err = bucketAxis(g, axis, changed))
+        return err;
+    if (!changed)
+      return llvm::Error::success();
+    // A bucket node may now precede a later member's operand: restore a topological order.
+    auto schedule = createSchedulePass(ScheduleOptions{.policy = "program"});
+    if (!schedule)
+      return schedule.takeError();
+    return (*schedule)->run(g);
+  }
+
+private:
+  /// Buckets the gradient all-reduces over one mesh axis.
+  llvm::Error bucketAxis(ir::Graph &g, llvm::StringRef axis, bool &changed) {
     llvm::SmallVector<Node *, 0> nodes = g.getNodes();
     auto users = g.computeUsers();
     const ir::Mesh &mesh = g.getMesh();
@@ -65,10 +92,11 @@ public:
     // The gradient all-reduces, grouped by the node that defines their operand (in operand-result order).
     llvm::DenseMap<const Node *, llvm::SmallVector<Node *, 2>> byProducer;
     for (Node *n : nodes)
-      if (isGradientDpAllReduce(*n, users))
+      if (n->getAttrs().getSymbol("axis") == axis && isGradientAllReduce(*n, users))
         byProducer[n->getOperand(0)->getDef()].push_back(n);
     if (byProducer.empty())
       return llvm::Error::success();
+    changed = true;
     for (auto &entry : byProducer)
       llvm::stable_sort(entry.second, [](const Node *a, const Node *b) {
         return a->getOperand(0)->getIndex() < b->getOperand(0)->getIndex();
@@ -126,15 +154,11 @@ public:
         g.erase(members[i]);
       }
     }
-    // The bucket node may now precede a later member's operand: restore a topological order.
-    auto schedule = createSchedulePass(ScheduleOptions{.policy = "program"});
-    if (!schedule)
-      return schedule.takeError();
-    return (*schedule)->run(g);
+    return llvm::Error::success();
   }
 
-private:
   int64_t limit;
+  bool tp;
 };
 
 } // namespace
@@ -143,5 +167,5 @@ llvm::Expected<std::unique_ptr<Pass>> meg::passes::createBucketDpPass(const Buck
   if (options.bytes <= 0)
     return fail("bucket-dp: option 'bytes' must be positive, got " + llvm::Twine(options.bytes) +
                 " (leave the pass out for no bucketing)");
-  return std::make_unique<BucketDpPass>(options.bytes);
+  return std::make_unique<BucketDpPass>(options.bytes, options.tp);
 }

@@ -7,6 +7,7 @@
 #include "passes/LowerToPlan.h"
 
 #include "llvm/ADT/DenseSet.h"
+#include "passes/GradAccum.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
 
@@ -73,6 +74,10 @@ public:
     for (const Node *st : g.nodesOfKind(OpKind::State))
       storageIndex[st->getResult(0)] = numStates++;
     computeForwardSet();
+    oncePerStep = oncePerStepNodes(g);
+    auto microBatches = microBatchesOf(g);
+    if (!microBatches)
+      return microBatches.takeError();
 
     fbb.ForceDefaults(true);
     std::vector<fb::Offset<plan::Parameter>> params;
@@ -92,7 +97,8 @@ public:
     const ir::Mesh &mesh = g.getMesh();
     auto root = plan::CreatePlanDirect(fbb, kPlanSchemaVersion, int32_t(mesh.dp()), int32_t(mesh.tp()),
                                        int32_t(rank), meta.modelJson.c_str(), meta.mode.c_str(), stats->arenaBytes,
-                                       &params, &inputs, &steps, &outputs, &states);
+                                       &params, &inputs, &steps, &outputs, &states,
+                                       int32_t(*microBatches));
     plan::FinishPlanBuffer(fbb, root);
     return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
   }
@@ -119,6 +125,11 @@ private:
   }
 
   plan::Phase phaseOf(const Node &n) const {
+    // With gradient accumulation: Update = once per step (after the last micro-batch); accumulate is in the body.
+    if (!oncePerStep.empty())
+      return oncePerStep.contains(&n)    ? plan::Phase::Update
+             : forward.contains(&n) ? plan::Phase::Forward
+                                    : plan::Phase::Backward;
     if (ir::writtenOperands(n.getKind()))
       return plan::Phase::Update;
     return forward.contains(&n) ? plan::Phase::Forward : plan::Phase::Backward;
@@ -241,6 +252,8 @@ private:
   int64_t coord[ir::kNumMeshAxes] = {0, 0};
   llvm::DenseMap<const Value *, int64_t> storageIndex;
   llvm::DenseSet<const Node *> forward;
+  /// With gradient accumulation: the nodes after the last micro-batch (Update steps).
+  llvm::DenseSet<const Node *> oncePerStep;
   fb::FlatBufferBuilder fbb;
 };
 

@@ -40,11 +40,14 @@ public:
   llvm::Error run(Graph &g) override {
     std::map<std::pair<const Value *, std::string>, Value *> converted;
     unsigned index = 0;
+    ShardingWalk walk(g.getMesh());
     for (Node *n : g.getNodes()) {
       ++index;
-      if (opInfo(n->getKind()).maxOperands == 0)
+      if (opInfo(n->getKind()).maxOperands == 0) {
+        walk.record(*n, {});
         continue;
-      ShardingDecision d = decideSharding(*n, g.getMesh());
+      }
+      ShardingDecision d = walk.decide(*n);
       for (unsigned i = 0; i < n->getNumOperands(); ++i) {
         Value *v = n->getOperand(i);
         Sharding want = d.operands[i];
@@ -59,10 +62,12 @@ public:
             return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " + llvm::Twine(i) +
                         ": " + llvm::toString(conv.takeError()));
           it = converted.emplace(key, *conv).first;
+          walk.recordLike(*conv, v);
         }
         n->setOperand(i, it->second);
       }
       setResultShardings(*n, d);
+      walk.record(*n, d);
     }
     return llvm::Error::success();
   }

@@ -42,6 +42,13 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //    `sharding-propagation` pass), and all_reduce / all_gather / reduce_scatter / shard are inserted where a
   //    consumer needs a state its producer lacks.
   p.push_back(createPartitionPass({}));
+  // 5a. grad-accum (megc --global-batch-size G, m = G / (micro-batch x dp) > 1): every gradient and the loss are
+  //     summed over the m micro-batches of a step in fp32 accumulators; what reads them (the reductions partition
+  //     put after them, clipping, the optimizer) runs once per step, after the last micro-batch. After partition,
+  //     so an accumulator holds what its gradient holds (a pending dp sum is reduced once per step, not per
+  //     micro-batch); before bucket-dp, which then buckets those once-per-step reductions.
+  if (o.gradAccum)
+    p.push_back(createGradAccumPass(*o.gradAccum));
   // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, each one all_reduce_bucket node
   //    (one collective at run time). A no-op when dp = 1.
   if (o.bucketDp)
@@ -95,6 +102,7 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
     settings.activationDtype = options.mixedPrecision->dtype;
   if (options.recompute)
     settings.recompute = options.recompute->granularity;
+  settings.sequenceParallel = options.shardParams.strategy == "megatron-sp";
   auto report = computePlanReport(**compiled, std::move(settings));
   if (!report)
     return report.takeError();

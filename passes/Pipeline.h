@@ -34,6 +34,8 @@ struct PipelineOptions {
   /// How parameters are laid out over the graph's mesh (a no-op on a 1 x 1 mesh).
   ShardParamsOptions shardParams;
   OptimizerOptions optimizer;
+  /// Gradient accumulation (megc --global-batch-size): m micro-batches per step; std::nullopt leaves the pass out.
+  std::optional<GradAccumOptions> gradAccum;
   /// The dp all-reduces of gradients go in buckets, one collective each; std::nullopt leaves the pass out (one
   /// collective per gradient).
   std::optional<BucketDpOptions> bucketDp = BucketDpOptions();

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Report.h"
+#include "passes/GradAccum.h"
 
 #include "ir/OpRules.h"
 
@@ -89,11 +90,16 @@ void splitArenaPeak(const ir::Graph &g, PlanReport &r) {
 
 /// Korthikanti et al. 2022's activation bytes per transformer layer (16-bit activations, 1-byte dropout masks, no
 /// sequence parallelism) and the formula's text.
-std::pair<double, std::string> korthikanti(const LayerProbe &m, int64_t t, llvm::StringRef recompute) {
+std::pair<double, std::string> korthikanti(const LayerProbe &m, int64_t t, llvm::StringRef recompute,
+                                           bool sequenceParallel) {
   double sbh = double(m.seq) * double(m.microBatch) * double(m.hidden);
   double as = double(m.heads) * double(m.seq), h = double(m.hidden);
   if (recompute == "full")
     return {2 * sbh, "2sbh, full recompute: the layer input"};
+  if (sequenceParallel && recompute == "selective")
+    return {34 * sbh / double(t), "34sbh/t, selective recompute with sequence parallelism"};
+  if (sequenceParallel)
+    return {sbh / double(t) * (34 + 5 * as / h), "sbh/t (34 + 5as/h), no recompute, sequence parallelism"};
   if (recompute == "selective")
     return {sbh * (10 + 24.0 / double(t)), "sbh(10 + 24/t), selective recompute (34sbh/t with sequence parallelism)"};
   if (t == 1)
@@ -119,12 +125,23 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
     r.traffic[a].groupSize = r.mesh.size[a];
 
-  // Ring numerators (bytes x 2(n-1) or x (n-1)) per axis; divided by n once at the end.
-  std::array<int64_t, ir::kNumMeshAxes> ringNumerator{};
+  // Gradient accumulation: the body runs once per micro-batch, the once-per-step nodes once.
+  auto micro = microBatchesOf(g);
+  if (!micro)
+    return micro.takeError();
+  r.microBatches = *micro;
+  llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
+  llvm::DenseSet<const ir::Value *> accumulators;
+  for (const Node *n : g.nodesOfKind(OpKind::Accumulate))
+    accumulators.insert(n->getOperand(0));
+
+  // Ring numerators (bytes x 2(n-1) or x (n-1)) per axis and kind; divided by n once at the end.
+  std::array<std::array<int64_t, AxisTraffic::kKinds>, ir::kNumMeshAxes> ringNumerator{};
   for (const auto &node : g) {
     const Node &n = *node;
-    r.flopsGlobal += ir::countFlops(n);
-    r.flopsPerRank += flopsPerRank(n, r.mesh);
+    int64_t times = oncePerStep.contains(&n) ? 1 : r.microBatches;
+    r.flopsGlobal += double(times) * ir::countFlops(n);
+    r.flopsPerRank += double(times) * flopsPerRank(n, r.mesh);
     switch (n.getKind()) {
     case OpKind::Param:
       r.paramElements += n.getResult()->getType().localNumElements(r.mesh);
@@ -132,7 +149,8 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
       r.totalParamElements += n.getResult()->getType().numElements();
       continue;
     case OpKind::State:
-      r.optimizerStateBytes += localBytes(*n.getResult(), r.mesh);
+      (accumulators.contains(n.getResult()) ? r.accumulatorBytes : r.optimizerStateBytes) +=
+          localBytes(*n.getResult(), r.mesh);
       continue;
     case OpKind::Output:
       if (n.getAttrs().getString("name").value_or("").startswith("grad:"))
@@ -151,36 +169,38 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
     int64_t n1 = r.mesh.size[a] - 1;
     switch (n.getKind()) {
     case OpKind::AllReduce:
-      ++t.allReduces;
-      ringNumerator[a] += 2 * n1 * localBytes(*n.getOperand(0), r.mesh);
+      t.allReduces += times;
+      ringNumerator[a][AxisTraffic::kAllReduce] += times * 2 * n1 * localBytes(*n.getOperand(0), r.mesh);
       break;
     case OpKind::AllReduceBucket: {
-      ++t.buckets;
+      t.buckets += times;
       int64_t bucketBytes = 0;
       for (const ir::Value *v : n.getOperands())
         bucketBytes += localBytes(*v, r.mesh);
-      t.allReduces += n.getNumOperands();
-      t.bucketedAllReduces += n.getNumOperands();
+      t.allReduces += times * n.getNumOperands();
+      t.bucketedAllReduces += times * n.getNumOperands();
       t.largestBucketBytes = std::max(t.largestBucketBytes, bucketBytes);
-      ringNumerator[a] += 2 * n1 * bucketBytes;
+      ringNumerator[a][AxisTraffic::kBucket] += times * 2 * n1 * bucketBytes;
       break;
     }
     case OpKind::AllGather:
-      ++t.allGathers;
-      ringNumerator[a] += n1 * localBytes(*n.getResult(), r.mesh);
+      t.allGathers += times;
+      ringNumerator[a][AxisTraffic::kAllGather] += times * n1 * localBytes(*n.getResult(), r.mesh);
       break;
     case OpKind::ReduceScatter:
-      ++t.reduceScatters;
-      ringNumerator[a] += n1 * localBytes(*n.getOperand(0), r.mesh);
+      t.reduceScatters += times;
+      ringNumerator[a][AxisTraffic::kReduceScatter] += times * n1 * localBytes(*n.getOperand(0), r.mesh);
       break;
     default:
-      ++t.shards;
+      t.shards += times;
       break;
     }
   }
-  for (unsigned a = 0; a < ir::kNumMeshAxes; ++a) {
-    r.traffic[a].ringBytes = ringNumerator[a] / r.mesh.size[a];
-  }
+  for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
+    for (unsigned k = 0; k < AxisTraffic::kKinds; ++k) {
+      r.traffic[a].ringBytesByKind[k] = ringNumerator[a][k] / r.mesh.size[a];
+      r.traffic[a].ringBytes += r.traffic[a].ringBytesByKind[k];
+    }
   return r;
 }
 
@@ -192,6 +212,10 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
                      r.paramElements ? double(r.totalParamElements) / double(r.paramElements) : 0.0));
   line(llvm::formatv("gradient bytes per rank: {0}", r.gradientBytes));
   line(llvm::formatv("optimizer state bytes per rank: {0}", r.optimizerStateBytes));
+  if (r.microBatches > 1)
+    line(llvm::formatv("gradient accumulation: {0} micro-batches per step, fp32 accumulator bytes per rank: {1} "
+                       "(the body's FLOPs and collectives below count {0} times)",
+                       r.microBatches, r.accumulatorBytes));
   line(llvm::formatv("arena bytes per rank: {0}", r.memory.arenaBytes));
   line(llvm::formatv("buffer bytes per rank: {0}", r.memory.bufferBytes));
   line(llvm::formatv("live lower bound per rank: {0} bytes (ratio {1:F3})", r.memory.lowerBound, r.memory.ratio()));
@@ -205,14 +229,15 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
   line(llvm::formatv("arena at its live peak: {0} bytes = {1} gradients + {2} 16-bit parameter copies + {3} "
                      "activations and temporaries",
                      r.memory.lowerBound, r.gradientBytesAtPeak, r.paramCopyBytesAtPeak, activations));
-  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + arena bytes; the arena holds the "
+  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + {1}arena bytes; the arena holds the "
                      "gradients and the 16-bit parameter copies)",
-                     r.paramBytes + r.optimizerStateBytes + r.memory.arenaBytes));
+                     r.paramBytes + r.optimizerStateBytes + r.accumulatorBytes + r.memory.arenaBytes,
+                     r.microBatches > 1 ? "gradient accumulator + " : ""));
   if (r.layers) {
     const LayerProbe &m = *r.layers;
     int64_t t = r.mesh.size[unsigned(MeshAxis::TP)];
     int64_t dl = m.layers - m.fewerLayers;
-    auto [formula, text] = korthikanti(m, t, r.settings.recompute);
+    auto [formula, text] = korthikanti(m, t, r.settings.recompute, r.settings.sequenceParallel);
     line(llvm::formatv("activation bytes per layer: meg {0} ({1}, {2}, tp {3}: (arena of {4} layers - "
                        "arena of {5}) / {6}), Korthikanti et al. formula {7} ({8}, tp {3}, 16-bit activations; "
                        "b {9}, s {10}, h {11}, a {12})",
@@ -239,6 +264,15 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
                        "2 (n-1)/n x B, all_gather and reduce_scatter (n-1)/n x B of the full tensor, B = bytes "
                        "one rank holds)",
                        name, t.ringBytes, t.groupSize));
+  }
+  for (MeshAxis axis : {MeshAxis::TP, MeshAxis::DP}) {
+    const AxisTraffic &t = r.traffic[unsigned(axis)];
+    if (t.collectives())
+      line(llvm::formatv("{0} bytes sent per rank per step by collective: all_reduce {1}, all_reduce_bucket {2}, "
+                         "all_gather {3}, reduce_scatter {4}",
+                         ir::meshAxisName(axis), t.ringBytesByKind[AxisTraffic::kAllReduce],
+                         t.ringBytesByKind[AxisTraffic::kBucket], t.ringBytesByKind[AxisTraffic::kAllGather],
+                         t.ringBytesByKind[AxisTraffic::kReduceScatter]));
   }
   return lines;
 }

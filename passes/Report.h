@@ -20,6 +20,9 @@
 //     unsharded work) divided by the size of every mesh axis that one of the node's operands or results is split
 //     or partial over. Work on values replicated over an axis (LayerNorm over tp, the optimizer of replicated
 //     parameters over tp and of every parameter over dp) is done in full on every rank of it and counted so;
+//   - gradient accumulation (m micro-batches per step): the accumulators (`state` written by `accumulate`) are
+//     their own line, not optimizer state, and count in the total; FLOPs and collectives of the body (every node
+//     but passes/GradAccum.h's once-per-step nodes) count m times;
 //   - collectives per mesh axis: one per all_reduce / all_reduce_bucket / all_gather / reduce_scatter node over it
 //     (a dp gradient bucket, bucket-dp's all_reduce_bucket, is one collective of its N values, counted as N
 //     all-reduces in one bucket); `shard` moves nothing. Bytes one rank sends
@@ -54,8 +57,10 @@ struct AxisTraffic {
   int64_t buckets = 0, bucketedAllReduces = 0;
   /// The largest bucket, in bytes per rank.
   int64_t largestBucketBytes = 0;
-  /// Bytes this rank sends (and receives) under the ring algorithm.
+  /// Bytes this rank sends (and receives) under the ring algorithm, in all and by kind of collective.
   int64_t ringBytes = 0;
+  enum Kind : unsigned { kAllReduce, kBucket, kAllGather, kReduceScatter, kKinds };
+  std::array<int64_t, kKinds> ringBytesByKind{};
   /// Collectives at run time: every all_reduce / all_gather / reduce_scatter, a bucket counted once.
   int64_t collectives() const { return allReduces - bucketedAllReduces + buckets + allGathers + reduceScatters; }
 };
@@ -70,6 +75,7 @@ struct LayerProbe {
 struct ReportSettings {
   std::string activationDtype = "f32"; ///< "f32", or the 16-bit type of mixed precision ("bf16" | "f16")
   std::string recompute = "none";      ///< "none" | "full" | "selective"
+  bool sequenceParallel = false;       ///< Korthikanti et al.'s formulas with sequence parallelism
 };
 
 struct PlanReport {
@@ -78,6 +84,8 @@ struct PlanReport {
   int64_t totalParamElements = 0;            ///< global, every parameter once
   int64_t gradientBytes = 0;                 ///< per rank
   int64_t optimizerStateBytes = 0;           ///< per rank
+  /// Gradient accumulation (passes/GradAccum.cpp): micro-batches per step and the fp32 accumulators per rank.
+  int64_t microBatches = 1, accumulatorBytes = 0;
   MemoryPlanStats memory;
   /// 16-bit parameter copies: every one (sum of sizes) and those live at the arena's live peak.
   int64_t paramCopyBytes = 0, paramCopyBytesAtPeak = 0;
@@ -110,6 +118,8 @@ llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings 
 ///   FLOPs per step on one device: ...
 ///   tp collectives per step: 581 (581 all_reduce, 0 all_gather, 0 reduce_scatter; 146 shard move nothing)
 ///   tp bytes sent per rank per step: ... (ring, n = 8: ...; as many received)
+///   tp bytes sent per rank per step by collective: all_reduce ..., all_reduce_bucket ..., all_gather ...,
+///     reduce_scatter ...   (when the axis has collectives)
 ///   dp collectives per step: ...
 ///   dp bytes sent per rank per step: ...
 std::vector<std::string> formatPlanReport(const PlanReport &r);

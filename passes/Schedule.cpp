@@ -15,8 +15,11 @@
 // the all-reduce partition put after a recomputed row-parallel layer). It becomes ready only once demanded: when a
 // unit that is not recomputation and needs it (directly or through other recomputation) has all its other
 // operands computed, i.e. when the backward reaches the layer, not as soon as the layer's input exists.
+// With gradient accumulation (passes/GradAccum.h) the once-per-step nodes come after every other node: a ready
+// once-per-step node runs only when no other node is ready, so the plan is the micro-batch body, then the update.
 //
 //===----------------------------------------------------------------------===//
+#include "passes/GradAccum.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
 
@@ -263,14 +266,17 @@ public:
       return score;
     };
 
-    // Ready set ordered by (-score, unit id): the first element runs next. Program policy: score 0 for all.
-    using Key = std::pair<int64_t, unsigned>;
+    // Ready set ordered by (once per step, -score, unit id): the first element runs next. Program policy: score 0
+    // for all.
+    llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
+    using Key = std::tuple<bool, int64_t, unsigned>;
     std::set<Key> ready;
     std::vector<int64_t> keyScore(numUnits, 0);
     std::vector<bool> isReady(numUnits, false);
+    auto keyOf = [&](unsigned u) { return Key{oncePerStep.contains(nodes[units[u].front()]), keyScore[u], u}; };
     auto push = [&](unsigned u) {
       keyScore[u] = mem ? -unitScore(u) : 0;
-      ready.insert({keyScore[u], u});
+      ready.insert(keyOf(u));
       isReady[u] = true;
     };
     // Pushes the units that are ready: no pending operand, and demanded if they are recomputation.
@@ -300,7 +306,7 @@ public:
         if (ready.empty())
           break;
       }
-      unsigned u = ready.begin()->second;
+      unsigned u = std::get<2>(*ready.begin());
       ready.erase(ready.begin());
       isReady[u] = false;
       done[u] = true;
@@ -310,7 +316,7 @@ public:
           for (const Value *r : mem->retire(*nodes[i]))
             for (unsigned v : usersOfRoot[r])
               if (isReady[v]) {
-                ready.erase({keyScore[v], v});
+                ready.erase(keyOf(v));
                 push(v);
               }
       }

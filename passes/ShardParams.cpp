@@ -7,6 +7,13 @@
 //   megatron: heads -> tp (QKV column-parallel, attention output row-parallel), ffn -> tp (MLP in column-parallel,
 //             MLP out row-parallel), vocab -> tp (vocab-parallel embedding and output layer). Everything else,
 //             LayerNorms, position embeddings and biases of row-parallel layers, stays replicated.
+//   megatron-sp: megatron with sequence parallelism (Korthikanti et al. 2022): the inputs' sequence dim (dim 1)
+//             is preferred split over tp (attribute `prefer = "-,tp"`). The preference travels through every op's
+//             loops (passes/Sharding.h) and is taken where tp is free and the op computes the residual stream
+//             (attribute `stream = [b, s, h]`, h from a parameter on the logical axis "hidden"): LayerNorms, dropout
+//             and bias adds run on s/tp tokens, the row-parallel GEMMs' partial sums are reduce-scattered and the
+//             column-parallel GEMMs' inputs all-gathered (parameters keep their layout), all by the partition rules.
+//             The sequence must divide by tp.
 //   none:     parameters replicated (data parallelism only).
 //
 //===----------------------------------------------------------------------===//
@@ -25,10 +32,12 @@ namespace {
 struct Strategy {
   llvm::StringRef name;
   std::vector<std::pair<llvm::StringRef, MeshAxis>> logicalToMesh;
+  bool sequenceParallel = false;
 };
 
 const Strategy kStrategies[] = {
     {"megatron", {{"heads", MeshAxis::TP}, {"ffn", MeshAxis::TP}, {"vocab", MeshAxis::TP}}},
+    {"megatron-sp", {{"heads", MeshAxis::TP}, {"ffn", MeshAxis::TP}, {"vocab", MeshAxis::TP}}, true},
     {"none", {}},
 };
 
@@ -43,7 +52,16 @@ public:
       if (n->getKind() == OpKind::Param || n->getKind() == OpKind::State) {
         if (auto err = shardParam(*n, mesh))
           return err;
-      } else if (n->getKind() == OpKind::Input && mesh.dp() > 1) {
+      } else if (n->getKind() == OpKind::Input && strategy.sequenceParallel && mesh.tp() > 1 &&
+                 n->getResult()->getType().rank() >= 2) {
+        auto hidden = hiddenSize(g);
+        if (!hidden)
+          return fail("sequence parallelism: no parameter on the logical axis 'hidden' (a LayerNorm gain) names "
+                      "the residual stream's width");
+        if (auto err = preferSequenceSplit(*n, mesh, *hidden))
+          return err;
+      }
+      if (n->getKind() == OpKind::Input && mesh.dp() > 1) {
         Value *v = n->getResult();
         TensorType t = v->getType();
         if (t.rank() == 0)
@@ -59,6 +77,28 @@ public:
   }
 
 private:
+  /// Sequence parallelism: dim 1 of the input is the sequence; prefer it split over tp.
+  static llvm::Error preferSequenceSplit(Node &n, const Mesh &mesh, int64_t hidden) {
+    const TensorType &t = n.getResult()->getType();
+    if (t.shape[1] % mesh.tp() != 0)
+      return fail(llvm::formatv("sequence parallelism: the sequence ({0}) of input '{1}' is not divisible by tp ({2})",
+                                t.shape[1], *n.getAttrs().getString("name"), mesh.tp()));
+    std::string prefer = "-,tp";
+    for (unsigned d = 2; d < t.rank(); ++d)
+      prefer += ",-";
+    n.getAttrs().set("prefer", prefer);
+    n.getAttrs().set("stream", std::vector<int64_t>{t.shape[0], t.shape[1], hidden});
+    return llvm::Error::success();
+  }
+
+  /// The hidden size: the length of a rank-1 parameter on the logical axis "hidden" (a LayerNorm gain).
+  static std::optional<int64_t> hiddenSize(const Graph &g) {
+    for (Node *p : g.nodesOfKind(OpKind::Param))
+      if (p->getAttrs().getString("axes") == llvm::StringRef("hidden"))
+        return p->getResult()->getType().shape[0];
+    return std::nullopt;
+  }
+
   llvm::Error shardParam(Node &n, const Mesh &mesh) {
     auto axesAttr = n.getAttrs().getString("axes");
     if (!axesAttr)
@@ -99,5 +139,5 @@ llvm::Expected<std::unique_ptr<Pass>> meg::passes::createShardParamsPass(const S
   for (const Strategy &s : kStrategies)
     if (s.name == name)
       return std::make_unique<ShardParamsPass>(s);
-  return fail("shard-params: unknown strategy '" + name + "' (known: megatron, none)");
+  return fail("shard-params: unknown strategy '" + name + "' (known: megatron, megatron-sp, none)");
 }

@@ -2,6 +2,10 @@
 #include "passes/Sharding.h"
 #include "ir/OpRules.h"
 
+#include "llvm/ADT/STLExtras.h"
+
+#include <algorithm>
+
 using namespace meg;
 using namespace meg::ir;
 using namespace meg::passes;
@@ -57,23 +61,32 @@ llvm::SmallVector<bool, 4> survivingPartials(const Node &n, const ShardingSpec &
 
 } // namespace
 
-ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Sharding> in, const Mesh &mesh) {
+ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Sharding> in, const Mesh &mesh,
+                                             const ShardingHints *hints) {
   ShardingSpec spec = shardingSpec(n);
   unsigned numLoops = spec.loops.size();
+  // Preferences are in play once a strategy seeded some (otherwise decisions are exactly those without hints).
+  bool preferences = hints && hints->preferences;
 
   // 1. A loop takes the mesh axis some operand splits it on, unless operands disagree, the loop must be whole, or
   //    the axis does not divide every dim the loop indexes. Replicated operands then take their block locally.
-  llvm::SmallVector<std::optional<MeshAxis>, 6> loopAxis(numLoops);
-  llvm::SmallVector<bool, 6> loopBlocked(numLoops, false);
+  llvm::SmallVector<std::optional<MeshAxis>, 6> loopAxis(numLoops), loopSoft(numLoops);
+  llvm::SmallVector<bool, 6> loopBlocked(numLoops, false), loopAnchored(numLoops, false);
   for (unsigned i = 0; i < spec.operandDims.size(); ++i) {
     for (unsigned d = 0; d < spec.operandDims[i].size(); ++d) {
       int l = spec.operandDims[i][d];
+      if (l < 0)
+        continue;
+      if (preferences && i < hints->soft.size() && d < hints->soft[i].size() && hints->soft[i][d] && !loopSoft[l])
+        loopSoft[l] = hints->soft[i][d];
       std::optional<MeshAxis> axis = in[i].dimAxis(d);
-      if (l < 0 || !axis || mesh.size[unsigned(*axis)] == 1)
+      if (!axis || mesh.size[unsigned(*axis)] == 1)
         continue;
       if (spec.loops[l] == Loop::Whole || (loopAxis[l] && *loopAxis[l] != *axis))
         loopBlocked[l] = true;
       loopAxis[l] = axis;
+      if (hints && i < hints->anchored.size() && hints->anchored[i])
+        loopAnchored[l] = true;
     }
   }
   auto dividesAll = [&](unsigned l, int64_t size) {
@@ -87,15 +100,43 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
           return false;
     return true;
   };
-  // A mesh axis splits one loop only (the first, in loop order).
+  // A mesh axis splits one loop only: the one an anchored operand (a parameter) splits, else a parallel loop, else
+  // the first in loop order. A split that loses becomes a preference of the loop (with preferences in play).
+  llvm::SmallVector<unsigned, 6> order;
+  for (unsigned l = 0; l < numLoops; ++l)
+    order.push_back(l);
+  auto rank = [&](unsigned l) { return loopAnchored[l] ? 0 : spec.loops[l] == Loop::Parallel ? 1 : 2; };
+  std::stable_sort(order.begin(), order.end(), [&](unsigned a, unsigned b) { return rank(a) < rank(b); });
   std::array<bool, kNumMeshAxes> axisUsed{};
-  for (unsigned l = 0; l < numLoops; ++l) {
+  for (unsigned l : order) {
     if (loopBlocked[l] || !loopAxis[l] || axisUsed[unsigned(*loopAxis[l])] ||
         !dividesAll(l, mesh.size[unsigned(*loopAxis[l])])) {
+      if (preferences && loopAxis[l] && !loopSoft[l])
+        loopSoft[l] = loopAxis[l];
       loopAxis[l].reset();
       continue;
     }
     axisUsed[unsigned(*loopAxis[l])] = true;
+  }
+  // A parallel loop without an axis takes its preferred one where that is free and divides its dims (at ops that
+  // compute the strategy's stream and write no operand), unless pending sums of two or more operands over that axis
+  // would otherwise meet in the op (partial + partial stays partial: reduced once, later, not once per operand).
+  bool take = preferences && !writtenOperands(n.getKind()) && n.getNumResults() > 0 &&
+              llvm::ArrayRef<int64_t>(n.getResult(0)->getType().shape) == llvm::ArrayRef<int64_t>(hints->preferShape);
+  llvm::SmallVector<bool, 4> passes = take ? survivingPartials(n, spec, in) : llvm::SmallVector<bool, 4>();
+  auto pendingPasses = [&](MeshAxis a) {
+    unsigned meeting = 0;
+    for (unsigned i = 0; i < passes.size(); ++i)
+      meeting += passes[i] && in[i].partial[unsigned(a)];
+    return meeting >= 2;
+  };
+  for (unsigned l = 0; l < numLoops && take; ++l) {
+    std::optional<MeshAxis> want = loopSoft[l];
+    if (loopAxis[l] || !want || spec.loops[l] != Loop::Parallel || axisUsed[unsigned(*want)] ||
+        mesh.size[unsigned(*want)] == 1 || !dividesAll(l, mesh.size[unsigned(*want)]) || pendingPasses(*want))
+      continue;
+    loopAxis[l] = want;
+    axisUsed[unsigned(*want)] = true;
   }
 
   // 2. Pending reductions of operands survive where the op is linear in them and the op does not split that axis.
@@ -149,15 +190,71 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
         if (mesh.size[a] > 1)
           s.partial[a] = ReduceKind::Max;
     out.results.push_back(s);
+    SoftSplit soft(rank);
+    for (unsigned d = 0; d < spec.resultDims[r].size() && d < rank; ++d) {
+      int l = spec.resultDims[r][d];
+      if (l >= 0 && !loopAxis[l])
+        soft[d] = loopSoft[l];
+    }
+    out.resultSoft.push_back(std::move(soft));
   }
   return out;
 }
 
-ShardingDecision meg::passes::decideSharding(const Node &n, const Mesh &mesh) {
+ShardingDecision meg::passes::decideSharding(const Node &n, const Mesh &mesh, const ShardingHints *hints) {
   llvm::SmallVector<Sharding, 4> in;
   for (Value *v : n.getOperands())
     in.push_back(v->getType().sharding);
-  return decideSharding(n, in, mesh);
+  return decideSharding(n, in, mesh, hints);
+}
+
+ShardingDecision ShardingWalk::decide(const Node &n) {
+  ShardingHints hints;
+  hints.preferences = preferences;
+  hints.preferShape = preferShape;
+  for (const Value *v : n.getOperands()) {
+    hints.anchored.push_back(anchored.lookup(v));
+    auto it = soft.find(v);
+    hints.soft.push_back(it == soft.end() ? SoftSplit() : it->second);
+  }
+  return decideSharding(n, mesh, &hints);
+}
+
+void ShardingWalk::record(const Node &n, const ShardingDecision &d) {
+  bool fromParams = n.getKind() == OpKind::Param || n.getKind() == OpKind::State;
+  if (!fromParams && n.getNumOperands() > 0 && !isCollective(n.getKind()))
+    fromParams = llvm::all_of(n.getOperands(), [&](const Value *v) { return anchored.lookup(v); });
+  for (unsigned r = 0; r < n.getNumResults(); ++r) {
+    const Value *v = n.getResult(r);
+    if (fromParams)
+      anchored[v] = true;
+    if (r < d.resultSoft.size() && llvm::any_of(d.resultSoft[r], [](auto &a) { return a.has_value(); }))
+      soft[v] = d.resultSoft[r];
+  }
+  if (n.getKind() != OpKind::Input)
+    return;
+  auto prefer = n.getAttrs().getString("prefer");
+  if (!prefer)
+    return;
+  llvm::SmallVector<llvm::StringRef, 4> parts;
+  prefer->split(parts, ',');
+  SoftSplit s;
+  for (llvm::StringRef p : parts)
+    s.push_back(parseMeshAxis(p.trim()));
+  preferences |= llvm::any_of(s, [](auto &a) { return a.has_value(); });
+  if (const std::vector<int64_t> *stream = n.getAttrs().getInts("stream"))
+    preferShape.assign(stream->begin(), stream->end());
+  soft[n.getResult()] = std::move(s);
+}
+
+void ShardingWalk::recordLike(const Value *v, const Value *from) {
+  if (anchored.lookup(from))
+    anchored[v] = true;
+  auto it = soft.find(from);
+  if (it != soft.end()) {
+    SoftSplit copy = it->second;
+    soft[v] = std::move(copy);
+  }
 }
 
 void meg::passes::setResultShardings(Node &n, const ShardingDecision &d) {

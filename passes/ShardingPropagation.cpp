@@ -21,14 +21,19 @@ public:
 
   llvm::Error run(Graph &g) override {
     unsigned index = 0;
+    ShardingWalk walk(g.getMesh());
     for (Node *n : g.getNodes()) {
       ++index;
       if (isCollective(n->getKind()))
         return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) +
                     ") is already partitioned: propagate shardings before partition");
-      if (opInfo(n->getKind()).maxOperands == 0)
+      if (opInfo(n->getKind()).maxOperands == 0) {
+        walk.record(*n, {});
         continue;
-      setResultShardings(*n, decideSharding(*n, g.getMesh()));
+      }
+      ShardingDecision d = walk.decide(*n);
+      setResultShardings(*n, d);
+      walk.record(*n, d);
     }
     return llvm::Error::success();
   }

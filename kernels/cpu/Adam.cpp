@@ -50,3 +50,11 @@ bool anyNonfinite(const float *x, int64_t n) {
 }
 
 } // namespace meg::kernels::cpu
+
+void meg::kernels::cpu::accumulate(float *acc, const float *x, int64_t n, float scale, bool first, float *out) {
+  for (int64_t i = 0; i < n; ++i) {
+    acc[i] = (first ? 0.0f : acc[i]) + scale * x[i];
+    if (out)
+      out[i] = acc[i];
+  }
+}

@@ -8,6 +8,7 @@
 // which equals p -= lr * mhat / (sqrt(vhat) + eps) with mhat = m / (1 - b1^t), vhat = v / (1 - b2^t), computed in
 // torch's order (torch 1.13 single-tensor AdamW): kernels/Math.h's adamFactors and adamwElement, shared with the
 // CUDA kernel. Scalar factors are computed in double, element math in float.
+// accumulate sums the micro-batches' gradients of a step in fp32 (acc += scale x, from zero at the first).
 // sumOfSquares accumulates in double over fixed blocks (boundaries depend on n only) summed in block order.
 #ifndef MEG_KERNELS_CPU_ADAM_H
 #define MEG_KERNELS_CPU_ADAM_H
@@ -29,6 +30,9 @@ struct AdamConfig {
 /// count t.
 void adamwStep(float *param, const float *grad, float *m, float *v, int64_t n, const AdamConfig &config,
                float gradScale, int64_t step);
+
+/// Gradient accumulation: acc = (first ? 0 : acc) + scale * x, then out = acc (out may be null).
+void accumulate(float *acc, const float *x, int64_t n, float scale, bool first, float *out);
 
 /// sum_i x_i^2 in double; bit-identical for any thread count.
 double sumOfSquares(const float *x, int64_t n);

@@ -66,7 +66,7 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const DropoutArgs &a, CpuSte
         std::memcpy(s.fout(), s.f(0), size_t(a.n) * sizeof(float));
       return;
     }
-    k::dropoutForward(s.f(0), a.view(), a.p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.step}, s.fout());
+    k::dropoutForward(s.f(0), a.view(), a.p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.rngStep()}, s.fout());
   });
 }
 

@@ -52,4 +52,10 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const LossScaleUpdateArgs &a
   });
 }
 
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AccumulateArgs &a, CpuStep &s) {
+  return infallible([a, &s](const CpuRunArgs &run) {
+    k::accumulate(s.f(0), s.f(1), a.n, a.scale, run.ctx.microBatch == 0, s.fout());
+  });
+}
+
 llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const NotAStepArgs &, CpuStep &s) { return s.error("not a step"); }

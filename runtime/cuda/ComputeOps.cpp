@@ -88,7 +88,7 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const GeluGradArgs &a, Cud
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const DropoutArgs &a, CudaStep &s) {
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
     float p = run.ctx.dropout ? a.p : 0.0f;
-    return s.check(k::dropout(s.f(0), a.view(), p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.step}, s.fout(),
+    return s.check(k::dropout(s.f(0), a.view(), p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.rngStep()}, s.fout(),
                               run.stream));
   };
 }

@@ -29,6 +29,15 @@ struct StepContext {
   uint32_t step = 0;   ///< the training step (Philox counter word), so every step draws fresh masks
   bool dropout = true; ///< false in evaluation: dropout is the identity
   bool evaluation = false; ///< run only the steps the loss needs (no backward, no optimizer update)
+  /// Gradient accumulation (plans with micro_batches m > 1): the micro-batch the body steps run for, 0 .. m - 1.
+  uint32_t microBatch = 0;
+  uint32_t microBatches = 1;
+  /// The Philox counter word of dropout masks: the step, or with micro-batches the step's micro-batch
+  /// (step x m + micro-batch), so every micro-batch draws fresh masks (one micro-batch: the step, as before).
+  uint32_t rngStep() const { return step * microBatches + microBatch; }
+  /// Which steps Executor::run runs: all in order, the per-micro-batch body, or the once-per-step update.
+  enum class Part : uint8_t { All, Body, Update };
+  Part part = Part::All;
 };
 
 class Backend {

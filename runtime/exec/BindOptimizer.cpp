@@ -7,6 +7,8 @@
 // (StepContext::step = t - 1) uses t for the bias corrections and the schedule; with loss scaling (fp16) both take
 // the count of applied updates + 1 from a state instead, and adamw skips its step when found_inf is set.
 // nonfinite tests a gradient shard for inf/NaN; loss_scale_update is kernels/Math.h's lossScaleUpdate.
+// accumulate adds its operand / micro_batches into an fp32 accumulator, which the first micro-batch of a step
+// (StepContext::microBatch 0) starts from zero.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -128,4 +130,18 @@ llvm::Expected<LossScaleUpdateArgs> meg::runtime::bindLossScaleUpdate(const Step
     if (s.operand(i).numel() != 1)
       return s.error(llvm::formatv("operand {0} must be a scalar, has shape {1}", i, shapeStr(s.operand(i).shape)));
   return a;
+}
+
+llvm::Expected<AccumulateArgs> meg::runtime::bindAccumulate(const StepBinder &s) {
+  auto m = s.intAttr("micro_batches");
+  if (!m)
+    return m.takeError();
+  if (*m < 1)
+    return s.error(llvm::formatv("micro_batches must be positive, got {0}", *m));
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  if (s.operand(1).shape != s.operand(0).shape)
+    return s.error(llvm::formatv("operand 1 has shape {0}, the accumulator {1}", shapeStr(s.operand(1).shape),
+                                 shapeStr(s.operand(0).shape)));
+  return AccumulateArgs{float(1.0 / double(*m)), s.operand(0).numel()};
 }

@@ -20,7 +20,12 @@ Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, 
 }
 
 llvm::Error Executor::run(const StepContext &ctx) {
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
+  size_t begin = 0, end = plan.steps.size();
+  if (ctx.part == StepContext::Part::Body)
+    end = plan.updateBegin;
+  else if (ctx.part == StepContext::Part::Update)
+    begin = plan.updateBegin;
+  for (size_t i = begin; i < end; ++i) {
     if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
       continue;
     if (auto err = backend.runStep(i, ctx, comm))

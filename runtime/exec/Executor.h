@@ -28,7 +28,7 @@ public:
   Executor(const LoadedPlan &plan, Backend &backend, Communicator &comm)
       : plan(plan), backend(backend), comm(comm) {}
 
-  /// Runs every step of the plan once.
+  /// Runs the steps of ctx.part once (all of them; or with micro-batches, the body or the update).
   llvm::Error run(const StepContext &ctx);
   /// The value of a scalar f32 output (after run()). Error when the plan has no such output.
   llvm::Expected<float> scalarOutput(llvm::StringRef name) const;

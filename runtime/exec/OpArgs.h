@@ -275,6 +275,12 @@ struct LossScaleUpdateArgs {
   kernels::LossScalerConfig config;
 };
 
+/// Gradient accumulation over the micro-batches of a step (StepContext::microBatch).
+struct AccumulateArgs {
+  float scale = 1; ///< 1 / micro_batches
+  int64_t n = 0;
+};
+
 /// The arguments of one bound step: alternative i + 1 is the Args of op kind i.
 using OpArgs = std::variant<std::monostate
 #define OP(Enum, ...) , Enum##Args

@@ -194,7 +194,7 @@ kernels::cpu::AttentionParams AttentionArgs::forRun(const StepContext &ctx, cons
   kernels::cpu::AttentionParams run = params;
   run.keyMask = maskOperand ? mask : nullptr;
   run.dropoutP = ctx.dropout ? dropout : 0.0f;
-  run.dropoutKey = kernels::PhiloxKey{ctx.seed, stream, ctx.step};
+  run.dropoutKey = kernels::PhiloxKey{ctx.seed, stream, ctx.rngStep()};
   return run;
 }
 

@@ -433,6 +433,21 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
     for (size_t i = 0; i < p.steps()->size(); ++i)
       if (!decodeStep(*p.steps()->Get(i), i))
         return finish();
+  out.microBatches = p.micro_batches();
+  out.updateBegin = out.steps.size();
+  if (out.microBatches < 1)
+    return (fail("micro_batches must be positive, got " + llvm::Twine(out.microBatches)), finish());
+  if (out.microBatches > 1) {
+    // The body (Forward, Backward) first, then the Update steps: each part runs as one block.
+    while (out.updateBegin > 0 && out.steps[out.updateBegin - 1].phase == StepPhase::Update)
+      --out.updateBegin;
+    for (size_t i = 0; i < out.updateBegin; ++i)
+      if (out.steps[i].phase == StepPhase::Update)
+        return (fail(llvm::formatv("step {0} is an Update step before the last micro-batch step {1} (with {2} "
+                                   "micro-batches the Update steps must come last)",
+                                   i, out.updateBegin - 1, out.microBatches)),
+                finish());
+  }
   if (p.outputs()) {
     for (size_t i = 0; i < p.outputs()->size(); ++i) {
       const fb::Output *o = p.outputs()->Get(i);

@@ -132,6 +132,10 @@ struct LoadedPlan {
   std::vector<PlanOutput> outputs;
   /// Optimizer state (Storage::OptState by index), zeros at start; init/hf fields unused.
   std::vector<PlanParam> states;
+  /// Micro-batches per step (gradient accumulation): steps [0, updateBegin) run once per micro-batch, the Update
+  /// steps [updateBegin, steps.size()) once per step. 1: every step once, in order.
+  int microBatches = 1;
+  size_t updateBegin = 0;
 
   int world() const { return meshDp * meshTp; }
   int dpRank() const { return rank / meshTp; }

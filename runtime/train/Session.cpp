@@ -311,23 +311,52 @@ llvm::Error Session::feed(const GlobalBatch &batch) {
 }
 
 llvm::Expected<std::optional<double>> Session::forward(const StepContext &ctx) {
+  if (auto err = onHosted([&](int r) -> llvm::Error { return Executor(plans[r], *backends[r], *comms[r]).run(ctx); }))
+    return err;
+  return averageLoss();
+}
+
+llvm::Expected<std::optional<double>> Session::step(const StepContext &ctx, llvm::ArrayRef<GlobalBatch> batches) {
+  int m = microBatches();
+  if (int(batches.size()) != m)
+    return error(llvm::formatv("{0}: a step takes {1} micro-batches, got {2}", plans[0].path, m, batches.size()));
+  if (m == 1) {
+    if (auto err = feed(batches[0]))
+      return err;
+    return forward(ctx);
+  }
+  // The body once per micro-batch (its accumulate steps sum the gradients and the loss), then the update.
+  for (int i = 0; i < m; ++i) {
+    if (auto err = feed(batches[size_t(i)]))
+      return err;
+    StepContext body = ctx;
+    body.part = StepContext::Part::Body;
+    body.microBatch = uint32_t(i);
+    body.microBatches = uint32_t(m);
+    if (auto err = onHosted([&](int r) { return Executor(plans[r], *backends[r], *comms[r]).run(body); }))
+      return err;
+  }
+  if (!ctx.evaluation) {
+    StepContext update = ctx;
+    update.part = StepContext::Part::Update;
+    if (auto err = onHosted([&](int r) { return Executor(plans[r], *backends[r], *comms[r]).run(update); }))
+      return err;
+  }
+  return averageLoss();
+}
+
+llvm::Expected<std::optional<double>> Session::averageLoss() {
+  if (!plans[0].findOutput("loss"))
+    return std::nullopt;
   std::vector<float> losses(size_t(world()), 0.0f);
-  bool hasLoss = plans[0].findOutput("loss") != nullptr;
   if (auto err = onHosted([&](int r) -> llvm::Error {
-        Executor exec(plans[r], *backends[r], *comms[r]);
-        if (auto err = exec.run(ctx))
-          return err;
-        if (!hasLoss)
-          return llvm::Error::success();
-        auto loss = exec.scalarOutput("loss");
+        auto loss = Executor(plans[r], *backends[r], *comms[r]).scalarOutput("loss");
         if (!loss)
           return loss.takeError();
-        losses[r] = *loss;
+        losses[size_t(r)] = *loss;
         return llvm::Error::success();
       }))
     return err;
-  if (!hasLoss)
-    return std::nullopt;
   // Every tp rank of a dp group holds the same loss; average the dp groups (as Megatron reports it), in dp order.
   int tp = plans[0].meshTp, dp = plans[0].meshDp;
   std::vector<float> perGroup(static_cast<size_t>(dp));
@@ -354,26 +383,38 @@ llvm::Expected<EvalResult> meg::runtime::evaluate(Session &session, const BatchS
   ctx.dropout = false;
   ctx.evaluation = true;
   for (int64_t b = 0; b < batches; ++b) {
-    auto batch = source.batch(uint64_t(b));
-    if (!batch)
-      return batch.takeError();
+    auto micro = microBatchesOf(source, uint64_t(b), session.microBatches());
+    if (!micro)
+      return micro.takeError();
     auto start = std::chrono::steady_clock::now();
-    if (auto err = session.feed(*batch))
-      return err;
     ctx.step = uint32_t(b);
-    auto loss = session.forward(ctx);
+    auto loss = session.step(ctx, *micro);
     result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!loss)
       return loss.takeError();
     if (!*loss)
       return error(session.plan().path + ": the plan has no 'loss' output to evaluate");
-    int64_t tokens = batch->targetTokens();
+    int64_t tokens = 0;
+    for (const GlobalBatch &batch : *micro)
+      tokens += batch.targetTokens();
     weighted += **loss * double(tokens);
     result.tokens += tokens;
     ++result.batches;
-    result.positions += source.microBatch() * source.seqLen();
+    result.positions += source.microBatch() * source.seqLen() * int64_t(micro->size());
   }
   result.loss = result.tokens ? weighted / double(result.tokens) : 0;
   result.perplexity = std::exp(result.loss);
   return result;
+}
+
+llvm::Expected<std::vector<GlobalBatch>> meg::runtime::microBatchesOf(const BatchSource &source, uint64_t step,
+                                                                      int microBatches) {
+  std::vector<GlobalBatch> out;
+  for (int i = 0; i < microBatches; ++i) {
+    auto batch = source.batch(step * uint64_t(microBatches) + uint64_t(i));
+    if (!batch)
+      return batch.takeError();
+    out.push_back(std::move(*batch));
+  }
+  return out;
 }

@@ -87,10 +87,19 @@ public:
   /// ranks (in dp order, in double, as Megatron reports it), or nullopt when the plan has no such output (an infer
   /// plan).
   llvm::Expected<std::optional<double>> forward(const StepContext &ctx);
+  /// Collective. One step of a plan with microBatches() micro-batches (gradient accumulation): `batches` holds one
+  /// global batch per micro-batch; each is fed and the body steps run for it, then the update steps (not in
+  /// evaluation). The loss as forward()'s (the plan's "loss" output is the mean over the micro-batches). With one
+  /// micro-batch: feed + forward.
+  llvm::Expected<std::optional<double>> step(const StepContext &ctx, llvm::ArrayRef<GlobalBatch> batches);
+  /// Micro-batches per step of the plans (1 without gradient accumulation).
+  int microBatches() const { return plans[0].microBatches; }
 
 private:
   void initStates(int rank);
   Session() = default;
+  /// Collective. The scalar output "loss" of the last run, averaged over the dp ranks (nullopt: no such output).
+  llvm::Expected<std::optional<double>> averageLoss();
   llvm::Error prepare(llvm::StringRef backend, llvm::ArrayRef<int> ranks, int device);
   /// Runs fn(rank) for every hosted rank, each on its thread.
   llvm::Error onHosted(llvm::function_ref<llvm::Error(int rank)> fn);
@@ -114,6 +123,10 @@ struct EvalResult {
   double seconds = 0;    ///< time spent in the forward steps (feeding included, data preparation excluded)
 };
 llvm::Expected<EvalResult> evaluate(Session &session, const BatchSource &source, int64_t batches, uint64_t seed);
+
+/// The global batches of step `step` of a plan with `microBatches` micro-batches per step: the source's batches
+/// step * m .. step * m + m - 1, so the rows of a step are those of one batch of m times the rows, in order.
+llvm::Expected<std::vector<GlobalBatch>> microBatchesOf(const BatchSource &source, uint64_t step, int microBatches);
 
 } // namespace meg::runtime
 

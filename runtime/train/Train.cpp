@@ -27,6 +27,23 @@ static std::string formatNumber(const char *format, double value) {
   return buf;
 }
 
+/// The rows of a step's micro-batches as one batch (dim 0 concatenated, in order): what one micro-batch of all
+/// those rows would be.
+static GlobalBatch stepBatch(llvm::ArrayRef<GlobalBatch> micro) {
+  if (micro.size() == 1)
+    return micro[0];
+  GlobalBatch all;
+  for (const GlobalBatch &batch : micro)
+    for (const auto &[name, t] : batch.tensors) {
+      IntTensor &out = all.tensors[name];
+      if (out.shape.empty())
+        out.shape = t.shape, out.shape[0] = 0;
+      out.shape[0] += t.shape[0];
+      out.data.insert(out.data.end(), t.data.begin(), t.data.end());
+    }
+  return all;
+}
+
 /// {"loss": x} with the float loss in full double precision.
 static std::string lossJson(double loss) { return "{\"loss\": " + formatNumber("%.17g", loss) + "}\n"; }
 
@@ -246,21 +263,20 @@ llvm::Error Trainer::checkpoint(int64_t done) {
 llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, llvm::raw_ostream &out) {
   Session &s = session();
   bool root = job.isRoot();
-  auto batch = source->batch(uint64_t(t));
-  if (!batch)
-    return Job::unagreed(batch.takeError());
-  if (auto err = s.feed(*batch))
-    return Job::unagreed(std::move(err));
+  auto micro = microBatchesOf(*source, uint64_t(t), s.microBatches());
+  if (!micro)
+    return Job::unagreed(micro.takeError());
   StepContext ctx;
   ctx.seed = options.seed;
   ctx.step = uint32_t(t);
   ctx.dropout = options.dropout;
   auto start = std::chrono::steady_clock::now();
-  auto loss = s.forward(ctx);
+  auto loss = s.step(ctx, *micro);
   if (!loss)
     return Job::unagreed(loss.takeError());
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  double tokensPerSecond = double(source->microBatch() * source->seqLen()) / std::max(seconds, 1e-9);
+  double tokensPerSecond =
+      double(source->microBatch() * source->seqLen() * int64_t(micro->size())) / std::max(seconds, 1e-9);
   // A non-finite loss in a plan without loss scaling (fp16 skips such steps by itself) means training diverged.
   bool diverged = *loss && !std::isfinite(**loss) && !s.plan().findOutput("loss_scale");
   if (auto err = job.agree(diverged ? error(llvm::formatv("step {0}: the loss is {1}: training diverged", t + 1,
@@ -291,7 +307,7 @@ llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, ll
     llvm::SmallString<256> dir(options.dump);
     if (options.dumpEveryStep)
       llvm::sys::path::append(dir, "step-" + std::to_string(t + 1));
-    if (auto err = writeDump(dir, *batch, *loss))
+    if (auto err = writeDump(dir, stepBatch(*micro), *loss))
       return err;
   }
   // Evaluation runs forward steps only, dropout off, on the valid split: parameters, optimizer state, the training

@@ -6,6 +6,7 @@
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
 //        [--bf16 | --fp16 [--initial-loss-scale S --min-loss-scale M --loss-scale-window W --hysteresis H |
 //                          --loss-scale S]]
+//        [--global-batch-size G] [--sequence-parallel]
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
@@ -133,6 +134,17 @@ cl::opt<int> recomputeNumLayers("recompute-num-layers",
                                 cl::desc("With full: layers per group (uniform) or layers recomputed (block); "
                                          "default 1"),
                                 cl::value_desc("N"), cl::cat(optCategory));
+cl::opt<int> globalBatchSize(
+    "global-batch-size",
+    cl::desc("Rows per training step over all dp ranks: m = G / (B x dp) micro-batches of B = --micro-batch-size rows "
+             "per dp rank, gradients accumulated in fp32, one update (without it: one micro-batch of --micro-batch "
+             "rows over all dp ranks)"),
+    cl::value_desc("G"), cl::cat(optCategory));
+cl::opt<bool> sequenceParallel(
+    "sequence-parallel",
+    cl::desc("Sequence parallelism (Korthikanti et al. 2022): LayerNorms, dropout and residual adds on s/tp tokens, "
+             "reduce-scatter / all-gather around the tp GEMMs instead of all-reduces (strategy megatron-sp)"),
+    cl::cat(optCategory));
 cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch"), cl::aliasopt(microBatch));
 cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
 
@@ -289,6 +301,10 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("--dp must be positive (got " + llvm::Twine(int(dpSize)) + ")");
   if (microBatch.getNumOccurrences() && microBatch < 1)
     return makeError("--micro-batch must be positive (got " + llvm::Twine(int(microBatch)) + ")");
+  if (globalBatchSize.getNumOccurrences() && globalBatchSize < 1)
+    return makeError("--global-batch-size must be positive (got " + llvm::Twine(int(globalBatchSize)) + ")");
+  if (globalBatchSize.getNumOccurrences() && mode != "train")
+    return makeError("--global-batch-size needs --mode train (gradient accumulation)");
   if (seqLen.getNumOccurrences() && seqLen < 1)
     return makeError("--seq must be positive (got " + llvm::Twine(int(seqLen)) + ")");
   if (vocabDivisibleBy.getNumOccurrences() && vocabDivisibleBy < 1)
@@ -306,7 +322,8 @@ llvm::Error checkFlags(bool isModel) {
     for (const cl::Option *o : {static_cast<const cl::Option *>(&microBatch),
                                 static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode),
                                 static_cast<const cl::Option *>(&vocabDivisibleBy),
-                                static_cast<const cl::Option *>(&recomputeGranularity)})
+                                static_cast<const cl::Option *>(&recomputeGranularity),
+                                static_cast<const cl::Option *>(&globalBatchSize)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
   if (bf16 && fp16)
@@ -326,6 +343,7 @@ llvm::Expected<std::string> run() {
 
   std::unique_ptr<ir::Graph> graph;
   std::optional<frontend::ModelConfig> config;
+  int64_t microBatchesPerStep = 1;
   frontend::BuildMode buildMode = *frontend::parseBuildMode(mode);
   if (isModel) {
     frontend::ConfigOverrides overrides;
@@ -339,6 +357,17 @@ llvm::Expected<std::string> run() {
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
+    // --global-batch-size G: the graph is one micro-batch of B rows per dp rank (B x dp rows), run m times a step.
+    if (globalBatchSize.getNumOccurrences()) {
+      int64_t rows = config->microBatch * int64_t(dpSize);
+      if (globalBatchSize % rows != 0)
+        return makeError(llvm::formatv("--global-batch-size {0} is not a multiple of micro-batch x dp = {1} x {2} = "
+                                       "{3}",
+                                       int(globalBatchSize), config->microBatch, int(dpSize), rows)
+                             .str());
+      config->microBatch = rows;
+      microBatchesPerStep = globalBatchSize / rows;
+    }
     if (recomputeNumLayers.getNumOccurrences() && recomputeNumLayers > config->numLayers)
       return makeError("--recompute-num-layers " + llvm::Twine(int(recomputeNumLayers)) + " exceeds the " +
                        llvm::Twine(config->numLayers) + " layers of the model");
@@ -372,10 +401,17 @@ llvm::Expected<std::string> run() {
   if (fp16 && pipelineOptions.differentiate)
     pipelineOptions.autodiff.lossScale = fixedLossScale.getNumOccurrences() ? fixedLossScale : initialLossScale;
   pipelineOptions.recompute = recomputeOptions();
+  if (sequenceParallel)
+    pipelineOptions.shardParams.strategy = "megatron-sp";
+  if (microBatchesPerStep > 1)
+    pipelineOptions.gradAccum = passes::GradAccumOptions{.microBatches = microBatchesPerStep};
   if (dpBucketBytes == 0)
     pipelineOptions.bucketDp.reset();
   else
     pipelineOptions.bucketDp->bytes = dpBucketBytes;
+  // Sequence parallelism's LayerNorm and bias gradients are summed over tp: bucketed too.
+  if (pipelineOptions.bucketDp && sequenceParallel)
+    pipelineOptions.bucketDp->tp = true;
   if (emit == "plan") {
     passes::LowerToPlanOptions &lower = pipelineOptions.lowerToPlan.emplace();
     lower.dir = outputPath;
@@ -442,7 +478,8 @@ llvm::Expected<std::string> run() {
         return built.takeError();
       fewer = std::move(*built);
       fewer->setMesh(graph->getMesh());
-      model.dims = {.microBatch = config->microBatch, .seq = config->seq, .hidden = config->hidden,
+      // The rows one rank holds (the graph's micro-batch is split over dp).
+      model.dims = {.microBatch = config->microBatch / int64_t(dpSize), .seq = config->seq, .hidden = config->hidden,
                     .heads = config->numHeads, .layers = config->numLayers, .fewerLayers = half.numLayers};
       model.fewer = fewer.get();
     }

@@ -844,6 +844,8 @@ const std::set<OpKind> kExempt = {
     OpKind::Nonfinite,
     OpKind::Maximum,
     OpKind::LossScaleUpdate,
+    // Gradient accumulation: built by the grad-accum pass, after autodiff (test/lit/equivalence/grad-accum.test).
+    OpKind::Accumulate,
 };
 
 TEST(AutodiffCoverage, EveryOpHasAGradientTestOrIsExempt) {

@@ -564,6 +564,15 @@ Outs refAdamW(const Node &n, const Ins &in, const Ctx &ctx) {
   }
   return {p, m, v};
 }
+// Gradient accumulation: acc + x / micro_batches, from zero at micro-batch 0; the new accumulator, then the result
+// (the same values).
+Outs refAccumulate(const Node &n, const Ins &in, const Ctx &ctx) {
+  HostTensor acc = *in[0];
+  double m = double(*n.getAttrs().getInt("micro_batches"));
+  for (int64_t i = 0; i < acc.numel(); ++i)
+    acc.data[i] = (ctx.microBatch == 0 ? 0.0 : acc.data[i]) + in[1]->data[i] / m;
+  return {acc, acc};
+}
 
 // --- loss scaling ------------------------------------------------------------------------------------------------
 
@@ -649,6 +658,7 @@ const std::map<std::string, ReferenceFn> &meg::optest::referenceTable() {
       {"maximum", &refMaximum},
       {"nonfinite", &refNonfinite},
       {"loss_scale_update", &refLossScaleUpdate},
+      {"accumulate", &refAccumulate},
   };
   return table;
 }

@@ -63,6 +63,7 @@ struct StepSpec {
   std::string op;
   std::vector<AttrSpec> attrs; ///< sorted by key
   std::vector<RefSpec> operands, results;
+  plan::Phase phase = plan::Phase::Forward;
 };
 
 struct ParamSpec {
@@ -89,6 +90,7 @@ struct PlanSpec {
   std::vector<InputSpec> inputs;
   std::vector<StepSpec> steps;
   std::vector<std::pair<std::string, RefSpec>> outputs;
+  int microBatches = 1;
 };
 
 inline std::vector<uint8_t> buildPlan(const PlanSpec &p) {
@@ -123,13 +125,13 @@ inline std::vector<uint8_t> buildPlan(const PlanSpec &p) {
       operands.push_back(ref(r));
     for (const RefSpec &r : s.results)
       results.push_back(ref(r));
-    steps.push_back(plan::CreateStepDirect(fbb, s.op.c_str(), &attrs, &operands, &results, 0));
+    steps.push_back(plan::CreateStepDirect(fbb, s.op.c_str(), &attrs, &operands, &results, 0, s.phase));
   }
   std::vector<flatbuffers::Offset<plan::Output>> outputs;
   for (const auto &[name, r] : p.outputs)
     outputs.push_back(plan::CreateOutputDirect(fbb, name.c_str(), ref(r)));
   auto root = plan::CreatePlanDirect(fbb, p.version, p.dp, p.tp, p.rank, p.model.c_str(), p.mode.c_str(),
-                                     p.arenaBytes, &params, &inputs, &steps, &outputs);
+                                     p.arenaBytes, &params, &inputs, &steps, &outputs, nullptr, p.microBatches);
   plan::FinishPlanBuffer(fbb, root);
   return std::vector<uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
 }

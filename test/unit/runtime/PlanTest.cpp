@@ -63,6 +63,25 @@ TEST(PlanTest, LoadsAValidPlan) {
   EXPECT_EQ(plan->stepLabel(1), "p.megplan: step 1 ('add')");
 }
 
+// Gradient accumulation: the body (Forward, Backward) runs once per micro-batch, the Update steps after it.
+TEST(PlanTest, MicroBatches) {
+  PlanSpec spec = basePlan();
+  auto one = parsePlan(buildPlan(spec), "p.megplan");
+  ASSERT_TRUE(bool(one)) << llvm::toString(one.takeError());
+  EXPECT_EQ(one->microBatches, 1);
+  spec.microBatches = 2;
+  spec.steps[2].phase = plan::Phase::Update;
+  auto two = parsePlan(buildPlan(spec), "p.megplan");
+  ASSERT_TRUE(bool(two)) << llvm::toString(two.takeError());
+  EXPECT_EQ(two->microBatches, 2);
+  EXPECT_EQ(two->updateBegin, 2u);
+  spec.steps[0].phase = plan::Phase::Update;
+  EXPECT_EQ(loadError(buildPlan(spec)), "p.megplan: step 0 is an Update step before the last micro-batch step 1 "
+                                         "(with 2 micro-batches the Update steps must come last)");
+  spec.microBatches = 0;
+  EXPECT_EQ(loadError(buildPlan(spec)), "p.megplan: micro_batches must be positive, got 0");
+}
+
 TEST(PlanTest, BadIdentifierAndCorruptBuffers) {
   auto bytes = buildPlan(basePlan());
   auto wrongId = bytes;

@@ -1,0 +1,146 @@
+//===- GradAccum.cpp - gradient accumulation over micro-batches -------------===//
+//
+// grad-accum{micro_batches=m}
+//
+// A step of global batch G runs m micro-batches of the graph's batch and updates once (Megatron-LM's
+// --global-batch-size with --micro-batch-size). After partition, for every gradient the optimizer and the
+// `grad:<param>` output read, this pass finds the value the backward produced (walking back through the
+// collectives partition put after it: the dp all-reduce, a tp all-reduce of a partial sum) and inserts
+//
+//   %acc = state {name = "grad.acc:<param>"}              (f32, laid out and pending like the gradient)
+//   %sum = accumulate(%acc, %g) {micro_batches = m}       acc <- (micro-batch 0 ? 0 : acc) + g / m; %sum = acc
+//
+// and every former use of %g reads %sum. The loss output reads `accumulate` of the loss ("loss.acc"), so it is the
+// mean over the micro-batches, and each gradient is the gradient of that mean, summed in fp32. Because the
+// accumulator holds what the gradient holds (a pending dp sum stays pending), the collectives after it, the
+// clipping norm and the optimizer run once per step, after the last micro-batch: the schedule puts them last and
+// lower-to-plan marks them Update (oncePerStepNodes); megrun runs the other steps once per micro-batch, each fed
+// its own rows. Activations live within one micro-batch: the arena is the one-micro-batch arena plus nothing.
+// m = 1 leaves the graph untouched.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/GradAccum.h"
+#include "passes/Pass.h"
+
+#include "llvm/ADT/MapVector.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace meg;
+using namespace meg::ir;
+using namespace meg::passes;
+
+llvm::DenseSet<const Node *> meg::passes::oncePerStepNodes(const Graph &g) {
+  llvm::DenseSet<const Node *> once;
+  if (g.nodesOfKind(OpKind::Accumulate).empty())
+    return once;
+  auto users = g.computeUsers();
+  llvm::SmallVector<const Node *, 64> work;
+  for (const auto &n : g) {
+    if (n->getKind() == OpKind::Accumulate) {
+      for (Node *u : users.lookup(n->getResult()))
+        work.push_back(u);
+    } else if (writtenOperands(n->getKind())) {
+      work.push_back(n.get());
+    }
+  }
+  while (!work.empty()) {
+    const Node *n = work.pop_back_val();
+    if (n->getKind() == OpKind::Accumulate || !once.insert(n).second)
+      continue;
+    for (unsigned r = 0; r < n->getNumResults(); ++r)
+      for (Node *u : users.lookup(n->getResult(r)))
+        work.push_back(u);
+  }
+  return once;
+}
+
+llvm::Expected<int64_t> meg::passes::microBatchesOf(const Graph &g) {
+  std::optional<int64_t> m;
+  for (Node *n : g.nodesOfKind(OpKind::Accumulate)) {
+    int64_t k = n->getAttrs().getInt("micro_batches").value_or(1);
+    if (m && *m != k)
+      return fail(llvm::formatv("accumulate nodes disagree on micro_batches ({0} and {1})", *m, k));
+    m = k;
+  }
+  return m.value_or(1);
+}
+
+namespace {
+
+class GradAccumPass : public Pass {
+public:
+  explicit GradAccumPass(int64_t m) : m(m) {}
+  llvm::StringRef getName() const override { return "grad-accum"; }
+
+  llvm::Error run(Graph &g) override {
+    if (m == 1)
+      return llvm::Error::success();
+    if (!g.nodesOfKind(OpKind::Accumulate).empty())
+      return fail("the graph already accumulates gradients");
+    Node *lossOut = g.findNamed(OpKind::Output, "loss");
+    if (!lossOut)
+      return fail("the graph has no 'loss' output");
+    // The backward's gradient values, each with the parameter it belongs to, in order of the outputs.
+    llvm::MapVector<Value *, std::string> grads;
+    for (Node *out : g.nodesOfKind(OpKind::Output)) {
+      llvm::StringRef name = out->getAttrs().getString("name").value_or("");
+      if (!name.consume_front("grad:"))
+        continue;
+      Value *v = out->getOperand(0);
+      while (isCollective(v->getDef()->getKind()) && v->getDef()->getKind() != OpKind::Shard) {
+        Node *c = v->getDef();
+        v = c->getOperand(hasResultPerOperand(c->getKind()) ? v->getIndex() : 0);
+      }
+      if (v->getType().dtype != DType::F32)
+        return fail("the gradient of '" + name + "' is " + v->getType().str() + ", not f32");
+      grads.insert({v, name.str()});
+    }
+    if (grads.empty())
+      return fail("the graph has no gradient outputs (grad:<param>): run autodiff first");
+    // Users and positions once: inserting nodes changes neither the users of the other values nor the order of
+    // the nodes already there.
+    users = g.computeUsers();
+    order = g.computeOrder();
+    for (auto &[grad, name] : grads)
+      accumulate(g, grad, "grad.acc:" + name, nullptr);
+    accumulate(g, lossOut->getOperand(0), "loss.acc", lossOut);
+    return llvm::Error::success();
+  }
+
+private:
+  /// Inserts state + accumulate of `v` before its first user; `only` (if given) is the one user that reads the
+  /// sum, else every user does.
+  void accumulate(Graph &g, Value *v, const std::string &name, Node *only) {
+    Node *first = nullptr;
+    for (Node *u : users.lookup(v))
+      if (!first || order[u] < order[first])
+        first = u;
+    TensorType t = v->getType();
+    AttrDict s;
+    s.set("name", name);
+    Value *acc = g.insertBefore(first, OpKind::State, {}, std::move(s), {t})->getResult();
+    AttrDict a;
+    a.set("micro_batches", m);
+    TensorType sumType = t;
+    Node *sum = g.insertBefore(first, OpKind::Accumulate, {acc, v}, std::move(a), {sumType});
+    for (Node *u : users.lookup(v)) {
+      if (only && u != only)
+        continue;
+      for (unsigned i = 0; i < u->getNumOperands(); ++i)
+        if (u->getOperand(i) == v)
+          u->setOperand(i, sum->getResult());
+    }
+  }
+
+  int64_t m;
+  llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> users;
+  llvm::DenseMap<const Node *, unsigned> order;
+};
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<Pass>> meg::passes::createGradAccumPass(const GradAccumOptions &o) {
+  if (o.microBatches < 1)
+    return fail(llvm::formatv("grad-accum: micro_batches must be positive, got {0}", o.microBatches).str());
+  return std::make_unique<GradAccumPass>(o.microBatches);
+}
