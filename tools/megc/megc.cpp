@@ -4,6 +4,7 @@
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
+//   megc verify PLAN_DIR   (tools/megc/VerifyCommand.h: the plan set loads and its collective order is proven)
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
@@ -20,6 +21,7 @@
 #include "ir/Verifier.h"
 #include "passes/Dot.h"
 #include "passes/Pipeline.h"
+#include "tools/megc/VerifyCommand.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -426,6 +428,8 @@ bool parseCommandLine(int argc, char **argv, std::string &error) {
 } // namespace
 
 int main(int argc, char **argv) {
+  if (isVerifyCommand(argc, argv)) // megc verify PLAN_DIR
+    return runVerifyCommand(argc, argv);
   cl::HideUnrelatedOptions({&megCategory, &optCategory});
   std::string clError;
   if (!parseCommandLine(argc, argv, clError))
