@@ -12,6 +12,7 @@ Prints what it changed (the step indices and IR names) on stdout.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([flatc, "--json", "--strict-json", "--raw-binary", "-o", tmp, schema, "--", plan], check=True)
         name = os.path.join(tmp, "rank-%s.json" % rank)
+        # flatc writes non-finite floats as bare inf / -inf / nan, which Python's json reads as Infinity / NaN.
         with open(name) as f:
-            doc = json.load(f)
+            text = re.sub(r"(?<=: )(-?)inf\b", r"\1Infinity", f.read())
+            doc = json.loads(re.sub(r"(?<=: )nan\b", "NaN", text))
         steps = doc["steps"]
         where = [i for i, s in enumerate(steps) if s["op"] in COLLECTIVES]
         picked = [where[a] for a in args]
@@ -46,8 +49,9 @@ def main():
             del steps[picked[0]]
         else:
             sys.exit("doctor_plan.py: unknown action '%s'" % action)
+        text = json.dumps(doc, indent=1)
         with open(name, "w") as f:
-            json.dump(doc, f)
+            f.write(re.sub(r"(?<=: )NaN\b", "nan", re.sub(r"(?<=: )(-?)Infinity\b", r"\1inf", text)))
         subprocess.run([flatc, "--binary", "-o", tmp, schema, name], check=True)
         shutil.move(os.path.join(tmp, "rank-%s.megplan" % rank), plan)
     print("rank %s: %s %s" % (rank, action, what))
