@@ -199,28 +199,39 @@ void MpiWatch::watchTermination() {
     return; // the watch ends
   if (board && board->slot(rank).state.load() == RankBoard::Failed)
     std::_Exit(1); // this rank has reported its error already
-  std::string line = program + ": error: " + terminationReport() + "\n";
+  std::string report = terminationReport();
   if (board)
     board->slot(rank).state.store(RankBoard::Ended);
-  [[maybe_unused]] ssize_t n = ::write(2, line.data(), line.size());
+  if (!report.empty()) {
+    std::string line = program + ": error: " + report + "\n";
+    [[maybe_unused]] ssize_t n = ::write(2, line.data(), line.size());
+  }
   std::_Exit(1);
 }
 
 std::string MpiWatch::terminationReport() {
+  // One line per job for an error a rank reported (it failed and blamed nobody): the others end quietly.
+  bool named = false, reported = false;
   std::string causes;
   for (int r = 0; r < world && board; ++r) {
     if (r == rank)
       continue;
     std::string cause;
     int blamed = board->slot(r).blamed.load() - 1;
-    if (board->slot(r).state.load() == RankBoard::Failed)
+    if (board->slot(r).state.load() == RankBoard::Failed) {
+      reported = true;
+      named |= blamed >= 0;
       cause = blamed >= 0 ? llvm::formatv("rank {0} timed out waiting for rank {1}", r, blamed).str()
                           : llvm::formatv("rank {0} failed", r).str();
-    else if (board->lost(r))
+    } else if (board->lost(r)) {
+      named = true;
       cause = llvm::formatv("rank {0} was lost ({1})", r, board->health(r)).str();
+    }
     if (!cause.empty())
       causes += (causes.empty() ? "" : "; ") + cause;
   }
+  if (reported && !named)
+    return "";
   std::string line = llvm::formatv("rank {0}: terminated (SIGTERM from mpirun)", rank).str();
   if (!causes.empty())
     line += ": " + causes;

@@ -9,7 +9,8 @@
 // When a rank dies, Open MPI's mpirun ends the job itself: it sends the other processes SIGCONT and SIGTERM (and
 // SIGKILL a moment later) and prints its banner, so no MPI call ever returns an error. MpiWatch therefore also
 // reports on SIGTERM: a thread woken by the signal prints one line naming the ranks whose processes are gone or
-// stopped, or failed and reported, and the collective this rank was in, then ends the process (exit code 1).
+// stopped (or that timed out waiting for one), and the collective this rank was in, then ends the process (exit code
+// 1). When the job ends because a rank reported an error of its own (megrun's one line), the others end quietly.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_COMM_MPIWATCH_H
