@@ -10,10 +10,13 @@
 #include "passes/GradAccum.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
+#include "ir/Printer.h"
 
+#include "runtime/plan/CollectiveOrder.h"
 #include "runtime/plan/plan_generated.h"
 
 #include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -242,8 +245,9 @@ private:
       operands.push_back(tensorRef(*v));
     for (unsigned r = 0; r < n.getNumResults(); ++r)
       results.push_back(tensorRef(*n.getResult(r)));
+    std::string value = n.getNumResults() ? "%" + std::to_string(numbering.lookup(n.getResult(0))) : "";
     return plan::CreateStepDirect(fbb, n.getName().str().c_str(), &attrs, &operands, &results, irLineOfNode(index),
-                                  phaseOf(n));
+                                  phaseOf(n), value.empty() ? nullptr : value.c_str());
   }
 
   const ir::Graph &g;
@@ -255,6 +259,7 @@ private:
   /// With gradient accumulation: the nodes after the last micro-batch (Update steps).
   llvm::DenseSet<const Node *> oncePerStep;
   fb::FlatBufferBuilder fbb;
+  ir::ValueNumbering numbering{g}; ///< the `%N` names of megc --emit ir, for the steps' `value`
 };
 
 /// Whether `dir` holds nothing but regular *.megplan files.
@@ -267,6 +272,21 @@ bool isPlanDirectory(llvm::StringRef dir) {
       return false;
   }
   return !ec;
+}
+
+/// Decodes the plans of every rank (as megrun will) and checks their collective order; a failure is a compiler bug.
+llvm::Error verifyPlanBytes(llvm::ArrayRef<std::string> plans, llvm::StringRef dir) {
+  std::vector<runtime::LoadedPlan> loaded;
+  for (size_t r = 0; r < plans.size(); ++r) {
+    auto bytes = llvm::arrayRefFromStringRef(plans[r]);
+    auto plan = runtime::parsePlan(bytes, runtime::planPath(dir, int(r)));
+    if (!plan)
+      return fail("internal error: the plan written is invalid: " + llvm::toString(plan.takeError()));
+    loaded.push_back(std::move(*plan));
+  }
+  if (auto err = runtime::verifyCollectiveOrder(loaded, dir))
+    return fail("internal error: " + llvm::toString(std::move(err)));
+  return llvm::Error::success();
 }
 
 /// Removes a directory of plain files (a plan directory or our temporary one).
@@ -291,6 +311,9 @@ llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta
       return bytes.takeError();
     plans.push_back(std::move(*bytes));
   }
+  // Prove the set's collective order before anything is written (runtime/plan/CollectiveOrder.h).
+  if (auto err = verifyPlanBytes(plans, dirArg))
+    return err;
 
   llvm::SmallString<256> dir(dirArg);
   if (std::error_code ec = fs::make_absolute(dir))

@@ -10,8 +10,10 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <algorithm>
-#include <barrier>
 #include <cassert>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -43,11 +45,11 @@ namespace meg::runtime {
 
 class InProcessWorld {
 public:
-  InProcessWorld(int dp, int tp) : dp(dp), tp(tp), slots(size_t(dp) * tp), worldBarrier(dp * tp) {
+  InProcessWorld(int dp, int tp) : dp(dp), tp(tp), slots(size_t(dp) * tp), worldGate(dp * tp) {
     for (int d = 0; d < dp; ++d)
-      tpBarriers.push_back(std::make_unique<std::barrier<>>(tp));
+      tpGates.emplace_back(tp);
     for (int t = 0; t < tp; ++t)
-      dpBarriers.push_back(std::make_unique<std::barrier<>>(dp));
+      dpGates.emplace_back(dp);
   }
 
   struct Slot {
@@ -55,16 +57,73 @@ public:
     int64_t count = 0;
   };
 
+  /// A reusable rendezvous of a fixed group: who is here in the current round, and how many rounds have completed.
+  struct Gate {
+    explicit Gate(int members) : members(members), here(size_t(members), 0) {}
+    int members, count = 0;
+    uint64_t generation = 0;
+    std::vector<char> here; ///< by group index
+  };
+  enum class Wait { Done, TimedOut, Abandoned };
+
   /// The world ranks of `rank`'s group along `axis`, in group order.
   std::vector<int> group(CommAxis axis, int rank) const { return meshGroup(dp, tp, axis, rank); }
-  std::barrier<> &groupBarrier(CommAxis axis, int rank) {
-    return axis == CommAxis::TP ? *tpBarriers[rank / tp] : *dpBarriers[rank % tp];
+  Gate &gate(CommAxis axis, int rank) { return axis == CommAxis::TP ? tpGates[rank / tp] : dpGates[rank % tp]; }
+
+  /// Member `index` of `g` (world rank `rank`) arrives and waits for the others: at most `timeout` seconds (0 =
+  /// forever), and only while no rank of the world has failed. On a timeout, `arrived` holds the group indices
+  /// present and this rank is the world's failure.
+  Wait arrive(Gate &g, int index, int rank, double timeout, std::vector<int> &arrived) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (failed >= 0)
+      return Wait::Abandoned;
+    g.here[size_t(index)] = 1;
+    if (++g.count == g.members) {
+      g.count = 0;
+      ++g.generation;
+      std::fill(g.here.begin(), g.here.end(), 0);
+      changed.notify_all();
+      return Wait::Done;
+    }
+    uint64_t round = g.generation;
+    auto over = [&] { return g.generation != round || failed >= 0; };
+    if (timeout > 0) {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+      if (!changed.wait_until(lock, deadline, over)) {
+        for (int m = 0; m < g.members; ++m)
+          if (g.here[size_t(m)])
+            arrived.push_back(m);
+        failed = rank;
+        changed.notify_all();
+        return Wait::TimedOut;
+      }
+    } else {
+      changed.wait(lock, over);
+    }
+    return g.generation != round ? Wait::Done : Wait::Abandoned;
+  }
+
+  /// Rank `rank` failed: every wait of the world ends.
+  void abandon(int rank) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (failed < 0)
+      failed = rank;
+    changed.notify_all();
+  }
+  int failedRank() {
+    std::lock_guard<std::mutex> lock(mu);
+    return failed;
   }
 
   const int dp, tp;
   std::vector<Slot> slots;
-  std::barrier<> worldBarrier;
-  std::vector<std::unique_ptr<std::barrier<>>> tpBarriers, dpBarriers;
+  Gate worldGate;
+  std::vector<Gate> tpGates, dpGates;
+
+private:
+  std::mutex mu;
+  std::condition_variable changed;
+  int failed = -1; ///< the first rank that failed or timed out
 };
 
 } // namespace meg::runtime
@@ -79,30 +138,65 @@ InProcessCommunicator::InProcessCommunicator(std::shared_ptr<InProcessWorld> w, 
   assert(rank >= 0 && rank < world->dp * world->tp && "rank outside the world");
 }
 
+void InProcessCommunicator::abandon() { world->abandon(myRank); }
+
 namespace {
+
+/// One wait of rank `rank` at `gate` (the group `members`, watched axis `axis`) for a collective of `bytes`: a
+/// timeout names the collective and the members that have not arrived.
+llvm::Error waitAt(InProcessWorld &w, InProcessWorld::Gate &gate, const std::vector<int> &members, int rank,
+                   CollectiveWatch &watch, unsigned axis, uint64_t seq, int64_t bytes) {
+  int index = int(llvm::find(members, rank) - members.begin());
+  std::vector<int> present;
+  switch (w.arrive(gate, index, rank, watch.timeoutSeconds(), present)) {
+  case InProcessWorld::Wait::Done: return llvm::Error::success();
+  case InProcessWorld::Wait::Abandoned: return llvm::make_error<PeerFailed>(w.failedRank());
+  case InProcessWorld::Wait::TimedOut: break;
+  }
+  std::vector<int> arrived;
+  std::vector<std::string> missing;
+  for (int m = 0; m < int(members.size()); ++m)
+    if (llvm::is_contained(present, m))
+      arrived.push_back(members[size_t(m)]);
+    else
+      missing.push_back(std::to_string(members[size_t(m)]));
+  return collectiveTimeoutError(rank, watch.timeoutSeconds(), watch.describe(axis, seq, bytes, members), arrived, missing);
+}
 
 /// Runs one collective: publish (data, count), rendezvous, `compute(members)` reading the published slots, then a
 /// second rendezvous. A count mismatch inside the group is an error on every member (after both rendezvous).
 template <typename Fn>
-llvm::Error rendezvous(InProcessWorld &w, CommAxis axis, int rank, const float *data, int64_t count,
-                       const char *what, Fn &&compute) {
+llvm::Error rendezvous(InProcessWorld &w, CollectiveWatch &watch, CommAxis axis, int rank, const float *data,
+                       int64_t count, const char *what, Fn &&compute) {
   std::vector<int> members = w.group(axis, rank);
+  uint64_t seq = watch.enter(unsigned(axis));
   if (members.size() == 1) {
     compute(members);
     return llvm::Error::success();
   }
-  std::barrier<> &bar = w.groupBarrier(axis, rank);
+  InProcessWorld::Gate &gate = w.gate(axis, rank);
+  int64_t bytes = count * int64_t(sizeof(float));
   w.slots[rank] = {data, count};
-  bar.arrive_and_wait();
+  if (auto err = waitAt(w, gate, members, rank, watch, unsigned(axis), seq, bytes))
+    return err;
   bool agree = llvm::all_of(members, [&](int m) { return w.slots[m].count == count; });
   if (agree)
     compute(members);
-  bar.arrive_and_wait();
+  if (auto err = waitAt(w, gate, members, rank, watch, unsigned(axis), seq, bytes))
+    return err;
   if (!agree)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    llvm::formatv("{0}: members of the {1} group of rank {2} passed different counts",
                                                  what, axis == CommAxis::TP ? "tp" : "dp", rank));
   return llvm::Error::success();
+}
+
+/// A world rendezvous of rank `rank` (the session's world collectives and barrier).
+llvm::Error worldWait(InProcessWorld &w, CollectiveWatch &watch, int rank, uint64_t seq, int64_t bytes) {
+  std::vector<int> all;
+  for (int r = 0; r < w.dp * w.tp; ++r)
+    all.push_back(r);
+  return waitAt(w, w.worldGate, all, rank, watch, kWatchWorld, seq, bytes);
 }
 
 void reduceInto(CommReduce op, float *out, const float *in, int64_t n) {
@@ -119,7 +213,7 @@ void reduceInto(CommReduce op, float *out, const float *in, int64_t n) {
 llvm::Error InProcessCommunicator::allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) {
   std::vector<float> result;
   InProcessWorld &w = *world;
-  if (auto err = rendezvous(w, axis, myRank, data, count, "all_reduce", [&](const std::vector<int> &members) {
+  if (auto err = rendezvous(w, watchState, axis, myRank, data, count, "all_reduce", [&](const std::vector<int> &members) {
         if (members.size() == 1)
           return;
         result.assign(w.slots[members[0]].data, w.slots[members[0]].data + count);
@@ -134,7 +228,7 @@ llvm::Error InProcessCommunicator::allReduce(CommAxis axis, CommReduce op, float
 
 llvm::Error InProcessCommunicator::allGather(CommAxis axis, const float *in, int64_t count, float *out) {
   InProcessWorld &w = *world;
-  return rendezvous(w, axis, myRank, in, count, "all_gather", [&](const std::vector<int> &members) {
+  return rendezvous(w, watchState, axis, myRank, in, count, "all_gather", [&](const std::vector<int> &members) {
     for (size_t g = 0; g < members.size(); ++g)
       std::memcpy(out + g * count, w.slots[members[g]].data, size_t(count) * sizeof(float));
   });
@@ -145,7 +239,7 @@ llvm::Error InProcessCommunicator::reduceScatter(CommAxis axis, CommReduce op, c
   InProcessWorld &w = *world;
   std::vector<float> result;
   int me = axisRank(axis);
-  if (auto err = rendezvous(w, axis, myRank, in, count, "reduce_scatter", [&](const std::vector<int> &members) {
+  if (auto err = rendezvous(w, watchState, axis, myRank, in, count, "reduce_scatter", [&](const std::vector<int> &members) {
         const float *first = w.slots[members[0]].data + int64_t(me) * count;
         result.assign(first, first + count);
         for (size_t g = 1; g < members.size(); ++g)
@@ -156,7 +250,10 @@ llvm::Error InProcessCommunicator::reduceScatter(CommAxis axis, CommReduce op, c
   return llvm::Error::success();
 }
 
-void InProcessCommunicator::barrier() { world->worldBarrier.arrive_and_wait(); }
+void InProcessCommunicator::barrier() {
+  // A void interface: a timeout or a failed rank ends the wait, and the collectives that follow report it.
+  llvm::consumeError(worldWait(*world, watchState, myRank, watchState.enter(kWatchWorld), 0));
+}
 
 // World collectives: every rank publishes its slot, the world rendezvous, the readers copy, the world rendezvous
 // again before anyone may reuse its buffer.
@@ -166,24 +263,30 @@ llvm::Error InProcessCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::v
   out.clear();
   counts.clear();
   w.slots[myRank] = {in.data(), int64_t(in.size())};
-  w.worldBarrier.arrive_and_wait();
+  uint64_t seq = watchState.enter(kWatchWorld);
+  int64_t bytes = int64_t(in.size() * sizeof(float));
+  if (auto err = worldWait(w, watchState, myRank, seq, bytes))
+    return err;
   if (myRank == 0)
     for (const InProcessWorld::Slot &slot : w.slots) {
       counts.push_back(slot.count);
       out.insert(out.end(), slot.data, slot.data + slot.count);
     }
-  w.worldBarrier.arrive_and_wait();
-  return llvm::Error::success();
+  return worldWait(w, watchState, myRank, seq, bytes);
 }
 
 llvm::Error InProcessCommunicator::broadcastFromRoot(float *data, int64_t count) {
   InProcessWorld &w = *world;
   w.slots[myRank] = {data, count};
-  w.worldBarrier.arrive_and_wait();
+  uint64_t seq = watchState.enter(kWatchWorld);
+  int64_t bytes = count * int64_t(sizeof(float));
+  if (auto err = worldWait(w, watchState, myRank, seq, bytes))
+    return err;
   bool agree = w.slots[0].count == count;
   if (agree && myRank != 0)
     std::memcpy(data, w.slots[0].data, size_t(count) * sizeof(float));
-  w.worldBarrier.arrive_and_wait();
+  if (auto err = worldWait(w, watchState, myRank, seq, bytes))
+    return err;
   if (!agree)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    llvm::formatv("broadcast: rank {0} passed {1} floats, rank 0 {2}", myRank, count,

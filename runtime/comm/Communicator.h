@@ -17,6 +17,8 @@
 #ifndef MEG_RUNTIME_COMM_COMMUNICATOR_H
 #define MEG_RUNTIME_COMM_COMMUNICATOR_H
 
+#include "runtime/comm/Watchdog.h"
+
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
@@ -60,6 +62,13 @@ public:
   /// device communicator (one-GPU or NCCL), else null: the CUDA backend's typed route to them, without RTTI.
   virtual cuda::CudaCommunicator *cudaCollectives() { return nullptr; }
 
+  /// The watchdog's view of this rank's collectives (runtime/comm/Watchdog.h): the executor labels each collective
+  /// step, megrun sets the timeout. Communicators that can wait with a deadline honour it.
+  CollectiveWatch &watch() { return watchState; }
+  /// This rank failed: the ranks sharing its process stop waiting for it (their collectives fail with PeerFailed).
+  /// Communicators between processes do nothing (the job ends the others).
+  virtual void abandon() {}
+
   /// World collective: rank 0 gets every rank's `in` (counts may differ between ranks) concatenated in rank order
   /// in `out`, and each rank's count in `counts`; on the other ranks both are left empty.
   virtual llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out,
@@ -69,6 +78,7 @@ public:
 
 protected:
   int meshDp, meshTp, myRank;
+  CollectiveWatch watchState;
 };
 
 /// The world ranks of `rank`'s group along `axis` in a dp x tp mesh (rank = dpRank * tp + tpRank), in group order.
@@ -110,6 +120,7 @@ public:
   void barrier() override;
   llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
   llvm::Error broadcastFromRoot(float *data, int64_t count) override;
+  void abandon() override;
 
 private:
   std::shared_ptr<InProcessWorld> world;

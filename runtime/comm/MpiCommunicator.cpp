@@ -1,5 +1,6 @@
 //===- MpiCommunicator.cpp - collectives between MPI processes ----------------===//
 #include "runtime/comm/MpiCommunicator.h"
+#include "runtime/comm/MpiWatch.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -12,16 +13,6 @@
 using namespace meg::runtime;
 
 namespace {
-
-llvm::Error mpiError(int code, llvm::StringRef what) {
-  if (code == MPI_SUCCESS)
-    return llvm::Error::success();
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 "mpi " + what.str() + " failed: " + std::string(text, size_t(len)));
-}
 
 MPI_Op mpiOp(CommReduce op) { return op == CommReduce::Sum ? MPI_SUM : MPI_MAX; }
 
@@ -48,19 +39,43 @@ llvm::Expected<std::unique_ptr<MpiSession>> MpiSession::init(int *argc, char ***
     MPI_Comm_rank(node, &local);
     MPI_Comm_free(&node);
   }
-  return std::unique_ptr<MpiSession>(new MpiSession(rank, size, local));
+  std::unique_ptr<MpiSession> session(new MpiSession(rank, size, local));
+  llvm::StringRef program = argv && *argv && **argv ? llvm::StringRef((*argv)[0]) : "megrun";
+  session->watcher = MpiWatch::create(rank, size, program.rsplit('/').second.empty() ? program
+                                                                                      : program.rsplit('/').second);
+  return session;
 }
 
-int MpiSession::firstFailure(bool failed) {
+MpiSession::MpiSession(int rank, int size, int local) : rank(rank), size(size), local(local) {}
+
+void MpiSession::setCollectiveTimeout(double seconds) { jobWatch.setTimeout(seconds); }
+
+static std::vector<int> worldRanks(int size) {
+  std::vector<int> all(size_t(size), 0);
+  for (int r = 0; r < size; ++r)
+    all[size_t(r)] = r;
+  return all;
+}
+
+llvm::Expected<int> MpiSession::firstFailure(bool failed) {
   int mine = failed ? rank : INT_MAX, first = mine;
-  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS)
+  MPI_Request request;
+  uint64_t seq = watcher->enter(kWatchWorld);
+  if (MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &request) != MPI_SUCCESS)
     return failed ? rank : -1;
+  if (auto err = watcher->wait(request, jobWatch, kWatchWorld, seq, sizeof(int), worldRanks(size), "agreement"))
+    return std::move(err);
   return first == INT_MAX ? -1 : first;
 }
 
-MpiSession::~MpiSession() { MPI_Finalize(); }
+MpiSession::~MpiSession() {
+  watcher->markDone();
+  watcher.reset();
+  MPI_Finalize();
+}
 
 void MpiSession::abort(int code) {
+  watcher->markFailed();
   MPI_Abort(MPI_COMM_WORLD, code);
   std::abort();
 }
@@ -76,8 +91,24 @@ struct MpiCommunicator::Groups {
   }
 };
 
-MpiCommunicator::MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups)
-    : Communicator(meshDp, meshTp, rank), groups(std::move(groups)) {}
+MpiCommunicator::MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups, MpiWatch &watcher)
+    : Communicator(meshDp, meshTp, rank), groups(std::move(groups)), watcher(watcher) {}
+
+std::vector<int> MpiCommunicator::groupOf(unsigned axis) const {
+  return axis == kWatchWorld ? worldRanks(worldSize()) : meshGroup(meshDp, meshTp, CommAxis(axis), myRank);
+}
+
+namespace {
+
+/// The collective just started (`rc`, `request`) as a watched wait: MPI's error, or the watch's timeout.
+llvm::Error await(MpiWatch &watcher, const CollectiveWatch &watch, int rc, MPI_Request &request, unsigned axis,
+                  uint64_t seq, int64_t bytes, const std::vector<int> &group, llvm::StringRef what) {
+  if (auto err = mpiError(rc, what))
+    return err;
+  return watcher.wait(request, watch, axis, seq, bytes, group, what);
+}
+
+} // namespace
 
 MpiCommunicator::~MpiCommunicator() = default;
 
@@ -96,32 +127,48 @@ llvm::Expected<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(const M
     return err;
   if (auto err = mpiError(MPI_Comm_split(MPI_COMM_WORLD, rank % meshTp, rank / meshTp, &groups->dp), "split dp"))
     return err;
-  return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(meshDp, meshTp, rank, std::move(groups)));
+  return std::unique_ptr<MpiCommunicator>(
+      new MpiCommunicator(meshDp, meshTp, rank, std::move(groups), session.watch()));
 }
 
 llvm::Error MpiCommunicator::allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) {
   if (auto err = checkCount(count))
     return err;
-  return mpiError(MPI_Allreduce(MPI_IN_PLACE, data, int(count), MPI_FLOAT, mpiOp(op), groups->of(axis)),
-                  "all-reduce");
+  MPI_Request request;
+  uint64_t seq = watcher.enter(unsigned(axis));
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, data, int(count), MPI_FLOAT, mpiOp(op), groups->of(axis), &request);
+  return await(watcher, watchState, rc, request, unsigned(axis), seq, count * 4, groupOf(unsigned(axis)),
+               "all-reduce");
 }
 
 llvm::Error MpiCommunicator::allGather(CommAxis axis, const float *in, int64_t count, float *out) {
   if (auto err = checkCount(count))
     return err;
-  return mpiError(MPI_Allgather(in, int(count), MPI_FLOAT, out, int(count), MPI_FLOAT, groups->of(axis)),
-                  "all-gather");
+  MPI_Request request;
+  uint64_t seq = watcher.enter(unsigned(axis));
+  int rc = MPI_Iallgather(in, int(count), MPI_FLOAT, out, int(count), MPI_FLOAT, groups->of(axis), &request);
+  return await(watcher, watchState, rc, request, unsigned(axis), seq, count * 4, groupOf(unsigned(axis)),
+               "all-gather");
 }
 
 llvm::Error MpiCommunicator::reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count,
                                            float *out) {
   if (auto err = checkCount(count))
     return err;
-  return mpiError(MPI_Reduce_scatter_block(in, out, int(count), MPI_FLOAT, mpiOp(op), groups->of(axis)),
-                  "reduce-scatter");
+  MPI_Request request;
+  uint64_t seq = watcher.enter(unsigned(axis));
+  int rc = MPI_Ireduce_scatter_block(in, out, int(count), MPI_FLOAT, mpiOp(op), groups->of(axis), &request);
+  return await(watcher, watchState, rc, request, unsigned(axis), seq, count * 4, groupOf(unsigned(axis)),
+               "reduce-scatter");
 }
 
-void MpiCommunicator::barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+void MpiCommunicator::barrier() {
+  MPI_Request request;
+  uint64_t seq = watcher.enter(kWatchWorld);
+  int rc = MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  // A void interface: a timeout ends the wait, and the collectives that follow report it.
+  llvm::consumeError(await(watcher, watchState, rc, request, kWatchWorld, seq, 0, groupOf(kWatchWorld), "barrier"));
+}
 
 // World collectives move host buffers of any size: point-to-point (gather) and broadcast in chunks of kChunk floats.
 static constexpr int64_t kChunk = int64_t(1) << 28;
@@ -134,15 +181,19 @@ llvm::Error MpiCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::vector<
   int64_t mine = int64_t(in.size());
   int world = worldSize();
   std::vector<int64_t> all(myRank == 0 ? size_t(world) : 0);
-  if (auto err = mpiError(MPI_Gather(&mine, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, 0, MPI_COMM_WORLD),
-                          "gather"))
+  std::vector<int> everyone = groupOf(kWatchWorld);
+  uint64_t seq = watcher.enter(kWatchWorld);
+  MPI_Request request;
+  int rc = MPI_Igather(&mine, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &request);
+  if (auto err = await(watcher, watchState, rc, request, kWatchWorld, seq, mine * 4, everyone, "gather"))
     return err;
   if (myRank != 0) {
-    for (int64_t done = 0; done < mine; done += kChunk)
-      if (auto err = mpiError(MPI_Send(in.data() + done, int(std::min(kChunk, mine - done)), MPI_FLOAT, 0,
-                                       kGatherTag, MPI_COMM_WORLD),
-                              "gather send"))
+    for (int64_t done = 0; done < mine; done += kChunk) {
+      rc = MPI_Isend(in.data() + done, int(std::min(kChunk, mine - done)), MPI_FLOAT, 0, kGatherTag, MPI_COMM_WORLD,
+                     &request);
+      if (auto err = await(watcher, watchState, rc, request, kWatchWorld, seq, mine * 4, everyone, "gather send"))
         return err;
+    }
     return llvm::Error::success();
   }
   int64_t total = 0;
@@ -153,11 +204,12 @@ llvm::Error MpiCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::vector<
   int64_t at = mine;
   for (int r = 1; r < world; ++r) {
     int64_t n = all[size_t(r)];
-    for (int64_t done = 0; done < n; done += kChunk)
-      if (auto err = mpiError(MPI_Recv(out.data() + at + done, int(std::min(kChunk, n - done)), MPI_FLOAT, r,
-                                       kGatherTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-                              "gather receive"))
+    for (int64_t done = 0; done < n; done += kChunk) {
+      rc = MPI_Irecv(out.data() + at + done, int(std::min(kChunk, n - done)), MPI_FLOAT, r, kGatherTag,
+                     MPI_COMM_WORLD, &request);
+      if (auto err = await(watcher, watchState, rc, request, kWatchWorld, seq, n * 4, everyone, "gather receive"))
         return err;
+    }
     at += n;
   }
   counts = std::move(all);
@@ -165,9 +217,13 @@ llvm::Error MpiCommunicator::gatherToRoot(llvm::ArrayRef<float> in, std::vector<
 }
 
 llvm::Error MpiCommunicator::broadcastFromRoot(float *data, int64_t count) {
-  for (int64_t done = 0; done < count; done += kChunk)
-    if (auto err = mpiError(MPI_Bcast(data + done, int(std::min(kChunk, count - done)), MPI_FLOAT, 0, MPI_COMM_WORLD),
-                            "broadcast"))
+  std::vector<int> everyone = groupOf(kWatchWorld);
+  uint64_t seq = watcher.enter(kWatchWorld);
+  for (int64_t done = 0; done < count; done += kChunk) {
+    MPI_Request request;
+    int rc = MPI_Ibcast(data + done, int(std::min(kChunk, count - done)), MPI_FLOAT, 0, MPI_COMM_WORLD, &request);
+    if (auto err = await(watcher, watchState, rc, request, kWatchWorld, seq, count * 4, everyone, "broadcast"))
       return err;
+  }
   return llvm::Error::success();
 }

@@ -3,7 +3,8 @@
 // One process per rank (`mpirun -np N megrun PLAN_DIR --ranks mpi`): the world's MPI rank is the mesh rank, and the
 // tp and dp groups are MPI communicators split from MPI_COMM_WORLD by mesh coordinate. The world collectives
 // (gatherToRoot, broadcastFromRoot) run on MPI_COMM_WORLD in chunks, so counts may exceed MPI's int. MPI errors
-// come back as llvm::Errors (MPI_ERRORS_RETURN), never as MPI's own abort. Built only when CMake finds MPI
+// come back as llvm::Errors (MPI_ERRORS_RETURN), never as MPI's own abort. Every collective is non-blocking, polled
+// by the process's MpiWatch against the collective timeout (a stuck or lost peer is named, never waited for forever). Built only when CMake finds MPI
 // (MEG_HAVE_MPI); runtime/train/Job.cpp reports that MPI is unavailable otherwise.
 //
 //===----------------------------------------------------------------------===//
@@ -18,6 +19,8 @@
 
 namespace meg::runtime {
 
+class MpiWatch;
+
 /// MPI_Init / MPI_Finalize for the life of the object; one per process.
 class MpiSession {
 public:
@@ -27,14 +30,21 @@ public:
   int worldSize() const { return size; }
   /// This process's index among the job's processes on the same node (the device it should use).
   int localRank() const { return local; }
-  /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did.
-  int firstFailure(bool failed);
+  /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did. Error: the
+  /// collective timeout passed (the line names who did not arrive).
+  llvm::Expected<int> firstFailure(bool failed);
   /// Ends every process of the job (after a rank failed: the others may be blocked in a collective).
   [[noreturn]] void abort(int code);
+  /// The watchdog of this process's collectives (runtime/comm/MpiWatch.h).
+  MpiWatch &watch() const { return *watcher; }
+  /// Seconds a collective of the job's own (firstFailure) may wait; 0 = forever.
+  void setCollectiveTimeout(double seconds);
 
 private:
-  MpiSession(int rank, int size, int local) : rank(rank), size(size), local(local) {}
+  MpiSession(int rank, int size, int local);
   int rank, size, local;
+  std::unique_ptr<MpiWatch> watcher;
+  CollectiveWatch jobWatch; ///< the label-less watch of firstFailure
 };
 
 /// Collectives over the tp and dp groups of a dp x tp mesh laid on MPI_COMM_WORLD (rank = dpRank * tp + tpRank).
@@ -53,8 +63,11 @@ public:
 
 private:
   struct Groups;
-  MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups);
+  MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups, MpiWatch &watcher);
+  /// The world ranks of this rank's group on watched axis `axis` (kWatchWorld: every rank).
+  std::vector<int> groupOf(unsigned axis) const;
   std::unique_ptr<Groups> groups;
+  MpiWatch &watcher;
 };
 
 } // namespace meg::runtime

@@ -1,5 +1,6 @@
 //===- Executor.cpp - running a plan's steps on a backend ---------------------===//
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/FaultInjection.h"
 
 #include <cassert>
 #include <cstring>
@@ -26,9 +27,19 @@ llvm::Error Executor::run(const StepContext &ctx) {
   else if (ctx.part == StepContext::Part::Update)
     begin = plan.updateBegin;
   for (size_t i = begin; i < end; ++i) {
-    if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
+    const PlanStep &step = plan.steps[i];
+    if (ctx.evaluation && step.phase != StepPhase::Forward)
       continue;
-    if (auto err = backend.runStep(i, ctx, comm))
+    if (auto err = injectFault(plan.rank, i))
+      return err;
+    // The watchdog names the step of a collective that does not complete (runtime/comm/Watchdog.h).
+    bool collective = ir::isCollective(step.kind);
+    if (collective)
+      comm.watch().setLabel({int64_t(i), step.op, step.value});
+    llvm::Error err = backend.runStep(i, ctx, comm);
+    if (collective)
+      comm.watch().clearLabel();
+    if (err)
       return err;
   }
   return llvm::Error::success();

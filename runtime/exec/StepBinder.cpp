@@ -1,5 +1,6 @@
 //===- StepBinder.cpp - the binder table, attribute readers and shared checks ===//
 #include "runtime/exec/StepBinder.h"
+#include "runtime/comm/Watchdog.h"
 #include "runtime/exec/Backend.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -181,7 +182,8 @@ llvm::Error StepBuffers::error(const llvm::Twine &what) const {
 }
 
 llvm::Error StepBuffers::error(llvm::Error err) const {
-  if (!err)
+  // The watchdog's errors name the step themselves (runtime/comm/Watchdog.h).
+  if (!err || err.isA<PeerFailed>() || err.isA<CollectiveTimedOut>())
     return err;
   return error(llvm::toString(std::move(err)));
 }

@@ -1,5 +1,6 @@
 //===- Plan.cpp - loading and checking execution plans ----------------------===//
 #include "runtime/plan/Plan.h"
+#include "runtime/plan/CollectiveOrder.h"
 
 #include "ir/File.h"
 #include "ir/Json.h"
@@ -378,6 +379,8 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   if (!checkStepMemory(step, label))
     return false;
   step.line = s.line();
+  if (s.value())
+    step.value = s.value()->str();
   out.steps.push_back(std::move(step));
   return true;
 }
@@ -547,5 +550,8 @@ llvm::Expected<std::vector<LoadedPlan>> meg::runtime::loadPlanSet(llvm::StringRe
   for (int r = 0; r < world; ++r)
     if (plans[r].rank != r)
       return planError(plans[r].path, llvm::formatv("plan is for rank {0}, expected rank {1}", plans[r].rank, r));
+  // Before any step runs: the ranks' communication cannot hang or mismatch (runtime/plan/CollectiveOrder.h).
+  if (auto err = verifyCollectiveOrder(plans, dir))
+    return err;
   return plans;
 }

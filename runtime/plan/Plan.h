@@ -81,6 +81,7 @@ struct PlanStep {
   std::vector<TensorSlot> operands;
   std::vector<TensorSlot> results;
   unsigned line = 0;
+  std::string value; ///< IR name of the first result (`%N` in megc --emit ir), empty when the plan has none
 
   const StepAttr *attr(llvm::StringRef key) const;
 };
@@ -156,7 +157,8 @@ llvm::Expected<LoadedPlan> loadPlan(llvm::StringRef path);
 std::string planPath(llvm::StringRef dir, int rank);
 llvm::Expected<LoadedPlan> loadPlanDir(llvm::StringRef dir, int rank);
 /// Loads every rank of a plan directory: rank-0 names the mesh; rank-0..world-1 must all exist, agree on
-/// version, mesh and model, and each must carry its own rank. No other rank-*.megplan may be present.
+/// version, mesh and model, and each must carry its own rank. No other rank-*.megplan may be present. The set's
+/// collective order is then proven (runtime/plan/CollectiveOrder.h) before anything runs.
 llvm::Expected<std::vector<LoadedPlan>> loadPlanSet(llvm::StringRef dir);
 
 } // namespace meg::runtime

@@ -66,7 +66,12 @@ bool Job::isRoot() const {
 llvm::Error Job::agree(llvm::Error err) {
 #ifdef MEG_HAVE_MPI
   if (mpi) {
-    int first = mpi->session->firstFailure(bool(err));
+    auto agreed = mpi->session->firstFailure(bool(err));
+    if (!agreed) { // a process did not come to agree in time: this one reports, the job ends
+      llvm::consumeError(std::move(err));
+      return unagreed(agreed.takeError());
+    }
+    int first = *agreed;
     if (first < 0 || first == mpi->session->worldRank())
       return err;
     llvm::consumeError(std::move(err));
@@ -86,8 +91,24 @@ void Job::abort(int code) {
 #endif
 }
 
+void Job::setCollectiveTimeout(double seconds) {
+  collectiveTimeout = seconds;
+#ifdef MEG_HAVE_MPI
+  if (mpi)
+    mpi->session->setCollectiveTimeout(seconds);
+#endif
+}
+
 llvm::Expected<std::unique_ptr<Session>> Job::createSession(std::vector<LoadedPlan> plans, llvm::StringRef backend,
                                                             llvm::StringRef planDir) {
+  auto session = createSessionOf(std::move(plans), backend, planDir);
+  if (session)
+    (*session)->setCollectiveTimeout(collectiveTimeout);
+  return session;
+}
+
+llvm::Expected<std::unique_ptr<Session>> Job::createSessionOf(std::vector<LoadedPlan> plans, llvm::StringRef backend,
+                                                              llvm::StringRef planDir) {
   if (!mpi)
     return Session::create(std::move(plans), backend);
 #ifdef MEG_HAVE_MPI

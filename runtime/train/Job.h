@@ -67,6 +67,9 @@ public:
   static llvm::Error unagreed(llvm::Error err);
   /// Ends every process of the job with exit code `code` (threads: returns; the caller exits).
   void abort(int code);
+  /// Seconds a rank may wait in one collective (the sessions created after this call, and with MPI the job's own
+  /// agreement) before it fails naming the collective and who is missing (runtime/comm/Watchdog.h); 0 = forever.
+  void setCollectiveTimeout(double seconds);
 
   /// Checks that the job's processes fit `plans` (a complete set loaded from `planDir`) and makes the session:
   /// every rank as threads, or this process's rank over MPI. Errors: `<planDir>: the plans are for a mesh of dp D x
@@ -75,9 +78,12 @@ public:
                                                          llvm::StringRef planDir);
 
 private:
+  llvm::Expected<std::unique_ptr<Session>> createSessionOf(std::vector<LoadedPlan> plans, llvm::StringRef backend,
+                                                           llvm::StringRef planDir);
   struct Mpi;
   Job() = default;
   std::unique_ptr<Mpi> mpi;
+  double collectiveTimeout = 0;
 };
 
 } // namespace meg::runtime

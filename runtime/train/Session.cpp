@@ -74,7 +74,22 @@ llvm::Expected<std::unique_ptr<Session>> Session::createRank(std::vector<LoadedP
 }
 
 llvm::Error Session::onHosted(llvm::function_ref<llvm::Error(int rank)> fn) {
-  return threads->run([&](int local) { return fn(hosted[size_t(local)]); });
+  return threads->run([&](int local) -> llvm::Error {
+    int rank = hosted[size_t(local)];
+    llvm::Error err = fn(rank);
+    if (!err)
+      return err;
+    // The ranks of this process waiting for this one stop (no hang); they end with PeerFailed, which says nothing
+    // new: the first failing rank's own error is the run's.
+    comms[size_t(rank)]->abandon();
+    return llvm::handleErrors(std::move(err), [](const PeerFailed &) {});
+  });
+}
+
+void Session::setCollectiveTimeout(double seconds) {
+  for (const std::unique_ptr<Communicator> &comm : comms)
+    if (comm)
+      comm->watch().setTimeout(seconds);
 }
 
 llvm::Error Session::initWeights(uint64_t seed) {

@@ -59,6 +59,10 @@ public:
     return *backends[size_t(rank)];
   }
 
+  /// Seconds a hosted rank may wait in one collective before the run fails naming it (runtime/comm/Watchdog.h);
+  /// 0 = forever.
+  void setCollectiveTimeout(double seconds);
+
   /// Seeded Megatron init of every hosted parameter shard (runtime/train/Init.h); optimizer state starts at its
   /// plan's init (zeros, or the loss scaler's constants), here and with loadWeights.
   llvm::Error initWeights(uint64_t seed);

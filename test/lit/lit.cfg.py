@@ -9,6 +9,7 @@
 #   %models        the repository's models/ folder
 #   %parity        the repository's test/parity/ folder (Hugging Face reference scripts)
 #   %syspython     /usr/bin/python3 (Debian's, with numpy), for scripts that need no venv
+#   %flatc         the flatc this build uses; %planschema  runtime/plan/plan.fbs (to edit plans through the schema)
 #   %python        the parity venv's python (Debian's torch + pinned transformers); tests using it say REQUIRES: parity
 # Features: parity (the venv exists), cuda (built with the CUDA backend), gpu (an NVIDIA device is visible),
 #           mpi (built with MPI and mpirun found), mpi-built (megrun has --ranks mpi, mpirun or not).
@@ -53,6 +54,8 @@ llvm_config.add_tool_substitutions([
 config.substitutions.append(("%models", os.path.join(config.meg_src_root, "models")))
 config.substitutions.append(("%parity", os.path.join(config.meg_src_root, "test", "parity")))
 config.substitutions.append(("%python", config.meg_parity_python))
+config.substitutions.append(("%flatc", config.meg_flatc))
+config.substitutions.append(("%planschema", os.path.join(config.meg_src_root, "runtime", "plan", "plan.fbs")))
 # Debian's python3 (with python3-numpy), for scripts that need no venv, e.g. test/parity/compare_dumps.py.
 config.substitutions.append(("%syspython", "/usr/bin/python3"))
 

@@ -7,6 +7,7 @@
 //        [--bf16 | --fp16 [--initial-loss-scale S --min-loss-scale M --loss-scale-window W --hysteresis H |
 //                          --loss-scale S]]
 //        [--global-batch-size G] [--sequence-parallel]
+//   megc verify PLAN_DIR   (tools/megc/VerifyCommand.h: the plan set loads and its collective order is proven)
 //
 // A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
@@ -23,6 +24,7 @@
 #include "ir/Verifier.h"
 #include "passes/Dot.h"
 #include "passes/Pipeline.h"
+#include "tools/megc/VerifyCommand.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
@@ -536,6 +538,8 @@ bool parseCommandLine(int argc, char **argv, std::string &error) {
 int main(int argc, char **argv) {
   // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
+  if (isVerifyCommand(argc, argv)) // megc verify PLAN_DIR
+    return runVerifyCommand(argc, argv);
   cl::HideUnrelatedOptions({&megCategory, &optCategory});
   std::string clError;
   if (!parseCommandLine(argc, argv, clError))

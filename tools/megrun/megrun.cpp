@@ -134,6 +134,14 @@ static cl::opt<bool, true>
                            "DIR/ for the first"),
                   cl::location(trainOptions.dumpEveryStep), cl::cat(megrunCategory));
 
+static cl::opt<std::string>
+    collectiveTimeoutText("collective-timeout",
+                          cl::desc("Seconds a rank may wait in one collective; then it prints the collective (#, op, "
+                                   "IR name, bytes, group) and the ranks that have and have not arrived, and the run "
+                                   "ends (default 300; 0: wait forever)"),
+                          cl::value_desc("S"), cl::init("300"), cl::cat(megrunCategory));
+static double collectiveTimeout = 300;
+
 static llvm::Error error(const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), what);
 }
@@ -202,6 +210,11 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
       !parse(temperatureText, s.temperature, why) || !parse(topKText, s.topK, why) || !parse(topPText, s.topP, why))
     return error(why);
   s.seed = o.seed;
+  if (!parse(collectiveTimeoutText, collectiveTimeout, why))
+    return error(why);
+  if (!(collectiveTimeout >= 0 && collectiveTimeout < 1e9))
+    return error(llvm::formatv("--collective-timeout must be a number of seconds in [0, 1e9) (got {0})",
+                               collectiveTimeoutText));
   if (!(o.validFraction >= 0 && o.validFraction < 1))
     return error(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
   if (!s.greedy && o.mode != TrainOptions::Mode::Generate)
@@ -213,6 +226,7 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
 static llvm::Error run(Job &job) {
   if (auto err = job.agree(parseOptions(trainOptions, generateOptions)))
     return err;
+  job.setCollectiveTimeout(collectiveTimeout);
   auto trainer = Trainer::create(job, trainOptions);
   if (!trainer)
     return trainer.takeError();

@@ -1,0 +1,39 @@
+//===- VerifyCommand.cpp - `megc verify PLAN_DIR` ------------------------------===//
+//
+// Loads a plan directory the way megrun does (runtime/plan/Plan.h loadPlanSet: every rank's plan verified, then the
+// set's collective order proven, runtime/plan/CollectiveOrder.h) and prints one line:
+//   <dir>: ok: dp D x tp T = N ranks, C collectives and P point-to-point messages per rank in a proven order
+// or the first problem as `megc: error: <what>` with exit code 1.
+//
+//===----------------------------------------------------------------------===//
+#include "tools/megc/VerifyCommand.h"
+
+#include "runtime/plan/CollectiveOrder.h"
+#include "runtime/plan/Plan.h"
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace meg;
+
+bool meg::isVerifyCommand(int argc, char **argv) { return argc >= 2 && llvm::StringRef(argv[1]) == "verify"; }
+
+int meg::runVerifyCommand(int argc, char **argv) {
+  auto fail = [](const llvm::Twine &what) {
+    llvm::errs() << "megc: error: " << what << "\n";
+    return 1;
+  };
+  if (argc != 3 || llvm::StringRef(argv[2]).startswith("-"))
+    return fail("usage: megc verify PLAN_DIR");
+  llvm::StringRef dir = argv[2];
+  auto plans = runtime::loadPlanSet(dir);
+  if (!plans)
+    return fail(llvm::StringRef(llvm::toString(plans.takeError())).split('\n').first);
+  const runtime::LoadedPlan &first = plans->front();
+  runtime::CommOrderSummary s = runtime::summarize(runtime::commEvents(first));
+  llvm::outs() << llvm::formatv("{0}: ok: dp {1} x tp {2} = {3} ranks, {4} collectives and {5} point-to-point "
+                                "messages per rank in a proven order\n",
+                                dir, first.meshDp, first.meshTp, first.world(), s.collectives, s.pointToPoint);
+  return 0;
+}
