@@ -1,13 +1,17 @@
 //===- OptimizerOps.cpp - CUDA launches: learning rate, clipping, AdamW ---------===//
 //
-// Without host round trips: lr_schedule evaluates the schedule on the host (it depends only on the step) and writes
-// it with a one-element fill kernel; sum_squares and clip_scale leave their scalars on the device; adamw reads the
-// rate and the clipping coefficient from there (kernels/Math.h's AdamW, as the CPU's).
+// Without host round trips: lr_schedule evaluates the schedule on the host (it depends only on the step) into its
+// slot of the per-step parameter block and copies it to its result on the device; sum_squares and clip_scale leave
+// their scalars on the device; adamw reads the rate and the clipping coefficient from there and its bias
+// corrections (1 - beta^step, computed on the host) from its parameter slot (kernels/Math.h's AdamW, as the CPU's).
+// Nothing per-step is a kernel argument, so a captured CUDA graph replays every step (CudaOps.h).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaOps.h"
 
 #include "kernels/cuda/Kernels.h"
+
+#include <cstring>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -15,8 +19,13 @@ using namespace meg::runtime::cuda;
 namespace k = meg::kernels::cuda;
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LrScheduleArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::fill(s.fout(), 1, float(a.at(int64_t(run.ctx.step) + 1)), run.stream));
+  s.hostParam(sizeof(float), [a](const StepContext &ctx, uint8_t *slot) {
+    float lr = float(a.at(int64_t(ctx.step) + 1));
+    std::memcpy(slot, &lr, sizeof(lr));
+  });
+  return [&s](const CudaRunArgs &run) -> llvm::Error {
+    return s.check(cudaMemcpyAsync(s.fout(), s.paramSlot(run), sizeof(float), cudaMemcpyDeviceToDevice, run.stream),
+                   "lr copy");
   };
 }
 
@@ -34,9 +43,14 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ClipScaleArgs &a, Cu
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AdamWArgs &a, CudaStep &s) {
+  s.hostParam(2 * sizeof(double), [config = a.config](const StepContext &ctx, uint8_t *slot) {
+    double bias[2];
+    k::adamwBiasCorrections(config, int64_t(ctx.step) + 1, bias);
+    std::memcpy(slot, bias, sizeof(bias));
+  });
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
     return s.check(k::adamwStep(s.f(0), s.f(1), s.f(2), s.f(3), a.n, a.config, s.f(4), s.f(5),
-                                int64_t(run.ctx.step) + 1, run.stream));
+                                reinterpret_cast<const double *>(s.paramSlot(run)), run.stream));
   };
 }
 

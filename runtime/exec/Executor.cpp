@@ -19,15 +19,17 @@ Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, 
   return comms;
 }
 
-llvm::Error Executor::run(const StepContext &ctx) {
+llvm::Error Backend::runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     if (ctx.evaluation && plan.steps[i].phase != StepPhase::Forward)
       continue;
-    if (auto err = backend.runStep(i, ctx, comm))
+    if (auto err = runStep(i, ctx, comm))
       return err;
   }
   return llvm::Error::success();
 }
+
+llvm::Error Executor::run(const StepContext &ctx) { return backend.runSteps(plan, ctx, comm); }
 
 llvm::Expected<float> Executor::scalarOutput(llvm::StringRef name) const {
   const PlanOutput *out = plan.findOutput(name);

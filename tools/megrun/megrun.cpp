@@ -132,6 +132,10 @@ static cl::opt<bool, true>
                   cl::desc("With --dump: write DIR/step-<t>/ (batch, loss, gradients) for every step t instead of "
                            "DIR/ for the first"),
                   cl::location(trainOptions.dumpEveryStep), cl::cat(megrunCategory));
+static cl::opt<bool, true> cudaGraphs("cuda-graphs",
+                                      cl::desc("With --backend cuda: capture the training step in a CUDA graph after "
+                                               "the first step and replay it (default true; false for debugging)"),
+                                      cl::location(backendSettings().cudaGraphs), cl::cat(megrunCategory));
 
 static llvm::Error error(const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), what);
