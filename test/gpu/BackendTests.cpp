@@ -21,6 +21,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Program.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -41,27 +42,41 @@ struct TempDir {
   ~TempDir() { llvm::sys::fs::remove_directories(path); }
 };
 
-/// Runs megc on the tiny GPT for `tp` into `dir`/plan; returns the plan directory. `precision`: "" (fp32), "--bf16"
-/// or "--fp16"; `dropout`: the model with every dropout probability 0.1 instead of 0.
-std::string compileTinyGpt(int tp, const TempDir &dir, llvm::StringRef precision = "", bool dropout = false) {
+/// Runs megc on the tiny GPT for `tp` into `dir`/plan; returns the plan directory.
+std::string compileTinyGpt(int tp, const TempDir &dir) {
   std::string planDir = (dir.path + "/plan").str(), tpText = std::to_string(tp);
   std::string model = std::string(MEG_SOURCE_DIR) + "/models/tiny-gpt.json";
+  llvm::StringRef args[] = {MEG_MEGC, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o", planDir};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(MEG_MEGC, args, llvm::None, {}, 0, 0, &message);
+  EXPECT_EQ(rc, 0) << "megc failed: " << message;
+  return planDir;
+}
+
+/// compileTinyGpt with `precision` ("--bf16", "--fp16" or "" for fp32) and, with `dropout`, every dropout probability
+/// of the model 0.1 instead of 0 (a copy of the model in `dir`). megc and the models are the build's unless the
+/// environment names others (MEG_MEGC, MEG_MODELS_DIR: a relocated GPU bundle).
+std::string compileTinyGptWith(int tp, const TempDir &dir, llvm::StringRef precision, bool dropout) {
+  std::string planDir = (dir.path + "/plan").str(), tpText = std::to_string(tp);
+  const char *megc = std::getenv("MEG_MEGC") ? std::getenv("MEG_MEGC") : MEG_MEGC;
+  const char *models = std::getenv("MEG_MODELS_DIR");
+  std::string model = (models ? std::string(models) : std::string(MEG_SOURCE_DIR) + "/models") + "/tiny-gpt.json";
   if (dropout) {
     std::ifstream in(model);
     std::stringstream text;
     text << in.rdbuf();
     std::string json = text.str();
-    for (size_t at; (at = json.find("_pdrop\": 0.0")) != std::string::npos;)
-      json.replace(at, 13, "_pdrop\": 0.1");
+    const std::string off = "_pdrop\": 0.0", on = "_pdrop\": 0.1";
+    for (size_t at; (at = json.find(off)) != std::string::npos;)
+      json.replace(at, off.size(), on);
     model = (dir.path + "/tiny-gpt-dropout.json").str();
     std::ofstream(model) << json;
   }
-  std::vector<llvm::StringRef> args = {MEG_MEGC, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o",
-                                       planDir};
+  std::vector<llvm::StringRef> args = {megc, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o", planDir};
   if (!precision.empty())
     args.push_back(precision);
   std::string message;
-  int rc = llvm::sys::ExecuteAndWait(MEG_MEGC, args, llvm::None, {}, 0, 0, &message);
+  int rc = llvm::sys::ExecuteAndWait(megc, args, llvm::None, {}, 0, 0, &message);
   EXPECT_EQ(rc, 0) << "megc failed: " << message;
   return planDir;
 }
@@ -203,7 +218,7 @@ TEST_F(EndToEndTest, TensorParallelOnOneGpuMatchesCpu) {
 
 TEST_F(EndToEndTest, Bf16TinyGptStepMatchesCpu) {
   TempDir tmp;
-  std::string dir = compileTinyGpt(1, tmp, "--bf16");
+  std::string dir = compileTinyGptWith(1, tmp, "--bf16", /*dropout=*/false);
   auto plans = loadPlanSet(dir);
   ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
   const LoadedPlan &plan = (*plans)[0];
@@ -222,14 +237,15 @@ TEST_F(EndToEndTest, Bf16TinyGptStepMatchesCpu) {
     expectClose(gpu->grads[i], cpu->grads[i], kBf16Tol, "bf16 grad of " + plan.params[i].name);
 }
 
-/// `steps` training steps of every rank of `plans` on CUDA backends (one GPU, ranks as threads), from seeded weights,
-/// a fresh random batch per step, dropout on; returns rank r's loss per step and parameters after the last step.
+/// `steps` training steps of every rank of `plans` on `backend`s (CUDA: one GPU, ranks as threads), from seeded
+/// weights, a fresh random batch per step, dropout on; returns rank r's loss per step and parameters after the last
+/// step.
 struct Trajectory {
   std::vector<std::vector<float>> losses;              ///< [rank][step]
   std::vector<std::vector<std::vector<float>>> params; ///< [rank][param]
   bool captured = false;
 };
-Trajectory runTrajectory(std::vector<LoadedPlan> &plans, bool graphs, int steps) {
+Trajectory runTrajectory(std::vector<LoadedPlan> &plans, const char *backendName, bool graphs, int steps) {
   Trajectory out;
   int world = int(plans.size());
   std::vector<std::unique_ptr<Backend>> backends;
@@ -237,7 +253,7 @@ Trajectory runTrajectory(std::vector<LoadedPlan> &plans, bool graphs, int steps)
   for (int r = 0; r < world; ++r) {
     BackendPlace place{r, world, 0};
     place.cudaGraphs = graphs;
-    auto backend = createBackend("cuda", place);
+    auto backend = createBackend(backendName, place);
     EXPECT_TRUE(bool(backend)) << llvm::toString(backend.takeError());
     if (!backend)
       return out;
@@ -283,7 +299,7 @@ Trajectory runTrajectory(std::vector<LoadedPlan> &plans, bool graphs, int steps)
       peers[size_t(r)]->readParam(i, p);
       out.params[size_t(r)].push_back(std::move(p));
     }
-  out.captured = cudaGraphCaptured(*peers[0]);
+  out.captured = std::string(backendName) == "cuda" && cudaGraphCaptured(*peers[0]);
   return out;
 }
 
@@ -292,12 +308,12 @@ class CudaGraphTest : public GpuTest, public ::testing::WithParamInterface<std::
 TEST_P(CudaGraphTest, CapturedStepsEqualUncapturedBitForBit) {
   auto [tp, precision] = GetParam();
   TempDir tmp;
-  std::string dir = compileTinyGpt(tp, tmp, precision, /*dropout=*/true);
+  std::string dir = compileTinyGptWith(tp, tmp, precision, /*dropout=*/true);
   auto plans = loadPlanSet(dir);
   ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
   const int steps = 3; // warm-up, capture (and its launch), replay
-  Trajectory eager = runTrajectory(*plans, /*graphs=*/false, steps);
-  Trajectory graph = runTrajectory(*plans, /*graphs=*/true, steps);
+  Trajectory eager = runTrajectory(*plans, "cuda", /*graphs=*/false, steps);
+  Trajectory graph = runTrajectory(*plans, "cuda", /*graphs=*/true, steps);
   EXPECT_FALSE(eager.captured);
   EXPECT_TRUE(graph.captured) << "the training step was not captured";
   ASSERT_EQ(eager.losses.size(), graph.losses.size());
@@ -313,6 +329,25 @@ TEST_P(CudaGraphTest, CapturedStepsEqualUncapturedBitForBit) {
     for (size_t i = 0; i < eager.params[r].size(); ++i)
       EXPECT_EQ(eager.params[r][i], graph.params[r][i]) << "rank " << r << " parameter " << i;
   }
+}
+
+// The harness itself, on the CPU (runs without a GPU): the bf16 dropout plan at tp 2 trains, two runs agree bit for
+// bit, and consecutive steps differ (so the GPU test's comparison could catch a stale replay).
+TEST(TrajectoryHarness, CpuRunsRepeatAndStepsDiffer) {
+  TempDir tmp;
+  std::string dir = compileTinyGptWith(2, tmp, "--bf16", /*dropout=*/true);
+  auto plans = loadPlanSet(dir);
+  ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
+  Trajectory a = runTrajectory(*plans, "cpu", false, 3), b = runTrajectory(*plans, "cpu", false, 3);
+  ASSERT_EQ(a.losses.size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    ASSERT_EQ(a.losses[r].size(), 3u);
+    EXPECT_EQ(a.losses[r], b.losses[r]);
+    EXPECT_EQ(a.params[r], b.params[r]);
+    EXPECT_NE(a.losses[r][1], a.losses[r][2]);
+    EXPECT_TRUE(std::isfinite(a.losses[r][2]));
+  }
+  EXPECT_EQ(a.losses[0], a.losses[1]) << "tp ranks report the same loss";
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyGpt, CudaGraphTest,
