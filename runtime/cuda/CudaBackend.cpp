@@ -295,23 +295,36 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
 }
 
 llvm::Error CudaBackend::runSteps(const LoadedPlan &p, const StepContext &ctx, Communicator &comm) {
-  if (pending)
-    return std::move(pending);
-  if (cudaError_t err = cudaSetDevice(place.device))
-    return cudaFailure(p.path + ": cuda backend: cudaSetDevice", err);
-  if (auto err = uploadStepParams(ctx))
-    return err;
+  llvm::Error before = std::move(pending);
+  pending = llvm::Error::success();
+  if (!before)
+    if (cudaError_t err = cudaSetDevice(place.device))
+      before = cudaFailure(p.path + ": cuda backend: cudaSetDevice", err);
+  if (!before)
+    before = uploadStepParams(ctx);
   auto eager = [&] { return Backend::runSteps(p, ctx, comm); };
   // Every member of a one-GPU group takes the same branch: the same flag, contexts and run counts.
-  if (!place.cudaGraphs || ctx.evaluation)
-    return eager();
-  if (!graph.captured()) {
-    if (trainingRuns++ == 0) // warm-up: lazily created state (communicator events, cuBLASLt) before the capture
-      return eager();
-    graphSeed = ctx.seed;
-    graphDropout = ctx.dropout;
-  } else if (ctx.seed != graphSeed || ctx.dropout != graphDropout) {
-    return eager(); // kernel arguments the graph holds (seed, dropout p) differ: run the steps as they are
+  bool replay = false;
+  if (place.cudaGraphs && !ctx.evaluation) {
+    if (!graph.captured()) {
+      // The first training run is the warm-up: lazily created state (communicator events) exists before capture.
+      replay = trainingRuns++ > 0;
+      graphSeed = ctx.seed;
+      graphDropout = ctx.dropout;
+    } else {
+      // Kernel arguments the graph holds (the seed, dropout's p) must be this run's; otherwise run the steps.
+      replay = ctx.seed == graphSeed && ctx.dropout == graphDropout;
+    }
+  }
+  if (!replay)
+    return before ? std::move(before) : eager();
+  if (before && !graph.grouped())
+    return before;
+  if (before) {
+    // Still take part in the group's rendezvous (the other members would wait for ever), then report.
+    std::string why = llvm::toString(std::move(before));
+    llvm::consumeError(graph.run(stream, [&] { return llvm::createStringError(llvm::inconvertibleErrorCode(), why); }));
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), why);
   }
   return graph.run(stream, eager);
 }

@@ -75,6 +75,8 @@ public:
   }
   /// True once the step is captured (by this backend or its group).
   bool captured() const;
+  /// True for a member of a group (whose run must be called by every member, even one that has failed).
+  bool grouped() const { return group != nullptr; }
   /// Runs the step: `enqueue` enqueues every step on `stream` (captured on the first call), then the graph is
   /// launched. Every member of a group must call it together, with the same decisions.
   llvm::Error run(cudaStream_t stream, llvm::function_ref<llvm::Error()> enqueue);
