@@ -17,7 +17,7 @@ set(MEG_INSTALL_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/meg) # must match $<INSTA
 set(MEG_INSTALL_LIBRARIES meg_llvm meg_kernels_cpu meg_ir meg_plan_schema meg_plan meg_frontend meg_passes meg_comm
     meg_exec meg_io meg_data meg_backend_cpu meg_train)
 if(MEG_ENABLE_CUDA)
-  list(APPEND MEG_INSTALL_LIBRARIES meg_cuda_libs meg_kernels_cuda meg_backend_cuda)
+  list(APPEND MEG_INSTALL_LIBRARIES meg_cuda_libs meg_kernels_cuda meg_cuda_precision meg_backend_cuda)
 endif()
 set(MEG_INSTALL_TOOLS megc megrun megdata)
 

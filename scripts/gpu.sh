@@ -4,6 +4,7 @@
 #
 # Usage: scripts/gpu.sh [BUILD_DIR]              (default: build-gpu)
 # Environment: MODEL (models/gpt2.json), MB (micro-batch, 4), SEQ (1024), STEPS (10), PYTHON (python3 with torch),
+#              PRECISION (bf16: megc --bf16, as the torch baseline; fp16; fp32 for meg's fp32 plan),
 #              CUDA_HOME (/usr/local/cuda), SKIP_TORCH=1 to leave out the torch baseline.
 # cuBLASLt / NCCL: the toolkit's, or those of PyTorch's pip wheels (site-packages/nvidia/{cublas,nccl}), found here
 # and passed to CMake as MEG_CUDA_EXTRA_ROOTS. The host also needs meg's usual build dependencies (LLVM 14,
@@ -14,6 +15,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build-gpu}"
 MODEL="${MODEL:-$ROOT/models/gpt2.json}" MB="${MB:-4}" SEQ="${SEQ:-1024}" STEPS="${STEPS:-10}"
+PRECISION="${PRECISION:-bf16}"
+case "$PRECISION" in bf16) PFLAG=--bf16 ;; fp16) PFLAG=--fp16 ;; fp32) PFLAG= ;;
+  *) echo "gpu.sh: PRECISION must be bf16, fp16 or fp32 (got '$PRECISION')" >&2; exit 1 ;; esac
 PYTHON="${PYTHON:-python3}"
 CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 NVCC="$(command -v nvcc || echo "$CUDA_HOME/bin/nvcc")"
@@ -51,7 +55,7 @@ summary="$(grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$BUILD/gpu-te
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-"$BUILD/tools/megc/megc" "$MODEL" --micro-batch "$MB" --seq "$SEQ" --mode train --emit plan -o "$TMP/plan"
+"$BUILD/tools/megc/megc" "$MODEL" --micro-batch "$MB" --seq "$SEQ" --mode train $PFLAG --emit plan -o "$TMP/plan"
 "$BUILD/test/gpu/gpu_throughput" "$TMP/plan" --steps "$STEPS" | tee "$TMP/meg.txt"
 torch_lines=""
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
@@ -63,8 +67,8 @@ echo
 echo "=== meg GPU summary ($(basename "$MODEL" .json), micro-batch $MB, seq $SEQ) ==="
 printf '%-28s %s\n' "build (s)" "$build_s"
 printf '%-28s %s (exit %s)\n' "meg_gpu_tests" "$summary" "$tests_rc"
-printf '%-28s %s\n' "meg fp32 tokens/s" "$(sed -n 's/^tokens\/s: //p' "$TMP/meg.txt")"
-printf '%-28s %s\n' "meg fp32 ms/step" "$(sed -n 's/^ms\/step: //p' "$TMP/meg.txt")"
+printf '%-28s %s\n' "meg $PRECISION tokens/s" "$(sed -n 's/^tokens\/s: //p' "$TMP/meg.txt")"
+printf '%-28s %s\n' "meg $PRECISION ms/step" "$(sed -n 's/^ms\/step: //p' "$TMP/meg.txt")"
 printf '%-28s %s\n' "meg TFLOP/s" "$(sed -n 's/^TFLOP\/s: //p' "$TMP/meg.txt")"
 printf '%-28s %s\n' "meg MFU" "$(sed -n 's/^MFU: //p' "$TMP/meg.txt")"
 [ -n "$torch_lines" ] && echo "$torch_lines" | while read -r line; do

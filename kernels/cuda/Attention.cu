@@ -10,8 +10,11 @@
 //   3. per key row: dk_j = scale sum_i dS_ij q_i, dv_j = sum_i P_ij keep_ij / (1 - p) dout_i.
 //   Every output element has one writer and sums in a fixed order: no atomics, bit-identical run to run.
 // Simple first: one key per warp step (a shuffle-tree dot product each); tiling keys through shared memory is the
-// next step for speed.
+// next step for speed. Templated on the storage type of q, k, v, out, dout, dq, dk, dv (kernels/cuda/Storage.cuh):
+// every load widens to fp32, all accumulators and the backward's L and D (scratch) are fp32, each result is rounded
+// once on store. The dropout key's step is read from a device counter when one is given (CUDA graph replays).
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Storage.cuh"
 
 namespace meg::kernels::cuda {
 
@@ -23,6 +26,13 @@ struct Geometry {
   cpu::AttentionParams p;
   int64_t headsTotal;
   float keepScale;
+  const uint32_t *stepCounter; ///< device; null: p.dropoutKey.step
+
+  /// Called once per thread before dropFactor.
+  __device__ void readStep() {
+    if (stepCounter)
+      p.dropoutKey.step = *stepCounter;
+  }
 
   __device__ int64_t offset(int64_t b, int64_t pos, int64_t h) const {
     return ((b * p.seq + pos) * p.heads + h) * p.headDim;
@@ -37,29 +47,31 @@ struct Geometry {
   }
 };
 
-__device__ inline void loadRow(const float *src, int64_t dim, int lane, float (&r)[kSlots]) {
+template <typename T> __device__ inline void loadRow(const T *src, int64_t dim, int lane, float (&r)[kSlots]) {
 #pragma unroll
   for (int t = 0; t < kSlots; ++t) {
     int64_t d = lane + 32 * t;
-    r[t] = d < dim ? src[d] : 0.0f;
+    r[t] = d < dim ? load(src[d]) : 0.0f;
   }
 }
 
-__device__ inline float dotRow(const float (&r)[kSlots], const float *src, int64_t dim, int lane) {
+template <typename T>
+__device__ inline float dotRow(const float (&r)[kSlots], const T *src, int64_t dim, int lane) {
   float sum = 0.0f;
 #pragma unroll
   for (int t = 0; t < kSlots; ++t) {
     int64_t d = lane + 32 * t;
     if (d < dim)
-      sum += r[t] * src[d];
+      sum += r[t] * load(src[d]);
   }
   return warpSum(sum);
 }
 
 /// Forward rows; with Stats, writes L_i and D_i (backward pass 1) instead of out.
-template <bool Stats>
-__global__ void forwardKernel(Geometry g, const float *q, const float *k, const float *v, const float *dout,
-                              float *out, float *lse, float *delta) {
+template <bool Stats, typename T>
+__global__ void forwardKernel(Geometry g, const T *q, const T *k, const T *v, const T *dout, T *out, float *lse,
+                              float *delta) {
+  g.readStep();
   const cpu::AttentionParams &p = g.p;
   int lane = threadIdx.x & 31;
   int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
@@ -82,32 +94,32 @@ __global__ void forwardKernel(Geometry g, const float *q, const float *k, const 
       float corr = expf(m - mNew), e = expf(s - mNew);
       l = l * corr + e;
       float f = e * g.dropFactor(b, h, i, j);
-      const float *vj = v + g.offset(b, j, h);
+      const T *vj = v + g.offset(b, j, h);
 #pragma unroll
       for (int t = 0; t < kSlots; ++t) {
         int64_t d = lane + 32 * t;
-        acc[t] = acc[t] * corr + (d < p.headDim ? f * vj[d] : 0.0f);
+        acc[t] = acc[t] * corr + (d < p.headDim ? f * load(vj[d]) : 0.0f);
       }
       m = mNew;
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
     if (!Stats) {
-      float *oi = out + g.offset(b, i, h);
+      T *oi = out + g.offset(b, i, h);
 #pragma unroll
       for (int t = 0; t < kSlots; ++t) {
         int64_t d = lane + 32 * t;
         if (d < p.headDim)
-          oi[d] = acc[t] * inv;
+          oi[d] = store<T>(acc[t] * inv);
       }
       continue;
     }
-    const float *doi = dout + g.offset(b, i, h);
+    const T *doi = dout + g.offset(b, i, h);
     float partial = 0.0f;
 #pragma unroll
     for (int t = 0; t < kSlots; ++t) {
       int64_t d = lane + 32 * t;
       if (d < p.headDim)
-        partial += acc[t] * inv * doi[d];
+        partial += acc[t] * inv * load(doi[d]);
     }
     float dot = warpSum(partial);
     if (lane == 0) {
@@ -117,8 +129,10 @@ __global__ void forwardKernel(Geometry g, const float *q, const float *k, const 
   }
 }
 
-__global__ void backwardQueryKernel(Geometry g, const float *q, const float *k, const float *v, const float *dout,
-                                    const float *lse, const float *delta, float *dq) {
+template <typename T>
+__global__ void backwardQueryKernel(Geometry g, const T *q, const T *k, const T *v, const T *dout, const float *lse,
+                                    const float *delta, T *dq) {
+  g.readStep();
   const cpu::AttentionParams &p = g.p;
   int lane = threadIdx.x & 31;
   int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
@@ -137,7 +151,7 @@ __global__ void backwardQueryKernel(Geometry g, const float *q, const float *k, 
     for (int64_t j = 0; j < limit; ++j) {
       if (!g.allowed(b, j))
         continue;
-      const float *kj = k + g.offset(b, j, h);
+      const T *kj = k + g.offset(b, j, h);
       float P = expf(p.scale * dotRow(qr, kj, p.headDim, lane) - L);
       float dP = g.dropFactor(b, h, i, j) * dotRow(dor, v + g.offset(b, j, h), p.headDim, lane);
       float dS = p.scale * P * (dP - Di);
@@ -145,21 +159,23 @@ __global__ void backwardQueryKernel(Geometry g, const float *q, const float *k, 
       for (int t = 0; t < kSlots; ++t) {
         int64_t d = lane + 32 * t;
         if (d < p.headDim)
-          acc[t] += dS * kj[d];
+          acc[t] += dS * load(kj[d]);
       }
     }
-    float *dqi = dq + g.offset(b, i, h);
+    T *dqi = dq + g.offset(b, i, h);
 #pragma unroll
     for (int t = 0; t < kSlots; ++t) {
       int64_t d = lane + 32 * t;
       if (d < p.headDim)
-        dqi[d] = acc[t];
+        dqi[d] = store<T>(acc[t]);
     }
   }
 }
 
-__global__ void backwardKeyKernel(Geometry g, const float *q, const float *k, const float *v, const float *dout,
-                                  const float *lse, const float *delta, float *dk, float *dv) {
+template <typename T>
+__global__ void backwardKeyKernel(Geometry g, const T *q, const T *k, const T *v, const T *dout, const float *lse,
+                                  const float *delta, T *dk, T *dv) {
+  g.readStep();
   const cpu::AttentionParams &p = g.p;
   int lane = threadIdx.x & 31;
   int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
@@ -178,7 +194,7 @@ __global__ void backwardKeyKernel(Geometry g, const float *q, const float *k, co
         float L = lse[bh * p.seq + i];
         if (L == -INFINITY)
           continue;
-        const float *qi = q + g.offset(b, i, h), *doi = dout + g.offset(b, i, h);
+        const T *qi = q + g.offset(b, i, h), *doi = dout + g.offset(b, i, h);
         float P = expf(p.scale * dotRow(kr, qi, p.headDim, lane) - L);
         float f = g.dropFactor(b, h, i, j);
         float dP = f * dotRow(vr, doi, p.headDim, lane);
@@ -187,51 +203,55 @@ __global__ void backwardKeyKernel(Geometry g, const float *q, const float *k, co
         for (int t = 0; t < kSlots; ++t) {
           int64_t d = lane + 32 * t;
           if (d < p.headDim) {
-            accV[t] += P * f * doi[d];
-            accK[t] += dS * qi[d];
+            accV[t] += P * f * load(doi[d]);
+            accK[t] += dS * load(qi[d]);
           }
         }
       }
     }
-    float *dkj = dk + g.offset(b, j, h), *dvj = dv + g.offset(b, j, h);
+    T *dkj = dk + g.offset(b, j, h), *dvj = dv + g.offset(b, j, h);
 #pragma unroll
     for (int t = 0; t < kSlots; ++t) {
       int64_t d = lane + 32 * t;
       if (d < p.headDim) {
-        dkj[d] = accK[t];
-        dvj[d] = accV[t];
+        dkj[d] = store<T>(accK[t]);
+        dvj[d] = store<T>(accV[t]);
       }
     }
   }
 }
 
-cudaError_t geometry(const cpu::AttentionParams &p, Geometry &g) {
+cudaError_t geometry(const cpu::AttentionParams &p, const uint32_t *stepCounter, Geometry &g) {
   if (p.batch < 0 || p.seq < 0 || p.heads < 0 || p.headDim < 1 || p.headDim > kAttentionMaxHeadDim ||
       !(p.dropoutP >= 0.0f && p.dropoutP < 1.0f))
     return cudaErrorInvalidValue;
   g.p = p;
   g.headsTotal = p.headsTotal ? p.headsTotal : p.heads;
   g.keepScale = p.dropoutP > 0.0f ? 1.0f / (1.0f - p.dropoutP) : 1.0f;
+  g.stepCounter = stepCounter;
   return cudaSuccess;
 }
 
 } // namespace
 
-cudaError_t attentionForward(const cpu::AttentionParams &params, const float *q, const float *k, const float *v,
-                             float *out, cudaStream_t stream) {
+template <typename T>
+cudaError_t attentionForward(const cpu::AttentionParams &params, const T *q, const T *k, const T *v, T *out,
+                             cudaStream_t stream, const uint32_t *stepCounter) {
   Geometry g;
-  MEG_CUDA_TRY(geometry(params, g));
+  MEG_CUDA_TRY(geometry(params, stepCounter, g));
   int64_t rows = params.batch * params.heads * params.seq;
   if (rows == 0)
     return cudaSuccess;
-  forwardKernel<false><<<blocksFor(rows * 32), kThreads, 0, stream>>>(g, q, k, v, nullptr, out, nullptr, nullptr);
+  forwardKernel<false, T>
+      <<<blocksFor(rows * 32), kThreads, 0, stream>>>(g, q, k, v, nullptr, out, nullptr, nullptr);
   return launched();
 }
 
-cudaError_t attentionBackward(const cpu::AttentionParams &params, const float *q, const float *k, const float *v,
-                              const float *dout, float *dq, float *dk, float *dv, float *scratch, cudaStream_t stream) {
+template <typename T>
+cudaError_t attentionBackward(const cpu::AttentionParams &params, const T *q, const T *k, const T *v, const T *dout,
+                              T *dq, T *dk, T *dv, float *scratch, cudaStream_t stream, const uint32_t *stepCounter) {
   Geometry g;
-  MEG_CUDA_TRY(geometry(params, g));
+  MEG_CUDA_TRY(geometry(params, stepCounter, g));
   if (!scratch)
     return cudaErrorInvalidValue;
   int64_t rows = params.batch * params.heads * params.seq;
@@ -239,12 +259,20 @@ cudaError_t attentionBackward(const cpu::AttentionParams &params, const float *q
     return cudaSuccess;
   float *lse = scratch, *delta = scratch + rows;
   unsigned blocks = blocksFor(rows * 32);
-  forwardKernel<true><<<blocks, kThreads, 0, stream>>>(g, q, k, v, dout, nullptr, lse, delta);
+  forwardKernel<true, T><<<blocks, kThreads, 0, stream>>>(g, q, k, v, dout, nullptr, lse, delta);
   MEG_CUDA_TRY(launched());
   backwardQueryKernel<<<blocks, kThreads, 0, stream>>>(g, q, k, v, dout, lse, delta, dq);
   MEG_CUDA_TRY(launched());
   backwardKeyKernel<<<blocks, kThreads, 0, stream>>>(g, q, k, v, dout, lse, delta, dk, dv);
   return launched();
 }
+
+#define MEG_INSTANTIATE(T)                                                                                             \
+  template cudaError_t attentionForward<T>(const cpu::AttentionParams &, const T *, const T *, const T *, T *,          \
+                                           cudaStream_t, const uint32_t *);                                            \
+  template cudaError_t attentionBackward<T>(const cpu::AttentionParams &, const T *, const T *, const T *, const T *,   \
+                                            T *, T *, T *, float *, cudaStream_t, const uint32_t *);
+MEG_FOR_STORAGE(MEG_INSTANTIATE)
+#undef MEG_INSTANTIATE
 
 } // namespace meg::kernels::cuda

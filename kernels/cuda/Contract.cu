@@ -1,11 +1,14 @@
 // `contract` on the GPU: the CPU's ContractPlan (kernels/cpu/Contract.h: einsum spec -> batch/M/N/K letter classes,
 // operands used in place with a transpose flag or permuted into scratch, output produced directly, transposed, or
 // permuted out of scratch) run as ONE strided-batched cuBLASLt matmul: out[b, m, n] = sum_k A[b, m, k] B[b, k, n],
-// fp32 or bf16 operands, fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32) and fp32 output.
+// A and B in f32, bf16 or f16 (one type), fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32), C in the operands' type
+// (rounded to nearest even by cuBLASLt's epilogue) or in f32. Permuted copies move 2- or 4-byte elements.
 // Row-major to cuBLASLt's column-major: a row-major [r, c] matrix is a column-major [c, r] one, so the row-major
 // product C = A B is computed as the column-major C^T = B^T A^T (first operand B), and an output stored [n, m]
 // (plan.swapOutput) is the column-major C = A B (first operand A, both transposed).
 #include "kernels/cuda/Common.cuh"
+
+#include "kernels/Half.h"
 
 #include <string>
 
@@ -54,28 +57,45 @@ namespace {
 /// Scratch offsets of the permuted copies: multiples of 256 bytes.
 int64_t alignUp(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
+bool dataType(Elem t, cudaDataType_t &out) {
+  switch (t) {
+  case Elem::F32:
+    out = CUDA_R_32F;
+    return true;
+  case Elem::BF16:
+    out = CUDA_R_16BF;
+    return true;
+  case Elem::F16:
+    out = CUDA_R_16F;
+    return true;
+  default:
+    return false;
+  }
+}
+
 } // namespace
 
-std::string ContractGemm::init(cublasLtHandle_t handle, const cpu::ContractPlan &p, bool bf16Operands,
+std::string ContractGemm::init(cublasLtHandle_t handle, const cpu::ContractPlan &p, Elem operands, Elem resultType,
                                size_t workspace, uint32_t alignment) {
   if (desc)
     return "contract gemm initialized twice";
   if (!p.ok())
     return "contract gemm of an invalid plan: " + p.parseError;
-  if (bf16Operands && (!p.permA.empty() || !p.permB.empty()))
-    return "bf16 contract operands must be usable in place (no permuted copy)";
+  cudaDataType_t ab, c;
+  if (!dataType(operands, ab) || !dataType(resultType, c) || (resultType != Elem::F32 && resultType != operands))
+    return "contract gemm: operands must be f32, bf16 or f16 and the result f32 or the operands' type";
   if (p.batch > INT32_MAX)
     return "contract batch too large for cuBLASLt";
   plan = p;
-  bf16 = bf16Operands;
+  elemAB = operands;
+  elemC = resultType;
   if (alignment == 0 || (alignment & (alignment - 1)) != 0)
     return "contract gemm alignment must be a power of two";
-  // The permuted copies (at most three) each start at a 256-byte boundary of scratch.
+  // The permuted copies (at most three, of at most 4-byte elements) each start at a 256-byte boundary of scratch.
   scratch = p.scratchFloats > 0 ? alignUp(p.scratchFloats * int64_t(sizeof(float))) + 3 * 256 : 0;
   workspaceBytes = workspace;
   if (p.batch * p.m * p.n == 0 || p.k == 0)
     return ""; // run() writes zeros (or nothing) without cuBLASLt
-  cudaDataType_t ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   // Stored (column-major) shapes: A is [k rows, m cols] (ld k), or [m, k] (ld m) when transA; B is [n, k] (ld n),
   // or [k, n] (ld k) when transB; C is [n, m] (ld n), or [m, n] (ld m) when swapOutput.
   std::string err;
@@ -85,7 +105,7 @@ std::string ContractGemm::init(cublasLtHandle_t handle, const cpu::ContractPlan 
       !(err = makeLayout(layoutB, ab, p.transB ? p.k : p.n, p.transB ? p.n : p.k, p.transB ? p.k : p.n, p.batch,
                          p.k * p.n))
            .empty() ||
-      !(err = makeLayout(layoutC, CUDA_R_32F, p.swapOutput ? p.m : p.n, p.swapOutput ? p.n : p.m,
+      !(err = makeLayout(layoutC, c, p.swapOutput ? p.m : p.n, p.swapOutput ? p.n : p.m,
                          p.swapOutput ? p.m : p.n, p.batch, p.m * p.n))
            .empty())
     return err;
@@ -129,15 +149,17 @@ std::string ContractGemm::init(cublasLtHandle_t handle, const cpu::ContractPlan 
   return "";
 }
 
-std::string ContractGemm::run(cublasLtHandle_t handle, const void *a, const void *b, float *out, void *scratchPtr,
+std::string ContractGemm::run(cublasLtHandle_t handle, const void *a, const void *b, void *out, void *scratchPtr,
                               void *workspace, cudaStream_t stream) const {
   const cpu::ContractPlan &p = plan;
   int64_t numelOut = p.batch * p.m * p.n;
   if (numelOut == 0)
     return "";
+  int bytesAB = elemBytes(elemAB), bytesC = elemBytes(elemC);
   if (p.k == 0 || !haveAlgo) {
-    cudaError_t err = fill(out, numelOut, 0.0f, stream);
-    return err == cudaSuccess ? "" : std::string("contract fill: ") + cudaGetErrorString(err);
+    // An empty sum: zeros (all-zero bits in every storage type).
+    cudaError_t err = cudaMemsetAsync(out, 0, size_t(numelOut) * size_t(bytesC), stream);
+    return err == cudaSuccess ? "" : std::string("contract zeros: ") + cudaGetErrorString(err);
   }
   if (p.scratchFloats > 0 && !scratchPtr)
     return "contract needs scratch";
@@ -146,36 +168,35 @@ std::string ContractGemm::run(cublasLtHandle_t handle, const void *a, const void
   };
   const void *pa = a, *pb = b;
   // 256-byte aligned sub-buffers (cudaMalloc'd scratch is 256-byte aligned).
-  auto next = [](float *p, int64_t floats) {
-    return reinterpret_cast<float *>(reinterpret_cast<char *>(p) + alignUp(floats * int64_t(sizeof(float))));
-  };
-  float *sp = static_cast<float *>(scratchPtr);
+  auto next = [](char *p, int64_t elems, int bytes) { return p + alignUp(elems * bytes); };
+  char *sp = static_cast<char *>(scratchPtr);
   std::string err;
   if (!p.permA.empty()) {
-    if (!(err = cudaTry(transpose(a, p.shapeA.data(), int(p.shapeA.size()), p.permA.data(), sp, stream),
+    if (!(err = cudaTry(transpose(a, p.shapeA.data(), int(p.shapeA.size()), p.permA.data(), sp, stream, bytesAB),
                         "contract permute A"))
              .empty())
       return err;
     pa = sp;
-    sp = next(sp, p.batch * p.m * p.k);
+    sp = next(sp, p.batch * p.m * p.k, bytesAB);
   }
   if (!p.permB.empty()) {
-    if (!(err = cudaTry(transpose(b, p.shapeB.data(), int(p.shapeB.size()), p.permB.data(), sp, stream),
+    if (!(err = cudaTry(transpose(b, p.shapeB.data(), int(p.shapeB.size()), p.permB.data(), sp, stream, bytesAB),
                         "contract permute B"))
              .empty())
       return err;
     pb = sp;
-    sp = next(sp, p.batch * p.k * p.n);
+    sp = next(sp, p.batch * p.k * p.n, bytesAB);
   }
-  float *pc = p.permOut.empty() ? out : sp;
+  void *pc = p.permOut.empty() ? out : static_cast<void *>(sp);
   const float alpha = 1.0f, beta = 0.0f;
   const void *first = p.swapOutput ? pa : pb, *second = p.swapOutput ? pb : pa;
   cublasLtMatrixLayout_t firstLayout = p.swapOutput ? layoutA : layoutB, secondLayout = p.swapOutput ? layoutB : layoutA;
   MEG_BLAS_TRY("cublasLtMatmul", cublasLtMatmul(handle, desc, &alpha, first, firstLayout, second, secondLayout, &beta,
                                                 pc, layoutC, pc, layoutC, &algo, workspace, workspaceBytes, stream));
   if (!p.permOut.empty())
-    return cudaTry(transpose(pc, p.shapeGemmOut.data(), int(p.shapeGemmOut.size()), p.permOut.data(), out, stream),
-                   "contract permute out");
+    return cudaTry(
+        transpose(pc, p.shapeGemmOut.data(), int(p.shapeGemmOut.size()), p.permOut.data(), out, stream, bytesC),
+        "contract permute out");
   return "";
 }
 

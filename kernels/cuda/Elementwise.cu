@@ -1,8 +1,10 @@
 // Elementwise kernels (math as kernels/cpu/Elementwise.h): out = a op b with numpy broadcasting (an operand's missing
 // or size-1 dim has stride 0 against the output shape), y = exp/log/tanh(x), y = factor * x, broadcastTo, fill and
 // cast (between f32, bf16, f16 and i32 with kernels/Half.h's conversions, so the CPU's cast agrees bit for bit). One
-// thread per output element in grid-stride loops; the output index is decomposed over the output shape.
+// thread per output element in grid-stride loops; the output index is decomposed over the output shape. binary,
+// unary and broadcastTo are templated on the storage type (kernels/cuda/Storage.cuh): load, fp32 math, rounded store.
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Storage.cuh"
 
 #include "kernels/Half.h"
 
@@ -30,11 +32,12 @@ bool alignStrides(const int64_t *shape, int rank, const int64_t *out, int outRan
   return true;
 }
 
-__global__ void binaryKernel(cpu::BinaryOp op, Strided<2> g, int64_t n, const float *a, const float *b, float *out) {
+template <typename T>
+__global__ void binaryKernel(cpu::BinaryOp op, Strided<2> g, int64_t n, const T *a, const T *b, T *out) {
   MEG_GRID_STRIDE(i, n) {
     int64_t off[2];
     g.offsets(i, off);
-    float x = a[off[0]], y = b[off[1]];
+    float x = load(a[off[0]]), y = load(b[off[1]]);
     float r;
     switch (op) {
     case cpu::BinaryOp::Add:
@@ -53,31 +56,33 @@ __global__ void binaryKernel(cpu::BinaryOp op, Strided<2> g, int64_t n, const fl
       r = x / y;
       break;
     }
-    out[i] = r;
+    out[i] = store<T>(r);
   }
 }
 
-__global__ void unaryKernel(UnaryOp op, const float *x, int64_t n, float factor, float *y) {
+template <typename T> __global__ void unaryKernel(UnaryOp op, const T *x, int64_t n, float factor, T *y) {
   MEG_GRID_STRIDE(i, n) {
-    float v = x[i];
+    float v = load(x[i]), r = v;
     switch (op) {
     case UnaryOp::Exp:
-      y[i] = expf(v);
+      r = expf(v);
       break;
     case UnaryOp::Log:
-      y[i] = logf(v);
+      r = logf(v);
       break;
     case UnaryOp::Tanh:
-      y[i] = tanhf(v);
+      r = tanhf(v);
       break;
     case UnaryOp::Scale:
-      y[i] = v * factor;
+      r = v * factor;
       break;
     }
+    y[i] = store<T>(r);
   }
 }
 
-__global__ void gatherKernel(Strided<1> g, int64_t n, const float *x, float *out) {
+/// A move: the storage bits of x (broadcasting changes no value).
+template <typename T> __global__ void gatherKernel(Strided<1> g, int64_t n, const T *x, T *out) {
   MEG_GRID_STRIDE(i, n) {
     int64_t off;
     g.offsets(i, &off);
@@ -95,8 +100,9 @@ __global__ void castKernel(const void *x, Elem from, void *y, Elem to, int64_t n
 
 } // namespace
 
-cudaError_t binary(cpu::BinaryOp op, const float *a, const int64_t *shapeA, int rankA, const float *b,
-                   const int64_t *shapeB, int rankB, float *out, cudaStream_t stream) {
+template <typename T>
+cudaError_t binary(cpu::BinaryOp op, const T *a, const int64_t *shapeA, int rankA, const T *b, const int64_t *shapeB,
+                   int rankB, T *out, cudaStream_t stream) {
   int rank = rankA > rankB ? rankA : rankB;
   if (rank > kMaxRank)
     return cudaErrorInvalidValue;
@@ -118,7 +124,8 @@ cudaError_t binary(cpu::BinaryOp op, const float *a, const int64_t *shapeA, int 
   return launched();
 }
 
-cudaError_t unary(UnaryOp op, const float *x, int64_t n, float factor, float *y, cudaStream_t stream) {
+template <typename T>
+cudaError_t unary(UnaryOp op, const T *x, int64_t n, float factor, T *y, cudaStream_t stream) {
   if (n < 0)
     return cudaErrorInvalidValue;
   if (n == 0)
@@ -127,8 +134,9 @@ cudaError_t unary(UnaryOp op, const float *x, int64_t n, float factor, float *y,
   return launched();
 }
 
-cudaError_t broadcastTo(const float *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut,
-                        float *out, cudaStream_t stream) {
+template <typename T>
+cudaError_t broadcastTo(const T *x, const int64_t *shapeX, int rankX, const int64_t *shapeOut, int rankOut, T *out,
+                        cudaStream_t stream) {
   if (rankOut > kMaxRank)
     return cudaErrorInvalidValue;
   Strided<1> g;
@@ -163,5 +171,13 @@ cudaError_t cast(const void *x, Elem from, void *y, Elem to, int64_t n, cudaStre
   castKernel<<<blocksFor(n), kThreads, 0, stream>>>(x, from, y, to, n);
   return launched();
 }
+
+#define MEG_INSTANTIATE(T)                                                                                             \
+  template cudaError_t binary<T>(cpu::BinaryOp, const T *, const int64_t *, int, const T *, const int64_t *, int, T *, \
+                                 cudaStream_t);                                                                        \
+  template cudaError_t unary<T>(UnaryOp, const T *, int64_t, float, T *, cudaStream_t);                                \
+  template cudaError_t broadcastTo<T>(const T *, const int64_t *, int, const int64_t *, int, T *, cudaStream_t);
+MEG_FOR_STORAGE(MEG_INSTANTIATE)
+#undef MEG_INSTANTIATE
 
 } // namespace meg::kernels::cuda

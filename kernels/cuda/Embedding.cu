@@ -4,6 +4,7 @@
 // Backward is deterministic without atomics: thread (column d, row band) scans every token in order and adds the
 // ones whose row falls in its band, so each dTable element has one writer and a fixed summation order (the CPU's).
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Storage.cuh"
 
 namespace meg::kernels::cuda {
 
@@ -12,12 +13,14 @@ namespace {
 /// Row bands of the backward pass (more bands: more parallelism, more rescans of ids).
 constexpr int64_t kRowBands = 64;
 
-__global__ void forwardKernel(const float *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
-                              int64_t rowOffset, float *out) {
+/// A move of storage bits (templated on the storage type; rows outside the shard are +0.0).
+template <typename T>
+__global__ void forwardKernel(const T *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
+                              int64_t rowOffset, T *out) {
   MEG_GRID_STRIDE(i, tokens * dim) {
     int64_t t = i / dim, d = i % dim;
     int64_t row = int64_t(ids[t]) - rowOffset;
-    out[i] = (row >= 0 && row < rows) ? table[row * dim + d] : 0.0f;
+    out[i] = (row >= 0 && row < rows) ? table[row * dim + d] : store<T>(0.0f);
   }
 }
 
@@ -36,8 +39,9 @@ __global__ void backwardKernel(const float *dy, const int32_t *ids, int64_t toke
 
 } // namespace
 
-cudaError_t embeddingForward(const float *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
-                             int64_t rowOffset, float *out, cudaStream_t stream) {
+template <typename T>
+cudaError_t embeddingForward(const T *table, int64_t rows, int64_t dim, const int32_t *ids, int64_t tokens,
+                             int64_t rowOffset, T *out, cudaStream_t stream) {
   if (rows < 0 || dim < 0 || tokens < 0)
     return cudaErrorInvalidValue;
   if (tokens * dim == 0)
@@ -61,5 +65,11 @@ cudaError_t embeddingBackward(const float *dy, const int32_t *ids, int64_t token
   backwardKernel<<<grid, kThreads, 0, stream>>>(dy, ids, tokens, rowOffset, rows, dim, bandRows, dTable);
   return launched();
 }
+
+#define MEG_INSTANTIATE(T)                                                                                             \
+  template cudaError_t embeddingForward<T>(const T *, int64_t, int64_t, const int32_t *, int64_t, int64_t, T *,         \
+                                           cudaStream_t);
+MEG_FOR_STORAGE(MEG_INSTANTIATE)
+#undef MEG_INSTANTIATE
 
 } // namespace meg::kernels::cuda

@@ -5,6 +5,7 @@
 //   pick: out[r] = x[r, ids[r] - colOffset] when in [0, cols), else 0; pickBackward: dx = 0 except
 //     dx[r, ids[r] - colOffset] = dy[r];  validMask: out = ids != ignore.
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Storage.cuh"
 
 namespace meg::kernels::cuda {
 
@@ -16,7 +17,8 @@ struct ReduceGeometry {
   int64_t outputs = 1, perOutput = 1;
 };
 
-__global__ void reduceKernel(bool isMax, ReduceGeometry g, const float *x, float *out) {
+/// Templated on the storage type: fp32 max / double sum of the loaded values, one rounded store.
+template <typename T> __global__ void reduceKernel(bool isMax, ReduceGeometry g, const T *x, T *out) {
   int lane = threadIdx.x & 31;
   int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
@@ -28,21 +30,21 @@ __global__ void reduceKernel(bool isMax, ReduceGeometry g, const float *x, float
       for (int64_t r = lane; r < g.perOutput; r += 32) {
         int64_t off;
         g.reduced.offsets(r, &off);
-        acc = maxNaN(acc, x[base + off]);
+        acc = maxNaN(acc, load(x[base + off]));
       }
       acc = warpMax(acc);
       if (lane == 0)
-        out[o] = acc;
+        out[o] = store<T>(acc);
     } else {
       double acc = 0;
       for (int64_t r = lane; r < g.perOutput; r += 32) {
         int64_t off;
         g.reduced.offsets(r, &off);
-        acc += x[base + off];
+        acc += load(x[base + off]);
       }
       acc = warpSum(acc);
       if (lane == 0)
-        out[o] = float(acc);
+        out[o] = store<T>(float(acc));
     }
   }
 }
@@ -88,7 +90,8 @@ __global__ void validMaskKernel(const int32_t *ids, int64_t n, int32_t ignoreId,
 
 } // namespace
 
-cudaError_t reduce(bool isMax, const float *x, const int64_t *shape, int rank, const bool *reduceDim, float *out,
+template <typename T>
+cudaError_t reduce(bool isMax, const T *x, const int64_t *shape, int rank, const bool *reduceDim, T *out,
                    cudaStream_t stream) {
   if (rank > kMaxRank || rank < 0)
     return cudaErrorInvalidValue;
@@ -147,5 +150,10 @@ cudaError_t validMask(const int32_t *ids, int64_t n, int32_t ignoreId, float *ou
   validMaskKernel<<<blocksFor(n), kThreads, 0, stream>>>(ids, n, ignoreId, out);
   return launched();
 }
+
+#define MEG_INSTANTIATE(T)                                                                                             \
+  template cudaError_t reduce<T>(bool, const T *, const int64_t *, int, const bool *, T *, cudaStream_t);
+MEG_FOR_STORAGE(MEG_INSTANTIATE)
+#undef MEG_INSTANTIATE
 
 } // namespace meg::kernels::cuda

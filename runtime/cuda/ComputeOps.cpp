@@ -1,7 +1,9 @@
 //===- ComputeOps.cpp - CUDA launches: lookups, contractions, elementwise, norms, attention ===//
 //
 // contract runs the binder's ContractPlan through cuBLASLt; layernorm_grad and attention_grad recompute their
-// statistics into device scratch; embedding_grad is deterministic (no atomics).
+// statistics into device scratch; embedding_grad is deterministic (no atomics). Launches of ops with 16-bit kernels
+// pick the instantiation of the step's storage type (s.storage) once, here; dropout and attention read the
+// training step from device memory (a captured graph replays them).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaOps.h"
@@ -34,9 +36,13 @@ const int32_t *maskOf(const CudaStep &s, const AttentionArgs &a) {
 } // namespace
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const EmbeddingArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::embeddingForward(s.f(0), a.rows, a.dim, s.i32(1), a.tokens, a.rowOffset, s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::embeddingForward(s.inAs<T>(0), a.rows, a.dim, s.i32(1), a.tokens, a.rowOffset, s.outAs<T>(),
+                                         run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const EmbeddingGradArgs &a, CudaStep &s) {
@@ -52,52 +58,72 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ContractArgs &a, Cud
                    reinterpret_cast<uintptr_t>(s.out[0]) | uintptr_t(256);
   uint32_t alignment = uint32_t(bits & (~bits + 1));
   auto gemm = std::make_shared<k::ContractGemm>();
-  if (auto err = s.check(gemm->init(s.lt, *a.plan, /*bf16Operands=*/false, kGemmWorkspaceBytes, alignment)))
+  if (auto err =
+          s.check(gemm->init(s.lt, *a.plan, s.storage.elem, s.storage.resultElem, kGemmWorkspaceBytes, alignment)))
     return err;
   s.scratchBytes = gemm->scratchBytes();
   return [gemm, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(gemm->run(run.lt, s.in[0], s.in[1], s.fout(), run.scratch, run.workspace, run.stream));
+    return s.check(gemm->run(run.lt, s.in[0], s.in[1], s.out[0], run.scratch, run.workspace, run.stream));
   };
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const BinaryArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::binary(a.op, s.f(0), a.shapeA.data(), int(a.shapeA.size()), s.f(1), a.shapeB.data(),
-                             int(a.shapeB.size()), s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::binary(a.op, s.inAs<T>(0), a.shapeA.data(), int(a.shapeA.size()), s.inAs<T>(1),
+                               a.shapeB.data(), int(a.shapeB.size()), s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const UnaryArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::unary(a.op, s.f(0), a.n, a.factor, s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::unary(a.op, s.inAs<T>(0), a.n, a.factor, s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const GeluArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::geluForward(a.form, s.f(0), a.n, s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::geluForward(a.form, s.inAs<T>(0), a.n, s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const GeluGradArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::geluBackward(a.form, s.f(0), s.f(1), a.n, s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::geluBackward(a.form, s.inAs<T>(0), s.inAs<T>(1), a.n, s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const DropoutArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    float p = run.ctx.dropout ? a.p : 0.0f;
-    return s.check(k::dropout(s.f(0), a.view(), p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.rngStep()}, s.fout(),
-                              run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      float p = run.ctx.dropout ? a.p : 0.0f;
+      // key.step comes from run.stepCounter (== ctx.rngStep()), so a replayed graph draws the current step's mask.
+      return s.check(k::dropout(s.inAs<T>(0), a.view(), p, kernels::PhiloxKey{run.ctx.seed, a.stream, run.ctx.rngStep()},
+                                s.outAs<T>(), run.stream, run.stepCounter));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const MaskPaddingArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::maskPadding(s.f(0), a.shape.data(), int(a.shape.size()), a.dim, a.offset, a.valid, a.value,
-                                  s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::maskPadding(s.inAs<T>(0), a.shape.data(), int(a.shape.size()), a.dim, a.offset, a.valid,
+                                    a.value, s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const CastArgs &a, CudaStep &s) {
@@ -112,10 +138,13 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const FillArgs &a, CudaSte
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const BroadcastArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::broadcastTo(s.f(0), a.shapeX.data(), int(a.shapeX.size()), a.shapeOut.data(),
-                                  int(a.shapeOut.size()), s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::broadcastTo(s.inAs<T>(0), a.shapeX.data(), int(a.shapeX.size()), a.shapeOut.data(),
+                                    int(a.shapeOut.size()), s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LayerNormArgs &a, CudaStep &s) {
@@ -133,25 +162,36 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LayerNormGradArgs &a
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const SoftmaxArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::softmaxForward(s.f(0), a.rows, a.n, s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::softmaxForward(s.inAs<T>(0), a.rows, a.n, s.outAs<T>(), run.stream));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AttentionArgs &a, CudaStep &s) {
   if (auto err = checkHeadDim(s, a))
     return err;
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::attentionForward(a.forRun(run.ctx, maskOf(s, a)), s.f(0), s.f(1), s.f(2), s.fout(), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::attentionForward(a.forRun(run.ctx, maskOf(s, a)), s.inAs<T>(0), s.inAs<T>(1), s.inAs<T>(2),
+                                         s.outAs<T>(), run.stream, run.stepCounter));
+    };
+  });
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AttentionGradArgs &a, CudaStep &s) {
   if (auto err = checkHeadDim(s, a))
     return err;
   s.scratchBytes = k::attentionBackwardScratch(a.params) * int64_t(sizeof(float));
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    return s.check(k::attentionBackward(a.forRun(run.ctx, maskOf(s, a)), s.f(0), s.f(1), s.f(2), s.f(3), s.fout(0),
-                                        s.fout(1), s.fout(2), static_cast<float *>(run.scratch), run.stream));
-  };
+  return withStorage(s.storage.elem, [&](auto tag) -> CudaKernel {
+    using T = typename decltype(tag)::type;
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      return s.check(k::attentionBackward(a.forRun(run.ctx, maskOf(s, a)), s.inAs<T>(0), s.inAs<T>(1), s.inAs<T>(2),
+                                          s.inAs<T>(3), s.outAs<T>(0), s.outAs<T>(1), s.outAs<T>(2),
+                                          static_cast<float *>(run.scratch), run.stream, run.stepCounter));
+    };
+  });
 }

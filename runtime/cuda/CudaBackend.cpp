@@ -6,13 +6,19 @@
 // runStep only enqueues work (no host synchronization); readTensor and readParam/readState synchronize the stream
 // before copying back. Host copies into the device (writeParam, writeState, writeInput) are stream-ordered, so a
 // step sees the values written before it. A failed copy is remembered and reported by the next runStep.
-// Steps with bf16/f16 slots run on fp32 copies in one shared device buffer (runtime/exec/Widen.h), converted in
-// and rounded back by the cast kernel on the same stream, until the kernels have 16-bit variants of their own.
+// Steps with bf16/f16 slots run their ops' 16-bit kernels where the CUDA kernels have them (runtime/cuda/
+// Precision.h decides per step); the others run on fp32 copies in one shared device buffer (runtime/exec/Widen.h),
+// converted in and rounded back by the cast kernel on the same stream.
+// Per-step host values (the training step, the learning rate, AdamW's bias corrections: CudaOps.h) live in one small
+// device block that runSteps/runStep fill on the host and upload, stream-ordered, whenever the step context changes.
+// Training steps after the first (the warm-up) are captured once in a CUDA graph and replayed (CudaGraph.h;
+// BackendPlace::cudaGraphs, megrun --cuda-graphs=false, turns that off).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/plan/PlanBuffers.h"
 #include "runtime/comm/CudaCommunicator.h"
+#include "runtime/cuda/CudaGraph.h"
 #include "runtime/cuda/CudaOps.h"
 #include "runtime/exec/Widen.h"
 
@@ -22,6 +28,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <optional>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -106,6 +114,7 @@ public:
 
   llvm::StringRef name() const override { return "cuda"; }
   cudaStream_t getStream() const { return stream; }
+  bool graphCaptured() const { return graph.captured(); }
   llvm::Error prepare(const LoadedPlan &plan) override;
 
   void writeParam(size_t index, llvm::ArrayRef<float> values) override {
@@ -134,8 +143,12 @@ public:
       return std::move(pending);
     if (cudaError_t err = cudaSetDevice(place.device))
       return cudaFailure(plan->stepLabel(index) + ": cudaSetDevice", err);
-    return kernels[index](CudaRunArgs{ctx, comm.cudaCollectives(), stream, lt, scratch.get(), workspace.get()});
+    if (auto err = uploadStepParams(ctx))
+      return err;
+    return kernels[index](CudaRunArgs{ctx, comm.cudaCollectives(), stream, lt, scratch.get(), workspace.get(),
+                                      reinterpret_cast<const uint32_t *>(stepParams.get()), stepParams.get()});
   }
+  llvm::Error runSteps(const LoadedPlan &p, const StepContext &ctx, Communicator &comm) override;
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
   createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
@@ -146,6 +159,25 @@ public:
 private:
   uint8_t *resolve(const TensorSlot &slot) const {
     return slotAddress(slot, arena, params, grads, inputs, states);
+  }
+
+  /// Fills the per-step parameter block for `ctx` and uploads it (stream-ordered; from pageable memory, so the host
+  /// copy is free again on return), unless it already holds `ctx`'s values. Never called while capturing: runSteps
+  /// uploads before the capture begins and the launches then find the block current.
+  llvm::Error uploadStepParams(const StepContext &ctx) {
+    if (paramsFor && paramsFor->step == ctx.step && paramsFor->rngStep() == ctx.rngStep() &&
+        paramsFor->seed == ctx.seed && paramsFor->dropout == ctx.dropout && paramsFor->evaluation == ctx.evaluation)
+      return llvm::Error::success();
+    uint32_t rngStep = ctx.rngStep(); // the dropout masks' Philox counter word (per micro-batch)
+    std::memcpy(hostParams.data(), &rngStep, sizeof(rngStep));
+    for (const std::unique_ptr<CudaStep> &st : steps)
+      if (st->paramBytes > 0)
+        st->paramFill(ctx, hostParams.data() + st->paramOffset);
+    if (cudaError_t err = cudaMemcpyAsync(stepParams.get(), hostParams.data(), hostParams.size(),
+                                          cudaMemcpyHostToDevice, stream))
+      return cudaFailure(plan->path + ": cuda backend: uploading the step parameters", err);
+    paramsFor = ctx;
+    return llvm::Error::success();
   }
 
   /// Remembers the first failure of a void interface call for the next runStep.
@@ -170,10 +202,20 @@ private:
   cublasLtHandle_t lt = nullptr;
   DeviceBuffer arena, scratch, workspace;
   DeviceBuffer wide; ///< fp32 copies of the 16-bit slots of the running step
+  /// The per-step parameter block: the Philox step word (StepContext::rngStep, uint32 at 0), then each step's hostParam
+  /// slot.
+  DeviceBuffer stepParams;
+  std::vector<uint8_t> hostParams;
+  std::optional<StepContext> paramsFor; ///< the context the uploaded block holds
   std::vector<DeviceBuffer> params, grads, inputs, states;
   std::vector<std::unique_ptr<CudaStep>> steps;
   std::vector<CudaKernel> kernels;
   llvm::Error pending = llvm::Error::success();
+  // CUDA graphs: the captured training step, the runs before it, and the context it replays for.
+  StepGraph graph;
+  int64_t trainingRuns = 0;
+  uint64_t graphSeed = 0;
+  bool graphDropout = true;
 };
 
 llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
@@ -210,15 +252,23 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
   if (auto err = allocatePlanBuffers(p, allocate, params, grads, states, inputs))
     return err;
 
-  PlanWidening widening = planWidening(p);
-  std::vector<WidenPlan> &widen = widening.steps;
-  if (auto err = allocate(widening.floats * int64_t(sizeof(float)), "16-bit steps", wide))
+  // 16-bit steps: a native kernel where the op has one for the step's dtypes, fp32 copies otherwise.
+  std::vector<StepStorage> storage;
+  std::vector<WidenPlan> widen;
+  int64_t wideFloats = 0;
+  for (const PlanStep &step : p.steps) {
+    storage.push_back(classifyStep(step));
+    widen.push_back(storage.back().precision == StepPrecision::Widened ? planWidening(step) : WidenPlan{});
+    wideFloats = std::max(wideFloats, widen.back().floats);
+  }
+  if (auto err = allocate(wideFloats * int64_t(sizeof(float)), "16-bit steps", wide))
     return err;
   std::vector<std::vector<void *>> narrow(p.steps.size());
   auto scratchBytes = prepareSteps<CudaKernel>(
       p,
       [&](size_t i) {
         auto step = std::make_unique<CudaStep>(p, i, [this](const TensorSlot &t) { return resolve(t); }, lt);
+        step->storage = storage[i];
         narrow[i] = redirectToWide(*step, widen[i], reinterpret_cast<float *>(wide.get()));
         return step;
       },
@@ -231,13 +281,67 @@ llvm::Error CudaBackend::prepare(const LoadedPlan &p) {
                            reinterpret_cast<float *>(wide.get()), *steps[i]);
   if (auto err = allocate(*scratchBytes, "scratch", scratch))
     return err;
+  // The parameter block: 8 bytes for the step counter, then the steps' slots, 8-byte aligned.
+  int64_t blockBytes = 8;
+  for (std::unique_ptr<CudaStep> &st : steps)
+    if (st->paramBytes > 0) {
+      assert(st->paramBytes <= 64 && "host parameter slots are small");
+      st->paramOffset = blockBytes;
+      blockBytes += (st->paramBytes + 7) / 8 * 8;
+    }
+  hostParams.assign(size_t(blockBytes), 0);
+  paramsFor.reset();
+  if (auto err = allocate(blockBytes, "the step parameters", stepParams))
+    return err;
   return llvm::Error::success();
+}
+
+llvm::Error CudaBackend::runSteps(const LoadedPlan &p, const StepContext &ctx, Communicator &comm) {
+  llvm::Error before = std::move(pending);
+  pending = llvm::Error::success();
+  if (!before)
+    if (cudaError_t err = cudaSetDevice(place.device))
+      before = cudaFailure(p.path + ": cuda backend: cudaSetDevice", err);
+  if (!before)
+    before = uploadStepParams(ctx);
+  auto eager = [&] { return Backend::runSteps(p, ctx, comm); };
+  // Every member of a one-GPU group takes the same branch: the same flag, contexts and run counts.
+  bool replay = false;
+  // Captured: a whole training step (not a micro-batch's part of one), of a plan without host round trips (loss
+  // scaling reads its step count and overflow flag back: runtime/cuda/OptimizerOps.cpp).
+  if (place.cudaGraphs && !ctx.evaluation && ctx.part == StepContext::Part::All && !p.findOutput("loss_scale")) {
+    if (!graph.captured()) {
+      // The first training run is the warm-up: lazily created state (communicator events) exists before capture.
+      replay = trainingRuns++ > 0;
+      graphSeed = ctx.seed;
+      graphDropout = ctx.dropout;
+    } else {
+      // Kernel arguments the graph holds (the seed, dropout's p) must be this run's; otherwise run the steps.
+      replay = ctx.seed == graphSeed && ctx.dropout == graphDropout;
+    }
+  }
+  if (!replay)
+    return before ? std::move(before) : eager();
+  if (before && !graph.grouped())
+    return before;
+  if (before) {
+    // Still take part in the group's rendezvous (the other members would wait for ever), then report.
+    std::string why = llvm::toString(std::move(before));
+    llvm::consumeError(graph.run(stream, [&] { return llvm::createStringError(llvm::inconvertibleErrorCode(), why); }));
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), why);
+  }
+  return graph.run(stream, eager);
 }
 
 } // namespace
 
 std::unique_ptr<Backend> meg::runtime::createCudaBackend(const BackendPlace &place) {
   return std::make_unique<CudaBackend>(place);
+}
+
+bool meg::runtime::cudaGraphCaptured(const Backend &backend) {
+  assert(backend.name() == "cuda" && "not a cuda backend");
+  return static_cast<const CudaBackend &>(backend).graphCaptured();
 }
 
 // CUDA ranks as threads: every rank on one device, a stream each, collectives as device kernels (one-GPU mode).
@@ -247,9 +351,18 @@ CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp
   auto world = cuda::createOneGpuWorld(meshDp, meshTp, place.device);
   if (!world)
     return world.takeError();
+  // The peers capture their training steps together (CudaGraph.h).
+  if (cudaError_t err = cudaSetDevice(place.device))
+    return cudaFailure("cuda backend: cudaSetDevice", err);
+  auto group = GraphGroup::create(int(peers.size()));
+  if (!group)
+    return group.takeError();
   // Every peer comes from the same registry entry as this backend (Backend::createThreadCommunicators).
-  for (int r = 0; r < int(peers.size()); ++r)
-    comms.push_back(cuda::createOneGpuCommunicator(*world, r, static_cast<CudaBackend *>(peers[r])->getStream()));
+  for (int r = 0; r < int(peers.size()); ++r) {
+    auto *peer = static_cast<CudaBackend *>(peers[r]);
+    comms.push_back(cuda::createOneGpuCommunicator(*world, r, peer->getStream()));
+    peer->graph.setGroup(*group, r);
+  }
   return comms;
 }
 

@@ -1,15 +1,19 @@
 //===- OptimizerOps.cpp - CUDA launches: learning rate, clipping, AdamW ---------===//
 //
-// Without host round trips: lr_schedule evaluates the schedule on the host (it depends only on the step) and writes
-// it with a one-element fill kernel; sum_squares and clip_scale leave their scalars on the device; adamw reads the
-// rate and the clipping coefficient from there (kernels/Math.h's AdamW, as the CPU's). With loss scaling (fp16) the
-// step count and the overflow flag are device scalars that lr_schedule and adamw read back (one round trip each);
-// nonfinite and loss_scale_update stay on the device.
+// Without host round trips: lr_schedule evaluates the schedule on the host (it depends only on the step) into its
+// slot of the per-step parameter block and copies it to its result on the device; sum_squares and clip_scale leave
+// their scalars on the device; adamw reads the rate and the clipping coefficient from there and its bias
+// corrections (1 - beta^step, computed on the host) from its parameter slot (kernels/Math.h's AdamW, as the CPU's).
+// Nothing per-step is a kernel argument, so a captured CUDA graph replays every step (CudaOps.h).
+// With loss scaling (fp16) the step count and the overflow flag are device scalars that lr_schedule and adamw read
+// back (one round trip each, so such plans are never captured); nonfinite and loss_scale_update stay on the device.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cuda/CudaOps.h"
 
 #include "kernels/cuda/Kernels.h"
+
+#include <cstring>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -26,12 +30,20 @@ static llvm::Error readScalars(CudaStep &s, cudaStream_t stream, std::initialize
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LrScheduleArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    float updates = float(run.ctx.step);
-    if (a.counted)
+  if (a.counted) // loss scaling: the step is the device count of applied updates (a round trip; never captured)
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      float updates = 0.0f;
       if (auto err = readScalars(s, run.stream, {s.f(0)}, &updates))
         return err;
-    return s.check(k::fill(s.fout(), 1, float(a.at(int64_t(updates) + 1)), run.stream));
+      return s.check(k::fill(s.fout(), 1, float(a.at(int64_t(updates) + 1)), run.stream));
+    };
+  s.hostParam(sizeof(float), [a](const StepContext &ctx, uint8_t *slot) {
+    float lr = float(a.at(int64_t(ctx.step) + 1));
+    std::memcpy(slot, &lr, sizeof(lr));
+  });
+  return [&s](const CudaRunArgs &run) -> llvm::Error {
+    return s.check(cudaMemcpyAsync(s.fout(), s.paramSlot(run), sizeof(float), cudaMemcpyDeviceToDevice, run.stream),
+                   "lr copy");
   };
 }
 
@@ -49,16 +61,24 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ClipScaleArgs &a, Cu
 }
 
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AdamWArgs &a, CudaStep &s) {
-  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    // [updates, found_inf]: with loss scaling the step count and the skip are device scalars.
-    float counts[2] = {float(run.ctx.step), 0.0f};
-    if (a.skippable)
+  if (a.skippable) // loss scaling: the step count and the skip are device scalars (a round trip; never captured)
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      float counts[2] = {0.0f, 0.0f}; // [updates, found_inf]
       if (auto err = readScalars(s, run.stream, {s.f(6), s.f(7)}, counts))
         return err;
-    if (counts[1] != 0.0f)
-      return llvm::Error::success();
+      if (counts[1] != 0.0f)
+        return llvm::Error::success();
+      return s.check(k::adamwStep(s.f(0), s.f(1), s.f(2), s.f(3), a.n, a.config, s.f(4), s.f(5),
+                                  int64_t(counts[0]) + 1, run.stream));
+    };
+  s.hostParam(2 * sizeof(double), [config = a.config](const StepContext &ctx, uint8_t *slot) {
+    double bias[2];
+    k::adamwBiasCorrections(config, int64_t(ctx.step) + 1, bias);
+    std::memcpy(slot, bias, sizeof(bias));
+  });
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
     return s.check(k::adamwStep(s.f(0), s.f(1), s.f(2), s.f(3), a.n, a.config, s.f(4), s.f(5),
-                                int64_t(counts[0]) + 1, run.stream));
+                                reinterpret_cast<const double *>(s.paramSlot(run)), run.stream));
   };
 }
 

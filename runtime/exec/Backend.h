@@ -61,6 +61,9 @@ public:
 
   /// Runs step `index` of the plan. Collective steps talk to the other ranks through `comm`.
   virtual llvm::Error runStep(size_t index, const StepContext &ctx, Communicator &comm) = 0;
+  /// Runs every step of `plan` (the prepared plan) once in order, as runStep (ctx.evaluation: the forward steps
+  /// only). The CUDA backend overrides it to replay a captured CUDA graph of the training step.
+  virtual llvm::Error runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm);
   /// Copies a tensor (after the steps that write it have run) into `bytes` (slot.bytes() of them).
   virtual void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) = 0;
 
@@ -83,6 +86,7 @@ struct BackendPlace {
   int rank = 0;        ///< mesh rank of the plan the backend runs
   int localRanks = 1;  ///< ranks hosted by this process
   int device = 0;      ///< device ordinal (CUDA)
+  bool cudaGraphs = true; ///< CUDA: capture the training step in a CUDA graph after warm-up and replay it
 };
 
 } // namespace meg::runtime

@@ -20,7 +20,7 @@ Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, 
   return comms;
 }
 
-llvm::Error Executor::run(const StepContext &ctx) {
+llvm::Error Backend::runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm) {
   size_t begin = 0, end = plan.steps.size();
   if (ctx.part == StepContext::Part::Body)
     end = plan.updateBegin;
@@ -36,7 +36,7 @@ llvm::Error Executor::run(const StepContext &ctx) {
     bool collective = ir::isCollective(step.kind);
     if (collective)
       comm.watch().setLabel({int64_t(i), step.op, step.value});
-    llvm::Error err = backend.runStep(i, ctx, comm);
+    llvm::Error err = runStep(i, ctx, comm);
     if (collective)
       comm.watch().clearLabel();
     if (err)
@@ -44,6 +44,8 @@ llvm::Error Executor::run(const StepContext &ctx) {
   }
   return llvm::Error::success();
 }
+
+llvm::Error Executor::run(const StepContext &ctx) { return backend.runSteps(plan, ctx, comm); }
 
 llvm::Expected<float> Executor::scalarOutput(llvm::StringRef name) const {
   const PlanOutput *out = plan.findOutput(name);

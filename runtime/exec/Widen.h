@@ -5,7 +5,9 @@
 // results to nearest even on store (kernels/Half.h). One mechanism for every op instead of a 16-bit variant of every
 // kernel: planWidening gives each 16-bit slot of the step room in an fp32 buffer; the backend points the step's
 // buffers there before its launch is prepared, converts the operands in before the kernel and rounds the results
-// back after it. The binders accept bf16 and f16 wherever they accept f32 (StepBinder::expectDType).
+// back after it. The binders accept bf16 and f16 wherever they accept f32 (StepBinder::expectDType). The CPU backend
+// widens every 16-bit step (the reference); the CUDA backend only the steps of ops without a native 16-bit kernel
+// (runtime/cuda/Precision.h).
 //
 // Not widened: `cast` (converts by itself) and `reshape` (a byte copy, or an alias, of any dtype). A result that
 // exactly aliases a 16-bit operand (an in-place step) shares the operand's room, so the kernel runs in place on the

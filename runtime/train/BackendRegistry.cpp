@@ -21,12 +21,20 @@ llvm::StringRef meg::runtime::availableBackends() {
 #endif
 }
 
+BackendSettings &meg::runtime::backendSettings() {
+  static BackendSettings settings;
+  return settings;
+}
+
 llvm::Expected<std::unique_ptr<Backend>> meg::runtime::createBackend(llvm::StringRef name, const BackendPlace &place) {
   if (name == "cpu")
     return createCpuBackend();
 #ifdef MEG_HAVE_CUDA
-  if (name == "cuda")
-    return createCudaBackend(place);
+  if (name == "cuda") {
+    BackendPlace configured = place;
+    configured.cudaGraphs = place.cudaGraphs && backendSettings().cudaGraphs;
+    return createCudaBackend(configured);
+  }
 #endif
   (void)place;
   return llvm::createStringError(llvm::inconvertibleErrorCode(), "backend '" + name +

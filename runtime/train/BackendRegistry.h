@@ -16,6 +16,13 @@
 
 namespace meg::runtime {
 
+/// Process-wide backend settings that megrun's flags set before any backend is created; createBackend applies
+/// them to every place.
+struct BackendSettings {
+  bool cudaGraphs = true; ///< --cuda-graphs: CUDA captures the training step in a graph after warm-up
+};
+BackendSettings &backendSettings();
+
 /// The backend called `name` ("cpu", "cuda"), or an error naming the backends this build has.
 llvm::Expected<std::unique_ptr<Backend>> createBackend(llvm::StringRef name, const BackendPlace &place);
 /// The backend names this build has, comma-separated.

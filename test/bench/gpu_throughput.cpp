@@ -1,10 +1,13 @@
 //===- gpu_throughput.cpp - training throughput of a plan on the CUDA backend ===//
 //
-// Usage: gpu_throughput PLAN_DIR [--steps N] [--warmup N] [--peak-tflops P]
+// Usage: gpu_throughput PLAN_DIR [--steps N] [--warmup N] [--peak-tflops P] [--cuda-graphs 1|0]
 // Runs N timed training steps (after the warm-up steps) of a world-1 plan on the CUDA backend with seeded weights
 // and random tokens, and prints one line per figure:
-//   tokens/s, ms/step, model TFLOP/s and MFU against --peak-tflops (default 67: H100 SXM dense fp32 without tensor
-//   cores, the precision these kernels run; use 989 for bf16 tensor cores once mixed precision lands).
+//   tokens/s, ms/step, model TFLOP/s and MFU against --peak-tflops (default: 989, H100 SXM dense bf16/f16 tensor
+//   cores, for a plan with 16-bit steps (megc --bf16 / --fp16, what scripts/gpu.sh compiles by default); 67, H100
+//   SXM dense fp32 without tensor cores, for an fp32 plan). The precision is printed.
+//   --cuda-graphs 0 runs every step without CUDA graph capture (default 1: the backend captures the training step
+//   after the first step and replays it; the timed steps are replays when --warmup is at least 2).
 // FLOPs per step = tokens * (6 N + 12 L h s)   (N parameters, L layers, h hidden, s sequence: the matmul FLOPs of
 // forward + backward, PaLM appendix B's formula), printed with the numbers plugged in. Each step ends with a read of
 // the loss, which synchronizes: the timing covers whole steps.
@@ -36,10 +39,11 @@ static int fail(const llvm::Twine &what) {
 
 int main(int argc, char **argv) {
   if (argc < 2)
-    return fail("usage: gpu_throughput PLAN_DIR [--steps N] [--warmup N] [--peak-tflops P]");
+    return fail("usage: gpu_throughput PLAN_DIR [--steps N] [--warmup N] [--peak-tflops P] [--cuda-graphs 1|0]");
   std::string dir = argv[1];
   int steps = 10, warmup = 2;
-  double peak = 67.0;
+  double peak = 0; // 0: by the plan's precision
+  bool graphs = true;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--steps")
@@ -48,6 +52,8 @@ int main(int argc, char **argv) {
       warmup = std::atoi(argv[i + 1]);
     else if (flag == "--peak-tflops")
       peak = std::atof(argv[i + 1]);
+    else if (flag == "--cuda-graphs")
+      graphs = std::atoi(argv[i + 1]) != 0;
     else
       return fail("unknown flag '" + flag + "'");
   }
@@ -57,7 +63,18 @@ int main(int argc, char **argv) {
   if (plans->size() != 1)
     return fail("the benchmark runs world-1 plans (compile with --tp 1 --dp 1)");
   const LoadedPlan &plan = (*plans)[0];
-  auto backend = createBackend("cuda", BackendPlace{});
+  // The plan's compute precision: the 16-bit dtype of its steps (the mixed-precision pass), else fp32.
+  std::string precision = "fp32";
+  for (const PlanStep &step : plan.steps)
+    for (const std::vector<TensorSlot> *slots : {&step.operands, &step.results})
+      for (const TensorSlot &t : *slots)
+        if (t.dtype == DType::BF16 || t.dtype == DType::F16)
+          precision = t.dtype == DType::BF16 ? "bf16" : "fp16";
+  if (peak <= 0)
+    peak = precision == "fp32" ? 67.0 : 989.0;
+  BackendPlace place;
+  place.cudaGraphs = graphs;
+  auto backend = createBackend("cuda", place);
   if (!backend)
     return fail(llvm::toString(backend.takeError()));
   if (auto err = (*backend)->prepare(plan))
@@ -112,6 +129,7 @@ int main(int argc, char **argv) {
   double tflops = double(tokens) * flopsPerToken / perStep / 1e12;
   llvm::outs() << llvm::formatv("plan: {0} ({1} params, {2} tokens/step, last loss {3:f4})\n", dir, params, tokens,
                                 loss);
+  llvm::outs() << llvm::formatv("precision: {0}, cuda graphs: {1}\n", precision, graphs ? "on" : "off");
   llvm::outs() << llvm::formatv("flops/step = tokens * (6 N + 12 L h s) = {0} * (6 * {1} + 12 * {2} * {3} * {4}) = "
                                 "{5:e3}\n",
                                 tokens, params, layers, hidden, seq, double(tokens) * flopsPerToken);

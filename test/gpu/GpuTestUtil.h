@@ -116,6 +116,8 @@ inline void expectClose(const std::vector<float> &gpu, const std::vector<float> 
 
 constexpr double kF32Tol = 1e-5;
 constexpr double kBf16Tol = 2e-2;
+/// f16 keeps 3 more mantissa bits than bf16: one rounding step is 2^-11 relative instead of 2^-8.
+constexpr double kF16Tol = 5e-3;
 
 } // namespace meg::gputest
 

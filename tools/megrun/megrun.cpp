@@ -133,6 +133,11 @@ static cl::opt<bool, true>
                   cl::desc("With --dump: write DIR/step-<t>/ (batch, loss, gradients) for every step t instead of "
                            "DIR/ for the first"),
                   cl::location(trainOptions.dumpEveryStep), cl::cat(megrunCategory));
+static cl::opt<std::string> cudaGraphsText("cuda-graphs",
+                                           cl::desc("With --backend cuda: capture the training step in a CUDA graph "
+                                                    "after the first step and replay it (default true; false for "
+                                                    "debugging)"),
+                                           cl::value_desc("true|false"), cl::init("true"), cl::cat(megrunCategory));
 
 static cl::opt<std::string>
     collectiveTimeoutText("collective-timeout",
@@ -215,6 +220,9 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
   if (!(collectiveTimeout >= 0 && collectiveTimeout < 1e9))
     return error(llvm::formatv("--collective-timeout must be a number of seconds in [0, 1e9) (got {0})",
                                collectiveTimeoutText));
+  if (cudaGraphsText != "true" && cudaGraphsText != "false")
+    return error("--cuda-graphs must be true or false (got '" + cudaGraphsText + "')");
+  backendSettings().cudaGraphs = cudaGraphsText == "true";
   if (!(o.validFraction >= 0 && o.validFraction < 1))
     return error(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
   if (!s.greedy && o.mode != TrainOptions::Mode::Generate)
