@@ -29,6 +29,8 @@ public:
   int localRank() const { return local; }
   /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did.
   int firstFailure(bool failed);
+  /// Collective over the job: every process's data = world rank 0's (the ncclUniqueId of --backend cuda).
+  llvm::Error broadcast(llvm::MutableArrayRef<uint8_t> data);
   /// Ends every process of the job (after a rank failed: the others may be blocked in a collective).
   [[noreturn]] void abort(int code);
 
