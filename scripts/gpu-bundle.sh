@@ -81,6 +81,8 @@ cp "$ROOT/scripts/bundle/check-ldd.sh" "$ROOT/scripts/bundle/libs.sh" "$ROOT/scr
   "$ROOT/test/bench/gpu_torch_baseline.py" "$STAGE/scripts/"
 # A byte-level training text for the bf16-vs-fp32 curve: the project's own documentation (plain English).
 cat "$ROOT/README.md" "$ROOT"/docs/*.md >"$STAGE/data/corpus.txt"
+# The op examples the GPU suite runs (meg_gpu_tests reads them from MEG_IR_DOC; run.sh sets it).
+cp "$ROOT/docs/ir.md" "$STAGE/data/ir.md"
 {
   echo "meg GPU bundle"
   echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -170,7 +171,9 @@ llvm::Expected<std::unique_ptr<TcpRendezvous>> TcpRendezvous::meet(const LaunchE
     if (client.fd < 0)
       continue;
     int32_t hello[3] = {0, 0, 0};
-    if (auto err = transfer(client.fd, hello, sizeof(hello), false, "a connecting process", deadline)) {
+    // A rank says hello at once; something else that connected and stays silent is dropped after a few seconds.
+    auto helloDeadline = std::min(deadline, Clock::now() + std::chrono::seconds(5));
+    if (auto err = transfer(client.fd, hello, sizeof(hello), false, "a connecting process", helloDeadline)) {
       llvm::consumeError(std::move(err)); // not one of ours, or gone: keep waiting for the ranks
       continue;
     }

@@ -83,7 +83,7 @@ check check-ldd-cuda bash "$HERE/scripts/check-ldd.sh" "$HERE" --require-cuda ||
 
 # --- 3. The GPU suite -----------------------------------------------------------------------------------------------
 gpu_suite() {
-  MEG_MEGC="$BIN/megc" MEG_MODELS_DIR="$HERE/models" "$BIN/meg_gpu_tests" --gtest_brief=0 || return 1
+  MEG_MEGC="$BIN/megc" MEG_MODELS_DIR="$HERE/models" MEG_IR_DOC="$HERE/data/ir.md" "$BIN/meg_gpu_tests" --gtest_brief=0 || return 1
 }
 check gpu-tests gpu_suite
 skipped="$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}, listed below.*/\1/p' "$LOGS/gpu-tests.log")"
@@ -138,14 +138,19 @@ row() {
     >>"$TABLE"
 }
 bench_model() {
-  local model="$1" steps="$2" cfg="$HERE/models/$1.json" report layers hidden params fpt tp tps
+  local model="$1" steps="$2" cfg="$HERE/models/$1.json" report layers hidden heads params fpt tp tps
   report="$("$BIN/megc" "$cfg" --micro-batch "$MB" --seq "$SEQ" --bf16 --emit report)" || return 1
   layers="$(sed -n 's/^layers: \([0-9]*\), hidden: \([0-9]*\).*/\1/p' <<<"$report")"
   hidden="$(sed -n 's/^layers: \([0-9]*\), hidden: \([0-9]*\).*/\2/p' <<<"$report")"
   params="$(sed -n 's/^parameters with vocab padding: //p' <<<"$report")"
+  heads="$(sed -n 's/^layers: .*, heads: \([0-9]*\),.*/\1/p' <<<"$report")"
   fpt=$((6 * params + 12 * layers * hidden * SEQ))
   echo "$model: flops/token = 6 N + 12 L h s = 6 * $params + 12 * $layers * $hidden * $SEQ = $fpt" >>"$WORK/formulas.txt"
   for tp in ${BENCH_TPS:-1 2 4}; do
+    if (( heads % tp != 0 )); then # GPT-2 1.5B has 25 heads: tp 1 only (or 5)
+      printf "%-12s %-22s %s\n" "$model" "meg bf16 tp $tp" "not run: $heads heads do not split over tp $tp" >>"$TABLE"
+      continue
+    fi
     "$BIN/megc" "$cfg" --tp "$tp" --micro-batch "$MB" --seq "$SEQ" --bf16 --emit plan -o "$WORK/$model-tp$tp" ||
       return 1
     if [ "$tp" = 1 ]; then
