@@ -82,7 +82,8 @@ llvm::Expected<std::unique_ptr<Job>> Job::create(llvm::StringRef mode, int *argc
   return job;
 #else
   return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 "--ranks mpi: this megrun was built without MPI (use --ranks threads)");
+                                 "--ranks mpi: this megrun was built without MPI (use --ranks threads, or --ranks env "
+                                 "with --backend cuda under torchrun or Slurm)");
 #endif
 }
 
