@@ -10,7 +10,9 @@
 #      on one GPU); a skipped test is a failure here.
 #   4. The bf16 curve: 100 steps of the tiny GPT in bf16 on the GPU against the same 100 steps in fp32 on the CPU
 #      (same seed, init and data), every step's loss within a relative 2e-2.
-#   5. The benchmark: GPT-2 124M, 355M and 1.5B, bf16, at tp 1 (bin/gpu_throughput) and tp 2 and 4 on one GPU (megrun
+#   5. NCCL: megrun --ranks env as torchrun starts it (2 processes, tp 2, when there are 2 GPUs; else a world of one)
+#      against --ranks threads on one GPU, 10 steps, losses within 1e-3.
+#   6. The benchmark: GPT-2 124M, 355M and 1.5B, bf16, at tp 1 (bin/gpu_throughput) and tp 2 and 4 on one GPU (megrun
 #      --ranks threads), beside PyTorch eager and torch.compile (scripts/gpu_torch_baseline.py, bf16 autocast), same
 #      model, micro-batch, sequence, in this run: tokens/s, ms/step, TFLOP/s and MFU, the formula printed.
 # Writes RESULT_DIR/summary.txt (the table) and RESULT_DIR/logs/; exits 1 when anything failed.
@@ -116,6 +118,33 @@ curve() {
 }
 check bf16-curve curve && say "$(tail -n 1 "$LOGS/bf16-curve.log")"
 
+# --- 4b. One process per GPU over NCCL (megrun --ranks env, as torchrun starts it) ----------------------------------
+# Two or more GPUs: tp 2 as two processes, NCCL between them, against tp 2 on one GPU (--ranks threads); one GPU: a
+# world of one process (NCCL bootstrap, no collective) against --ranks threads. 10 steps of the tiny GPT in fp32,
+# every loss within a relative 1e-3 (NCCL sums in its own order).
+nccl() {
+  local world=1 plan="$WORK/tiny-tp1" port
+  [ "$gpus" -ge 2 ] && world=2 plan="$WORK/tiny-tp2"
+  port=$((20000 + RANDOM % 40000))
+  "$BIN/megrun" "$plan" --backend cuda --ranks threads --data "$HERE/data/corpus.txt" --steps 10 \
+    --log "$RESULT/nccl-threads.jsonl" >/dev/null || return 1
+  local pids=() r rc=0
+  for ((r = world - 1; r >= 0; r--)); do
+    RANK=$r LOCAL_RANK=$r WORLD_SIZE=$world MASTER_ADDR=127.0.0.1 MASTER_PORT=$((port - 1)) \
+      MEG_RENDEZVOUS_PORT=$port MEG_RENDEZVOUS_TIMEOUT=60 timeout 300 "$BIN/megrun" "$plan" --backend cuda \
+      --ranks env --data "$HERE/data/corpus.txt" --steps 10 --log "$RESULT/nccl-env.jsonl" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  [ "$rc" = 0 ] || return 1
+  paste -d ' ' <(sed -n 's/.*"loss":\([^,}]*\).*/\1/p' "$RESULT/nccl-threads.jsonl") \
+    <(sed -n 's/.*"loss":\([^,}]*\).*/\1/p' "$RESULT/nccl-env.jsonl") |
+    awk -v w="$world" '{ n++; d = $2 - $1; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > worst) worst = r }
+      END { printf "nccl: %d process(es), %d steps against --ranks threads, worst relative loss difference %.2e (bound 1e-3)\n", w, n, worst
+            exit !(n == 10 && worst <= 1e-3) }'
+}
+check nccl nccl && say "$(tail -n 1 "$LOGS/nccl.log")"
+
 # --- 5. The benchmark -----------------------------------------------------------------------------------------------
 if [ -n "${PEAK_TFLOPS:-}" ]; then PEAK="$PEAK_TFLOPS" PEAK_WHY="PEAK_TFLOPS"
 else
@@ -186,6 +215,7 @@ done
   sed -n 's/^commit: /bundle commit: /p' "$HERE/BUILD-INFO"
   echo "gpu suite: $SUITE"
   grep -h '^bf16 curve' "$LOGS/bf16-curve.log" 2>/dev/null || echo "bf16 curve: failed"
+  grep -h '^nccl' "$LOGS/nccl.log" 2>/dev/null || echo "nccl: failed"
   echo
   echo "benchmark: micro-batch $MB, seq $SEQ, bf16 (meg: bf16 plans; torch: bf16 autocast), one GPU"
   echo "MFU = tokens/s * flops/token / peak, flops/token = 6 N + 12 L h s (N parameters with vocab padding, L layers,"
