@@ -9,18 +9,17 @@
 //     a kernel that reads every member's buffer and sums in member order (kernels/cuda/Collectives.cu): results are
 //     bit-identical on every member and run to run, as InProcessCommunicator's. The world collectives on host data
 //     (barrier, gatherToRoot, broadcastFromRoot) are InProcessCommunicator's.
-//   NcclCommunicator: one process per GPU. Bootstrap from the launcher's environment (torchrun: RANK, WORLD_SIZE,
-//     LOCAL_RANK; Slurm: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) plus MASTER_ADDR and MASTER_PORT: rank 0 makes
-//     the ncclUniqueId and hands it to the others over a small TCP rendezvous on MASTER_ADDR:(MEG_NCCL_PORT, default
-//     MASTER_PORT + 1, since torchrun's own store listens on MASTER_PORT). The world communicator is split into the
-//     tp groups (color dp rank) and dp groups (color tp rank). NCCL's sums are deterministic for a fixed topology
-//     and algorithm but not in member order.
+//   NcclCommunicator: one process per GPU, joined from an ncclUniqueId that rank 0 makes (newNcclId) and the job
+//     hands to every process: over MPI_Bcast (`mpirun ... megrun --ranks mpi --backend cuda`) or over the TCP
+//     rendezvous of a torchrun / Slurm launch (`--ranks env`, runtime/comm/TcpRendezvous.h); runtime/train/Job.cpp
+//     does that. The world communicator is split into the tp groups (color dp rank) and dp groups (color tp rank).
+//     NCCL's sums are deterministic for a fixed topology and algorithm but not in member order.
 //
-// How megrun picks (for the megrun owner): --backend cuda --ranks threads -> one OneGpuWorld over the plan's mesh
-// and createOneGpuCommunicator(world, rank, stream) per rank thread, all on device 0 (or --device); --backend cuda
-// --ranks nccl (or mpi-launched with CUDA) -> ncclEnvironment() then createNcclCommunicator(env, dp, tp, device,
-// stream) with BackendPlace{rank = env.rank, localRanks = 1, device = env.localRank}. A world of one rank needs no
-// communicator of its own: the backend copies for groups of one (SingleRankCommunicator is fine).
+// How megrun picks: --backend cuda --ranks threads -> one OneGpuWorld over the plan's mesh and
+// createOneGpuCommunicator(world, rank, stream) per rank thread, all on device 0; --backend cuda --ranks mpi|env ->
+// checkRankDevice(local rank), then createNcclCommunicator(id, dp, tp, rank, device, stream) with
+// BackendPlace{rank, localRanks = 1, device = local rank}. A world of one rank needs no communicator of its own: the
+// backend copies for groups of one (SingleRankCommunicator is fine).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_COMM_CUDACOMMUNICATOR_H
@@ -32,8 +31,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
+#include <cstdint>
 #include <memory>
-#include <string>
 
 namespace meg::runtime::cuda {
 
@@ -70,19 +70,17 @@ llvm::Expected<std::shared_ptr<OneGpuWorld>> createOneGpuWorld(int meshDp, int m
 std::unique_ptr<CudaCommunicator> createOneGpuCommunicator(std::shared_ptr<OneGpuWorld> world, int rank,
                                                            cudaStream_t stream);
 
-/// Where this process sits in a multi-process launch.
-struct NcclEnvironment {
-  int rank = 0, worldSize = 1, localRank = 0;
-  std::string masterAddr;
-  int port = 0; ///< the id rendezvous port
-};
-/// Reads RANK/WORLD_SIZE/LOCAL_RANK (or SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID), MASTER_ADDR, MASTER_PORT and
-/// MEG_NCCL_PORT; an error names what is missing.
-llvm::Expected<NcclEnvironment> ncclEnvironment();
-/// Joins the NCCL world of `env` on `device` (blocks until every rank has joined); meshDp * meshTp must be
-/// env.worldSize and the mesh rank is env.rank.
-llvm::Expected<std::unique_ptr<CudaCommunicator>> createNcclCommunicator(const NcclEnvironment &env, int meshDp,
-                                                                         int meshTp, int device, cudaStream_t stream);
+/// The 128 bytes of an ncclUniqueId, as the job moves them between processes.
+using NcclId = std::array<uint8_t, 128>;
+/// Rank 0: a fresh id for the world (ncclGetUniqueId).
+llvm::Expected<NcclId> newNcclId();
+/// Error unless this process can use device `localRank` (one GPU per process): no usable CUDA device at all, or
+/// `rank`'s LOCAL_RANK beyond the devices this host shows.
+llvm::Error checkRankDevice(int rank, int localRank);
+/// Joins the NCCL world of `id` as mesh rank `rank` of meshDp x meshTp on `device` (blocks until every rank has
+/// joined). `stream` runs the world collectives on host data (barrier, gatherToRoot, broadcastFromRoot).
+llvm::Expected<std::unique_ptr<CudaCommunicator>> createNcclCommunicator(const NcclId &id, int meshDp, int meshTp,
+                                                                         int rank, int device, cudaStream_t stream);
 
 } // namespace meg::runtime::cuda
 

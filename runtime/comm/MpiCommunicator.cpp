@@ -68,6 +68,12 @@ llvm::Expected<int> MpiSession::firstFailure(bool failed) {
   return first == INT_MAX ? -1 : first;
 }
 
+llvm::Error MpiSession::broadcast(llvm::MutableArrayRef<uint8_t> data) {
+  if (auto err = checkCount(int64_t(data.size())))
+    return err;
+  return mpiError(MPI_Bcast(data.data(), int(data.size()), MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast");
+}
+
 MpiSession::~MpiSession() {
   watcher->markDone();
   watcher.reset();

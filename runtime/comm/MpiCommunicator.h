@@ -33,6 +33,8 @@ public:
   /// Collective over the job: the lowest rank that passed `failed` = true, or -1 when none did. Error: the
   /// collective timeout passed (the line names who did not arrive).
   llvm::Expected<int> firstFailure(bool failed);
+  /// Collective over the job: every process's data = world rank 0's (the ncclUniqueId of --backend cuda).
+  llvm::Error broadcast(llvm::MutableArrayRef<uint8_t> data);
   /// Ends every process of the job (after a rank failed: the others may be blocked in a collective).
   [[noreturn]] void abort(int code);
   /// The watchdog of this process's collectives (runtime/comm/MpiWatch.h).

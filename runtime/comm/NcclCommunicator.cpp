@@ -1,31 +1,19 @@
 //===- NcclCommunicator.cpp - one process per GPU over NCCL --------------------===//
 //
-// Bootstrap (see CudaCommunicator.h): the launcher's environment names this process's rank; rank 0 creates the
-// ncclUniqueId and serves it over TCP on MASTER_ADDR:port to the other ranks, which connect (retrying while rank 0
-// starts up, up to MEG_NCCL_TIMEOUT seconds, default 300) and read its 128 bytes. Then ncclCommInitRank joins the
-// world, and ncclCommSplit makes the tp groups (color = dp rank, key = tp rank) and dp groups (color = tp rank,
-// key = dp rank). Group collectives are NCCL calls on the caller's stream. The world collectives on host data stage
-// through a device buffer and synchronize (they run between steps: checkpoints, weight files).
+// Bootstrap (see CudaCommunicator.h): rank 0 makes the ncclUniqueId, the job hands it to every process (MPI_Bcast
+// or the TCP rendezvous of --ranks env), then ncclCommInitRank joins the world, and ncclCommSplit makes the tp groups
+// (color = dp rank, key = tp rank) and dp groups (color = tp rank, key = dp rank). Group collectives are NCCL calls on
+// the caller's stream. The world collectives on host data stage through a device buffer and synchronize (they run
+// between steps: checkpoints, weight files).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/comm/CudaCommunicator.h"
 
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
-#include <optional>
 #include <nccl.h>
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 using namespace meg;
@@ -55,101 +43,6 @@ llvm::Error ncclFailure(const char *call, ncclResult_t r) {
     if (megCuda_ != cudaSuccess)                                                                                       \
       return failure(llvm::Twine(#call) + ": " + cudaGetErrorString(megCuda_));                                        \
   } while (0)
-
-/// An integer environment variable, or nullopt when unset; an error when set but not an integer.
-llvm::Expected<std::optional<int>> envInt(const char *name) {
-  const char *v = std::getenv(name);
-  if (!v)
-    return std::nullopt;
-  int value = 0;
-  if (llvm::StringRef(v).getAsInteger(10, value))
-    return failure(llvm::formatv("{0}='{1}' is not an integer", name, v));
-  return value;
-}
-
-/// Closes a socket on scope exit.
-struct Socket {
-  int fd = -1;
-  ~Socket() {
-    if (fd >= 0)
-      ::close(fd);
-  }
-};
-
-bool sendAll(int fd, const void *data, size_t n) {
-  const char *p = static_cast<const char *>(data);
-  while (n) {
-    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (k <= 0)
-      return false;
-    p += k;
-    n -= size_t(k);
-  }
-  return true;
-}
-
-bool recvAll(int fd, void *data, size_t n) {
-  char *p = static_cast<char *>(data);
-  while (n) {
-    ssize_t k = ::recv(fd, p, n, 0);
-    if (k <= 0)
-      return false;
-    p += k;
-    n -= size_t(k);
-  }
-  return true;
-}
-
-/// Rank 0: serves `id` to worldSize - 1 connections on `port`.
-llvm::Error serveId(const ncclUniqueId &id, int port, int worldSize) {
-  Socket server;
-  server.fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (server.fd < 0)
-    return failure(llvm::Twine("socket: ") + std::strerror(errno));
-  int one = 1;
-  ::setsockopt(server.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(uint16_t(port));
-  if (::bind(server.fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
-    return failure(llvm::formatv("cannot listen on port {0}: {1}", port, std::strerror(errno)));
-  if (::listen(server.fd, worldSize) != 0)
-    return failure(llvm::Twine("listen: ") + std::strerror(errno));
-  for (int served = 1; served < worldSize; ++served) {
-    Socket client;
-    client.fd = ::accept(server.fd, nullptr, nullptr);
-    if (client.fd < 0 || !sendAll(client.fd, &id, sizeof(id)))
-      return failure(llvm::Twine("handing out the nccl id: ") + std::strerror(errno));
-  }
-  return llvm::Error::success();
-}
-
-/// Other ranks: reads the id from masterAddr:port, retrying until `timeout` passes.
-llvm::Error fetchId(const std::string &masterAddr, int port, std::chrono::seconds timeout, ncclUniqueId &id) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string portText = std::to_string(port);
-  while (true) {
-    addrinfo hints{}, *found = nullptr;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (::getaddrinfo(masterAddr.c_str(), portText.c_str(), &hints, &found) == 0) {
-      for (addrinfo *a = found; a; a = a->ai_next) {
-        Socket s;
-        s.fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-        if (s.fd >= 0 && ::connect(s.fd, a->ai_addr, a->ai_addrlen) == 0 && recvAll(s.fd, &id, sizeof(id))) {
-          ::freeaddrinfo(found);
-          return llvm::Error::success();
-        }
-      }
-      ::freeaddrinfo(found);
-    }
-    if (std::chrono::steady_clock::now() > deadline)
-      return failure(llvm::formatv("no nccl id from rank 0 at {0}:{1} within {2} s", masterAddr, port,
-                                   timeout.count()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-}
 
 ncclRedOp_t ncclOp(CommReduce op) { return op == CommReduce::Max ? ncclMax : ncclSum; }
 
@@ -285,63 +178,37 @@ private:
 
 } // namespace
 
-llvm::Expected<NcclEnvironment> meg::runtime::cuda::ncclEnvironment() {
-  NcclEnvironment env;
-  auto pick = [](const char *torchName, const char *slurmName) -> llvm::Expected<std::optional<int>> {
-    auto v = envInt(torchName);
-    if (!v || *v)
-      return v;
-    return envInt(slurmName);
-  };
-  auto rank = pick("RANK", "SLURM_PROCID");
-  if (!rank)
-    return rank.takeError();
-  auto world = pick("WORLD_SIZE", "SLURM_NTASKS");
-  if (!world)
-    return world.takeError();
-  auto local = pick("LOCAL_RANK", "SLURM_LOCALID");
-  if (!local)
-    return local.takeError();
-  auto masterPort = envInt("MASTER_PORT");
-  if (!masterPort)
-    return masterPort.takeError();
-  auto ncclPort = envInt("MEG_NCCL_PORT");
-  if (!ncclPort)
-    return ncclPort.takeError();
-  const char *addr = std::getenv("MASTER_ADDR");
-  if (!*rank || !*world || !addr || (!*masterPort && !*ncclPort))
-    return failure("set RANK, WORLD_SIZE (or SLURM_PROCID, SLURM_NTASKS), MASTER_ADDR and MASTER_PORT (as torchrun "
-                   "does)");
-  env.rank = **rank;
-  env.worldSize = **world;
-  env.localRank = *local ? **local : 0;
-  env.masterAddr = addr;
-  env.port = *ncclPort ? **ncclPort : **masterPort + 1;
-  if (env.worldSize < 1 || env.rank < 0 || env.rank >= env.worldSize)
-    return failure(llvm::formatv("rank {0} is outside a world of {1}", env.rank, env.worldSize));
-  return env;
+static_assert(sizeof(ncclUniqueId) == sizeof(NcclId), "NcclId must hold an ncclUniqueId");
+
+llvm::Expected<NcclId> meg::runtime::cuda::newNcclId() {
+  ncclUniqueId id{};
+  MEG_NCCL_TRY(ncclGetUniqueId(&id));
+  NcclId bytes;
+  std::memcpy(bytes.data(), &id, sizeof(id));
+  return bytes;
+}
+
+llvm::Error meg::runtime::cuda::checkRankDevice(int rank, int localRank) {
+  int devices = 0;
+  if (cudaError_t err = cudaGetDeviceCount(&devices))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("rank {0}: no usable CUDA device ({1}: {2})", rank,
+                                                 cudaGetErrorName(err), cudaGetErrorString(err)));
+  if (localRank >= devices)
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        llvm::formatv("rank {0}: local rank {1} has no GPU (this host shows {2} device{3}; one process per GPU)", rank,
+                      localRank, devices, devices == 1 ? "" : "s"));
+  return llvm::Error::success();
 }
 
 llvm::Expected<std::unique_ptr<CudaCommunicator>>
-meg::runtime::cuda::createNcclCommunicator(const NcclEnvironment &env, int meshDp, int meshTp, int device,
+meg::runtime::cuda::createNcclCommunicator(const NcclId &id, int meshDp, int meshTp, int rank, int device,
                                            cudaStream_t stream) {
-  if (meshDp * meshTp != env.worldSize)
-    return failure(llvm::formatv("the plan's mesh {0} x {1} needs {2} processes, the launcher started {3}", meshDp,
-                                 meshTp, meshDp * meshTp, env.worldSize));
-  ncclUniqueId id{};
-  if (env.rank == 0) {
-    MEG_NCCL_TRY(ncclGetUniqueId(&id));
-    if (auto err = serveId(id, env.port, env.worldSize))
-      return err;
-  } else {
-    auto timeout = envInt("MEG_NCCL_TIMEOUT");
-    if (!timeout)
-      return timeout.takeError();
-    if (auto err = fetchId(env.masterAddr, env.port, std::chrono::seconds(*timeout ? **timeout : 300), id))
-      return err;
-  }
-  auto comm = std::make_unique<NcclCommunicator>(meshDp, meshTp, env.rank, device, stream);
-  if (auto err = comm->join(id))
-    return err;
+  ncclUniqueId nid;
+  std::memcpy(&nid, id.data(), sizeof(nid));
+  auto comm = std::make_unique<NcclCommunicator>(meshDp, meshTp, rank, device, stream);
+  if (auto err = comm->join(nid))
+    return std::move(err);
   return std::unique_ptr<CudaCommunicator>(std::move(comm));
 }

@@ -4,6 +4,13 @@
 //   - threads: one process hosts every rank as a thread (Session::create);
 //   - mpi: `mpirun -np N megrun PLAN_DIR --ranks mpi`, one process per rank, MPI world rank = mesh rank =
 //     dpRank * tp + tpRank, each process hosting its rank with an MpiCommunicator (Session::createRank).
+//   - env: one process per rank started by torchrun or Slurm (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+//     MASTER_PORT; runtime/comm/LaunchEnv.h), meeting over a small TCP rendezvous (runtime/comm/TcpRendezvous.h)
+//     that carries agree() and the NCCL id; no MPI. The cuda backend only: the CPU has no communicator between such
+//     processes.
+// With --backend cuda and one process per rank (mpi or env), each process runs its rank on GPU LOCAL_RANK (mpi: the
+// rank among the node's processes) with an NCCL communicator; rank 0's ncclUniqueId reaches the others over
+// MPI_Bcast or the rendezvous.
 // Every process loads and verifies the whole plan set (the root needs every rank's layout to assemble shards, and
 // every process then fails alike on a bad set), checks it against the world it finds, builds the same global
 // batches and feeds its shard. The root process (mesh rank 0) alone prints and writes output files.
@@ -51,12 +58,17 @@ public:
 
 class Job {
 public:
-  /// `mode` is "threads" or "mpi" (MPI_Init with argc/argv). Error: mpi in a build without MPI.
+  /// Error unless `mode` (megrun's --ranks) is threads, mpi or env and runs `backend` (env: cuda only).
+  static llvm::Error checkMode(llvm::StringRef mode, llvm::StringRef backend);
+  /// `mode` is "threads", "mpi" (MPI_Init with argc/argv) or "env" (reads the launcher's environment and meets the
+  /// other processes). Errors: mpi in a build without MPI; env: a missing or bad variable, a rendezvous timeout.
   static llvm::Expected<std::unique_ptr<Job>> create(llvm::StringRef mode, int *argc, char ***argv);
   /// With mpi: MPI_Finalize.
   ~Job();
 
   bool isMpi() const;
+  /// Ranks run as separate processes (mpi or env).
+  bool isMultiProcess() const;
   /// This process prints and writes the run's outputs (threads: always; mpi: world rank 0).
   bool isRoot() const;
 
@@ -65,15 +77,16 @@ public:
   llvm::Error agree(llvm::Error err);
   /// `err` (if any) as an UnagreedError, keeping its message.
   static llvm::Error unagreed(llvm::Error err);
-  /// Ends every process of the job with exit code `code` (threads: returns; the caller exits).
+  /// Ends every process of the job with exit code `code` (threads: returns; the caller exits; env: exits this
+  /// process at once, and the launcher, torchrun or srun --kill-on-bad-exit, ends the others).
   void abort(int code);
   /// Seconds a rank may wait in one collective (the sessions created after this call, and with MPI the job's own
   /// agreement) before it fails naming the collective and who is missing (runtime/comm/Watchdog.h); 0 = forever.
   void setCollectiveTimeout(double seconds);
 
   /// Checks that the job's processes fit `plans` (a complete set loaded from `planDir`) and makes the session:
-  /// every rank as threads, or this process's rank over MPI. Errors: `<planDir>: the plans are for a mesh of dp D x
-  /// tp T = N ranks, mpirun started M`.
+  /// every rank as threads, or this process's rank over MPI or NCCL. Errors: `<planDir>: the plans are for a mesh
+  /// of dp D x tp T = N ranks, mpirun started M` (env: `WORLD_SIZE is M`); a rank without a GPU.
   llvm::Expected<std::unique_ptr<Session>> createSession(std::vector<LoadedPlan> plans, llvm::StringRef backend,
                                                          llvm::StringRef planDir);
 
@@ -81,9 +94,11 @@ private:
   llvm::Expected<std::unique_ptr<Session>> createSessionOf(std::vector<LoadedPlan> plans, llvm::StringRef backend,
                                                            llvm::StringRef planDir);
   struct Mpi;
+  struct Env;
   Job() = default;
   std::unique_ptr<Mpi> mpi;
   double collectiveTimeout = 0;
+  std::unique_ptr<Env> env;
 };
 
 } // namespace meg::runtime

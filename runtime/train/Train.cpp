@@ -345,7 +345,7 @@ llvm::Error Trainer::train(llvm::raw_ostream &out) {
 
   int64_t savedStep = options.resume == options.save ? firstStep : -1;
   // In place on a terminal; not under mpirun, which hands its processes a pseudo-terminal whatever its own output is.
-  ProgressLine progress(out, firstStep, options.steps, !job.isMpi() && out.is_displayed());
+  ProgressLine progress(out, firstStep, options.steps, !job.isMultiProcess() && out.is_displayed());
   for (int64_t t = firstStep; training() && t < options.steps; ++t) {
     if (auto err = runStep(t, progress, log.get(), out))
       return err;

@@ -45,10 +45,13 @@ struct TempDir {
 /// Runs megc on the tiny GPT for `tp` into `dir`/plan; returns the plan directory.
 std::string compileTinyGpt(int tp, const TempDir &dir) {
   std::string planDir = (dir.path + "/plan").str(), tpText = std::to_string(tp);
-  std::string model = std::string(MEG_SOURCE_DIR) + "/models/tiny-gpt.json";
-  llvm::StringRef args[] = {MEG_MEGC, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o", planDir};
+  // The build's megc and models, unless the environment names others (a relocated bundle: scripts/gpu-bundle.sh).
+  const char *megc = std::getenv("MEG_MEGC") ? std::getenv("MEG_MEGC") : MEG_MEGC;
+  const char *models = std::getenv("MEG_MODELS_DIR");
+  std::string model = (models ? std::string(models) : std::string(MEG_SOURCE_DIR) + "/models") + "/tiny-gpt.json";
+  llvm::StringRef args[] = {megc, model, "--tp", tpText, "--mode", "train", "--emit", "plan", "-o", planDir};
   std::string message;
-  int rc = llvm::sys::ExecuteAndWait(MEG_MEGC, args, llvm::None, {}, 0, 0, &message);
+  int rc = llvm::sys::ExecuteAndWait(megc, args, llvm::None, {}, 0, 0, &message);
   EXPECT_EQ(rc, 0) << "megc failed: " << message;
   return planDir;
 }

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -257,9 +258,11 @@ std::vector<OpExample> meg::optest::mirBlocks(llvm::StringRef doc) {
 }
 
 llvm::Expected<std::vector<OpExample>> meg::optest::irDocExamples() {
-  auto buf = llvm::MemoryBuffer::getFile(MEG_IR_DOC);
+  // The source tree's, unless the environment names another copy (the relocated GPU bundle: scripts/gpu-bundle.sh).
+  const char *path = std::getenv("MEG_IR_DOC") ? std::getenv("MEG_IR_DOC") : MEG_IR_DOC;
+  auto buf = llvm::MemoryBuffer::getFile(path);
   if (!buf)
-    return fail(llvm::Twine("cannot read ") + MEG_IR_DOC + ": " + buf.getError().message());
+    return fail(llvm::Twine("cannot read ") + path + ": " + buf.getError().message());
   return mirBlocks((*buf)->getBuffer());
 }
 

@@ -39,7 +39,7 @@ struct OpExample {
 
 /// Every ```mir block of `doc`, in order.
 std::vector<OpExample> mirBlocks(llvm::StringRef doc);
-/// Every ```mir block of docs/ir.md (the path is compiled in).
+/// Every ```mir block of docs/ir.md (the path is compiled in; the environment variable MEG_IR_DOC overrides it).
 llvm::Expected<std::vector<OpExample>> irDocExamples();
 /// The printed form an example must round-trip to: the block without its comment lines.
 std::string printedForm(llvm::StringRef block);

@@ -36,8 +36,11 @@ static cl::opt<std::string, true> backendName("backend", cl::desc("Backend: cpu,
 static cl::opt<std::string> ranksMode("ranks",
                                       cl::desc("How ranks run: threads (every rank in this process), or mpi (one "
                                                "process per rank: mpirun -np <dp*tp> megrun PLAN_DIR --ranks mpi; "
-                                               "rank 0 prints and writes every output)"),
-                                      cl::value_desc("threads|mpi"), cl::init("threads"), cl::cat(megrunCategory));
+                                               "rank 0 prints and writes every output; with --backend cuda over "
+                                               "NCCL, one GPU per process), or env (one process per GPU as torchrun "
+                                               "or Slurm start them: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, "
+                                               "MASTER_PORT; --backend cuda, NCCL, no MPI)"),
+                                      cl::value_desc("threads|mpi|env"), cl::init("threads"), cl::cat(megrunCategory));
 // Numbers are parsed here rather than by cl::opt<int>, whose value errors bypass the one-line error format.
 static cl::opt<std::string>
     stepsText("steps",
@@ -274,8 +277,8 @@ int main(int argc, char **argv) {
   }
   if (auto err = checkBackendFlag(trainOptions.backend))
     return report(nullptr, std::move(err));
-  if (ranksMode != "threads" && ranksMode != "mpi")
-    return report(nullptr, error("unknown --ranks '" + ranksMode + "' (expected threads or mpi)"));
+  if (auto err = Job::checkMode(ranksMode, trainOptions.backend))
+    return report(nullptr, std::move(err));
   auto job = Job::create(ranksMode, &argc, &argv);
   if (!job)
     return report(nullptr, job.takeError());
