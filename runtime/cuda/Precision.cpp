@@ -3,7 +3,8 @@
 // Why the ops without a 16-bit kernel widen:
 //   embedding_grad   sums dy over the tokens into the table gradient: the fp32 room to accumulate in IS the widening
 //                    (a 16-bit kernel would need the same fp32 buffer and a rounding pass);
-//   layernorm(_grad), pick(_grad), valid_mask, sum_squares, clip_scale, adamw, lr_schedule, fill
+//   layernorm(_grad), pick(_grad), valid_mask, sum_squares, clip_scale, adamw, lr_schedule, fill, and the
+//   maximum, nonfinite, loss_scale_update, accumulate of loss scaling and gradient accumulation
 //                    are fp32 by the mixed-precision pass (statistics, loss, optimizer); a 16-bit one only appears
 //                    in hand-written IR and is rare enough to run on copies;
 //   all_reduce, all_gather, reduce_scatter, all_reduce_bucket
@@ -38,6 +39,7 @@ constexpr std::pair<OpKind, Native16> kRules[] = {
     {OpKind::Sub, Native16::Uniform},
     {OpKind::Mul, Native16::Uniform},
     {OpKind::Div, Native16::Uniform},
+    {OpKind::Maximum, Native16::Widen},
     {OpKind::Scale, Native16::Uniform},
     {OpKind::Exp, Native16::Uniform},
     {OpKind::Log, Native16::Uniform},
@@ -75,6 +77,9 @@ constexpr std::pair<OpKind, Native16> kRules[] = {
     {OpKind::SumSquares, Native16::Widen},
     {OpKind::ClipScale, Native16::Widen},
     {OpKind::AdamW, Native16::Widen},
+    {OpKind::Nonfinite, Native16::Widen},
+    {OpKind::LossScaleUpdate, Native16::Widen},
+    {OpKind::Accumulate, Native16::Widen},
 };
 
 static_assert(std::size(kRules) == ir::kNumOpKinds, "one native16 rule per op of ir/Ops.def");
