@@ -6,6 +6,7 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Regex.h"
@@ -323,7 +324,17 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
   return c;
 }
 
-llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef path, const ConfigOverrides &overrides) {
+std::string meg::frontend::modelDescriptionPath(llvm::StringRef path) {
+  if (!llvm::sys::fs::is_directory(path))
+    return path.str();
+  llvm::SmallString<256> config(path);
+  llvm::sys::path::append(config, "config.json");
+  return std::string(config);
+}
+
+llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef folderOrFile,
+                                                           const ConfigOverrides &overrides) {
+  std::string path = modelDescriptionPath(folderOrFile);
   auto buf = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buf) {
     std::string msg = buf.getError().message();
@@ -331,5 +342,8 @@ llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef path,
       msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
     return llvm::createStringError(buf.getError(), path + ": " + msg);
   }
-  return parseModelConfig((*buf)->getBuffer(), path, overrides);
+  auto config = parseModelConfig((*buf)->getBuffer(), path, overrides);
+  if (config && path != folderOrFile && config->name == "config")
+    config->name = llvm::sys::path::filename(llvm::StringRef(folderOrFile).rtrim('/')).str();
+  return config;
 }

@@ -2,6 +2,7 @@
 #include "runtime/io/Weights.h"
 
 #include "runtime/io/AtomicFile.h"
+#include "runtime/io/HfCheckpoint.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/ShardCopy.h"
 
@@ -10,6 +11,8 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
+
+#include <set>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -69,8 +72,21 @@ namespace {
 /// Hugging Face state_dict entries that are not parameters of their own: tied aliases and buffers.
 bool isIgnorableHfTensor(llvm::StringRef name) {
   return name == "lm_head.weight" || name == "cls.predictions.decoder.weight" ||
-         name == "cls.predictions.decoder.bias" || name == "bert.embeddings.position_ids" ||
+         name == "cls.predictions.decoder.bias" || name.endswith("embeddings.position_ids") ||
          name.endswith(".attn.bias") || name.endswith(".attn.masked_bias");
+}
+
+/// The base-model prefixes the hub's checkpoints may omit (a GPT2Model's or BertModel's state_dict).
+constexpr llvm::StringRef basePrefixes[] = {"transformer.", "bert."};
+
+/// The checkpoint's name for parameter `name`: `name` itself, else without its base-model prefix; empty when absent.
+std::string checkpointName(const HfCheckpoint &file, llvm::StringRef name) {
+  if (file.lookup(name))
+    return name.str();
+  for (llvm::StringRef prefix : basePrefixes)
+    if (name.startswith(prefix) && file.lookup(name.drop_front(prefix.size())))
+      return name.drop_front(prefix.size()).str();
+  return "";
 }
 
 /// Up to three names, then a count.
@@ -107,11 +123,16 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     if (auto err = writer.addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
       return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::toString(std::move(err)));
   }
-  llvm::StringRef dir = llvm::sys::path::parent_path(path);
+  // A folder (an existing one, or a path ending in a separator) gets Hugging Face's layout: model.safetensors and
+  // config.json in it.
+  llvm::SmallString<256> file(path);
+  if (llvm::sys::fs::is_directory(path) || path.endswith("/"))
+    llvm::sys::path::append(file, kHfWeightsFile);
+  llvm::StringRef dir = llvm::sys::path::parent_path(file);
   if (!dir.empty())
     if (std::error_code ec = llvm::sys::fs::create_directories(dir))
       return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
-  if (auto err = writer.write(path))
+  if (auto err = writer.write(file))
     return err;
   if (!withConfig)
     return llvm::Error::success();
@@ -122,29 +143,33 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
 
 llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write) {
   assert(!plans.empty() && "no plans");
-  auto file = SafetensorsFile::open(path);
+  auto file = HfCheckpoint::open(path);
   if (!file)
     return file.takeError();
 
   // Check every name and shape first, so that a bad file changes nothing.
-  std::vector<std::string> missing, unexpected, misShaped;
-  for (const PlanParam &param : plans[0].params) {
-    const SafetensorsTensor *t = file->lookup(param.name);
+  std::vector<std::string> missing, unexpected, misShaped, stored(plans[0].params.size());
+  std::set<std::string, std::less<>> used;
+  for (size_t i = 0; i < plans[0].params.size(); ++i) {
+    const PlanParam &param = plans[0].params[i];
+    stored[i] = checkpointName(*file, param.name);
+    const SafetensorsTensor *t = stored[i].empty() ? nullptr : file->lookup(stored[i]);
     if (!t) {
       missing.push_back(param.name);
       continue;
     }
+    used.insert(stored[i]);
     Shape want = param.fileShape();
     if (llvm::ArrayRef<int64_t>(t->Shape) != llvm::ArrayRef<int64_t>(want))
-      misShaped.push_back(llvm::formatv("'{0}' has shape {1}, expected {2}", param.name, shapeText(t->Shape),
+      misShaped.push_back(llvm::formatv("'{0}' has shape {1}, expected {2}", stored[i], shapeText(t->Shape),
                                         shapeText(want)));
     else if (t->DType != SafetensorsDType::F32 && t->DType != SafetensorsDType::BF16 &&
              t->DType != SafetensorsDType::F16 && t->DType != SafetensorsDType::F64)
-      misShaped.push_back(llvm::formatv("'{0}' has dtype {1}, expected a float type", param.name,
+      misShaped.push_back(llvm::formatv("'{0}' has dtype {1}, expected a float type", stored[i],
                                         dtypeName(t->DType)));
   }
   for (const std::string &name : file->names())
-    if (!plans[0].findParam(name) && !isIgnorableHfTensor(name))
+    if (!used.count(name) && !isIgnorableHfTensor(name))
       unexpected.push_back(name);
   std::vector<std::string> problems;
   if (!missing.empty())
@@ -156,11 +181,12 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
   if (misShaped.size() > 3)
     problems.push_back(llvm::formatv("{0} more mis-shaped tensors", misShaped.size() - 3));
   if (!problems.empty())
-    return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::join(problems, "; "));
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), file->path() + ": " + llvm::join(problems, "; "));
 
   std::vector<float> full, shard;
-  for (const PlanParam &param : plans[0].params) {
-    auto values = file->toFloats(param.name);
+  for (size_t i = 0; i < plans[0].params.size(); ++i) {
+    const PlanParam &param = plans[0].params[i];
+    auto values = file->toFloats(stored[i]);
     if (!values)
       return values.takeError();
     full = std::move(*values);
