@@ -33,9 +33,9 @@ llvm::Error TrainOptions::check() const {
     return error(llvm::formatv("--steps must be >= 0 (got {0})", steps));
   if (evalBatches < 1)
     return error(llvm::formatv("--eval-batches must be >= 1 (got {0})", evalBatches));
-  if (mode == Mode::Evaluate && validFraction == 0)
+  if (mode == Mode::Evaluate && validFraction == 0 && split.empty())
     return error("--eval needs a valid split (--valid-fraction > 0)");
-  if (evalInterval > 0 && validFraction == 0)
+  if (evalInterval > 0 && validFraction == 0 && split.empty())
     return error("--eval-interval needs a valid split (--valid-fraction > 0)");
   if (!loadWeights.empty() && loadWeights == saveWeights)
     return error("--load-weights and --save-weights name the same file");
@@ -46,7 +46,7 @@ llvm::Error TrainOptions::check() const {
   if (!resume.empty() && !loadWeights.empty())
     return error("--resume and --load-weights both give the weights (use one)");
   if (!save.empty() && mode != Mode::Train)
-    return error("--save: only training steps are checkpointed (not --eval or --generate)");
+    return error("--save: only training steps are checkpointed (not --eval, --generate or --task)");
   return llvm::Error::success();
 }
 
@@ -118,6 +118,8 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
   auto create = [&](DataSplit split) {
     DataOptions data;
     data.path = options.dataPath;
+    data.indexed = options.dataIndexed;
+    data.splitWeights = options.split;
     data.seed = options.seed;
     data.split = split;
     data.validFraction = options.validFraction;
@@ -148,6 +150,13 @@ llvm::Expected<std::string> Trainer::generate(const GenerateOptions &generateOpt
   if (!text)
     return Job::unagreed(text.takeError());
   return text;
+}
+
+llvm::Expected<ZeroShotResult> Trainer::zeroShot(const ZeroShotOptions &task) {
+  auto result = runZeroShot(session(), task);
+  if (!result)
+    return Job::unagreed(result.takeError());
+  return result;
 }
 
 llvm::Expected<EvalResult> Trainer::evaluate() {
