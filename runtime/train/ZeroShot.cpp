@@ -29,6 +29,8 @@ llvm::Error ZeroShotOptions::check() const {
     return fail("--task " + task + " needs --task-data FILE");
   if (vocabFile.empty() != mergeFile.empty())
     return fail("GPT-2 BPE needs both --vocab-file and --merge-file");
+  if (!tokenizerFile.empty() && !vocabFile.empty())
+    return fail("--tokenizer-file and --vocab-file/--merge-file both give the BPE (use one)");
   if (overlappingEval < 0)
     return fail(llvm::formatv("--overlapping-eval must be positive (got {0})", overlappingEval));
   if (overlappingEval && task != "wikitext")
@@ -88,8 +90,9 @@ llvm::Expected<InferShape> inferShape(const LoadedPlan &plan) {
 
 llvm::Expected<std::unique_ptr<Tokenizer>> makeTokenizer(const ZeroShotOptions &o, int64_t vocab) {
   std::unique_ptr<Tokenizer> tok;
-  if (!o.vocabFile.empty()) {
-    auto bpe = Gpt2BpeTokenizer::load(o.vocabFile, o.mergeFile);
+  if (!o.vocabFile.empty() || !o.tokenizerFile.empty()) {
+    auto bpe = o.tokenizerFile.empty() ? Gpt2BpeTokenizer::load(o.vocabFile, o.mergeFile)
+                                       : Gpt2BpeTokenizer::loadTokenizerJson(o.tokenizerFile);
     if (!bpe)
       return bpe.takeError();
     tok = std::move(*bpe);

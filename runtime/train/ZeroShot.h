@@ -9,7 +9,7 @@
 //   - lambada: each example's context and target in one window (context + target must fit in S + 1 tokens); correct
 //     when the argmax of the logits (first maximum, over the real vocabulary) is the target at every target position;
 //     accuracy = correct / total.
-// Tokens: GPT-2 BPE when vocab and merges files are given, else byte level (the model's vocabulary must then be 256).
+// Tokens: GPT-2 BPE when vocab and merges files (or a tokenizer.json) are given, else byte level (the model's vocabulary must then be 256).
 // The logits are assembled over tp (Session::assembleOutput); only ids below the model's vocabulary count, never
 // Megatron's padding.
 //
@@ -32,6 +32,7 @@ struct ZeroShotOptions {
   int64_t overlappingEval = 0;  ///< wikitext: targets scored per later window; 0: the window (disjoint windows)
   bool strictLambada = false;   ///< the last whitespace word is the target (else the last token)
   std::string vocabFile, mergeFile; ///< GPT-2 BPE; empty: byte level
+  std::string tokenizerFile;        ///< GPT-2 BPE from a Hugging Face tokenizer.json
 
   /// Errors (as megrun words them): an unknown task, no data, one BPE file without the other, a negative overlap.
   llvm::Error check() const;

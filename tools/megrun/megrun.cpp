@@ -178,6 +178,10 @@ static cl::opt<std::string> taskResult("task-result",
 static cl::opt<std::string, true> vocabFile("vocab-file", cl::desc("GPT-2 BPE vocabulary (vocab.json) for --task"),
                                             cl::value_desc("FILE"), cl::location(taskOptions.vocabFile),
                                             cl::cat(megrunCategory));
+static cl::opt<std::string, true> tokenizerFile("tokenizer-file",
+                                                cl::desc("GPT-2 BPE for --task from a Hugging Face tokenizer.json"),
+                                                cl::value_desc("tokenizer.json"),
+                                                cl::location(taskOptions.tokenizerFile), cl::cat(megrunCategory));
 static cl::opt<std::string, true> mergeFile("merge-file", cl::desc("GPT-2 BPE merges (merges.txt) for --task"),
                                             cl::value_desc("FILE"), cl::location(taskOptions.mergeFile),
                                             cl::cat(megrunCategory));
@@ -245,10 +249,11 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
   if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot)
     return error("--task runs alone (not with --generate or --eval)");
   bool taskFlags = taskData.getNumOccurrences() || overlappingEvalText.getNumOccurrences() || strictLambada ||
-                   taskResult.getNumOccurrences() || vocabFile.getNumOccurrences() || mergeFile.getNumOccurrences();
+                   taskResult.getNumOccurrences() || vocabFile.getNumOccurrences() || mergeFile.getNumOccurrences() ||
+                   tokenizerFile.getNumOccurrences();
   if (taskFlags && o.mode != TrainOptions::Mode::ZeroShot)
-    return error("--task-data, --overlapping-eval, --strict-lambada, --task-result, --vocab-file and --merge-file "
-                 "apply to --task only");
+    return error("--task-data, --overlapping-eval, --strict-lambada, --task-result, --vocab-file, --merge-file and "
+                 "--tokenizer-file apply to --task only");
   if (o.mode == TrainOptions::Mode::ZeroShot)
     if (auto err = taskOptions.check())
       return err;
