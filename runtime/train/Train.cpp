@@ -43,6 +43,8 @@ llvm::Error TrainOptions::check() const {
   if (!saveDType || (*saveDType != SafetensorsDType::F32 && *saveDType != SafetensorsDType::BF16 &&
                      *saveDType != SafetensorsDType::F16))
     return error("--save-weights-dtype must be F32, BF16 or F16 (got '" + saveWeightsDType + "')");
+  if (evalTest && (split.empty() || mode != Mode::Evaluate))
+    return error("--eval-split test needs --eval and --split (the test split is the third weight)");
   if (!resume.empty() && !loadWeights.empty())
     return error("--resume and --load-weights both give the weights (use one)");
   if (!save.empty() && mode != Mode::Train)
@@ -126,7 +128,7 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
     return BatchSource::create(plan, data);
   };
   if (options.mode == TrainOptions::Mode::Evaluate || (training() && options.evalInterval > 0)) {
-    auto created = create(DataSplit::Valid);
+    auto created = create(options.evalTest ? DataSplit::Test : DataSplit::Valid);
     if (!created)
       return created.takeError();
     validSource = std::move(*created);

@@ -49,6 +49,7 @@ struct TrainOptions {
   bool dataIndexed = false; ///< dataPath is a Megatron indexed dataset's prefix (--data-path)
   double validFraction = 0.1;
   std::string split; ///< Megatron's --split weights; empty: validFraction
+  bool evalTest = false; ///< --eval evaluates the test split of --split instead of the valid split
   int64_t evalInterval = 0; ///< evaluate after every K steps and after the last; 0: never
   int64_t evalBatches = 8;
   bool dropout = true;

@@ -61,6 +61,10 @@ static cl::opt<std::string, true>
               cl::desc("Megatron's train,valid,test weights (e.g. 969,30,1): over the documents of --data-path, "
                        "else over the tokens; instead of --valid-fraction"),
               cl::value_desc("T,V,T"), cl::location(trainOptions.split), cl::cat(megrunCategory));
+static cl::opt<std::string> evalSplit("eval-split",
+                                      cl::desc("The split --eval evaluates: valid (default) or test (the third "
+                                               "weight of --split)"),
+                                      cl::value_desc("valid|test"), cl::init("valid"), cl::cat(megrunCategory));
 static cl::opt<std::string> seedText("seed", cl::desc("Seed of init, data order and dropout (default 1234)"),
                                      cl::value_desc("S"), cl::init("1234"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
@@ -264,6 +268,9 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
     o.dataPath = dataPrefix;
     o.dataIndexed = true;
   }
+  if (evalSplit != "valid" && evalSplit != "test")
+    return error("unknown --eval-split '" + evalSplit + "' (expected valid or test)");
+  o.evalTest = evalSplit == "test";
   if (splitText.getNumOccurrences() && validFractionText.getNumOccurrences())
     return error("--split and --valid-fraction both divide the data (use one)");
   if (!(o.validFraction >= 0 && o.validFraction < 1))
