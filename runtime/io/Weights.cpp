@@ -12,6 +12,7 @@
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
 
+#include <cstdio>
 #include <set>
 
 using namespace meg;
@@ -102,12 +103,26 @@ std::string nameList(llvm::ArrayRef<std::string> names) {
 } // namespace
 
 llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                                      bool withConfig, SafetensorsDType dtype) {
+                                      bool withConfig, SafetensorsDType dtype, int shards) {
   assert(!plans.empty() && "no plans");
-  SafetensorsWriter writer;
-  writer.setMetadata("format", "pt");
+  bool folder = llvm::sys::fs::is_directory(path) || path.endswith("/");
+  const std::vector<PlanParam> &params = plans[0].params;
+  if (shards < 1 || size_t(shards) > params.size() || (shards > 1 && !folder))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("{0}: cannot write {1} shards of {2} tensors (more than one shard "
+                                                 "needs a folder, DIR/)",
+                                                 path, shards, params.size()));
+  // Shard s holds the parameters, in plan order, whose bytes start in the s-th N-th of the total (Hugging Face's
+  // file names model-0000s-of-0000N.safetensors, its index model.safetensors.index.json).
+  std::vector<SafetensorsWriter> writers(static_cast<size_t>(shards));
+  for (SafetensorsWriter &w : writers)
+    w.setMetadata("format", "pt");
+  int64_t totalBytes = 0, before = 0;
+  for (const PlanParam &param : params)
+    totalBytes += numElements(param.fileShape()) * int64_t(dtypeSize(dtype));
+  std::vector<std::pair<std::string, int>> weightMap;
   std::vector<float> full, shard;
-  for (const PlanParam &param : plans[0].params) {
+  for (const PlanParam &param : params) {
     full.assign(size_t(param.globalNumel()), 0.0f);
     for (int r = 0; r < int(plans.size()); ++r) {
       auto index = plans[r].findParam(param.name);
@@ -120,20 +135,49 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     }
     Shape fileShape = param.fileShape();
     size_t keep = size_t(numElements(fileShape));
-    if (auto err = writer.addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
+    int s = totalBytes ? int(before * shards / totalBytes) : 0;
+    before += int64_t(keep * dtypeSize(dtype));
+    weightMap.emplace_back(param.name, s);
+    if (auto err = writers[size_t(s)].addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
       return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::toString(std::move(err)));
   }
-  // A folder (an existing one, or a path ending in a separator) gets Hugging Face's layout: model.safetensors and
-  // config.json in it.
+  // A folder (an existing one, or a path ending in a separator) gets Hugging Face's layout: model.safetensors (or the
+  // shards and their index) and config.json in it.
   llvm::SmallString<256> file(path);
-  if (llvm::sys::fs::is_directory(path) || path.endswith("/"))
-    llvm::sys::path::append(file, kHfWeightsFile);
+  if (folder)
+    llvm::sys::path::append(file, shards > 1 ? kHfIndexFile : kHfWeightsFile);
   llvm::StringRef dir = llvm::sys::path::parent_path(file);
   if (!dir.empty())
     if (std::error_code ec = llvm::sys::fs::create_directories(dir))
       return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
-  if (auto err = writer.write(file))
-    return err;
+  if (shards == 1) {
+    if (auto err = writers[0].write(file))
+      return err;
+  } else {
+    auto shardName = [&](int s) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "model-%05d-of-%05d.safetensors", s + 1, shards);
+      return std::string(name);
+    };
+    for (int s = 0; s < shards; ++s) {
+      if (!writers[size_t(s)].size())
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       llvm::formatv("{0}: shard {1} of {2} would be empty", path, s + 1, shards));
+      llvm::SmallString<256> shardPath(dir);
+      llvm::sys::path::append(shardPath, shardName(s));
+      if (auto err = writers[size_t(s)].write(shardPath))
+        return err;
+    }
+    llvm::json::Object map;
+    for (const auto &[name, s] : weightMap)
+      map[name] = shardName(s);
+    llvm::json::Object index{{"metadata", llvm::json::Object{{"total_size", totalBytes}}}, {"weight_map", std::move(map)}};
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(index))) << "\n";
+    if (auto err = writeFileAtomically(file, llvm::StringRef(os.str())))
+      return err;
+  }
   if (!withConfig)
     return llvm::Error::success();
   llvm::SmallString<256> config = dir;

@@ -39,8 +39,10 @@ std::string hfConfigJson(const LoadedPlan &plan);
 /// layout: FOLDER/model.safetensors and FOLDER/config.json (a folder megc and --load-weights read back). The reader may hand out any per-parameter tensor laid out like the
 /// parameter (the gradients, for --dump). `dtype` (F32, BF16 or F16) is the stored element type: 16-bit files
 /// hold the fp32 values rounded to nearest even, as the hub publishes 16-bit checkpoints.
+/// `shards` > 1 (a folder only) splits the tensors, in plan order and by bytes, over Hugging Face's
+/// model-0000s-of-0000N.safetensors files and writes model.safetensors.index.json last.
 llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                        bool withConfig = true, SafetensorsDType dtype = SafetensorsDType::F32);
+                        bool withConfig = true, SafetensorsDType dtype = SafetensorsDType::F32, int shards = 1);
 
 /// Reads `path` (a checkpoint as the hub publishes it: runtime/io/HfCheckpoint.h) and hands each rank its shards.
 /// Every parameter must be present with its HF shape, under its name or without its base-model prefix

@@ -43,6 +43,10 @@ llvm::Error TrainOptions::check() const {
   if (!saveDType || (*saveDType != SafetensorsDType::F32 && *saveDType != SafetensorsDType::BF16 &&
                      *saveDType != SafetensorsDType::F16))
     return error("--save-weights-dtype must be F32, BF16 or F16 (got '" + saveWeightsDType + "')");
+  if (saveWeightsShards < 1 || (saveWeightsShards > 1 && !llvm::StringRef(saveWeights).endswith("/") &&
+                                 !llvm::sys::fs::is_directory(saveWeights)))
+    return error(llvm::formatv("--save-weights-shards {0} needs --save-weights DIR/ (a folder) and a count >= 1",
+                               saveWeightsShards));
   if (evalTest && (split.empty() || mode != Mode::Evaluate))
     return error("--eval-split test needs --eval and --split (the test split is the third weight)");
   if (!resume.empty() && !loadWeights.empty())
@@ -294,6 +298,7 @@ llvm::Error Trainer::train(llvm::raw_ostream &out) {
     if (auto err = checkpoint(options.steps))
       return err;
   if (!options.saveWeights.empty())
-    return job.agree(session().saveWeights(options.saveWeights, *parseDType(options.saveWeightsDType)));
+    return job.agree(session().saveWeights(options.saveWeights, *parseDType(options.saveWeightsDType),
+                                           int(options.saveWeightsShards)));
   return llvm::Error::success();
 }

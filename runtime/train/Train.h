@@ -55,6 +55,7 @@ struct TrainOptions {
   bool dropout = true;
   std::string loadWeights, saveWeights;
   std::string saveWeightsDType = "F32"; ///< the element type --save-weights stores: F32, BF16 or F16
+  int64_t saveWeightsShards = 1;        ///< files --save-weights DIR/ splits the tensors over (with an index)
   std::string save; ///< checkpoint at the end (and every saveInterval steps)
   int64_t saveInterval = 0;
   std::string resume; ///< checkpoint to continue from

@@ -94,6 +94,12 @@ static cl::opt<std::string, true>
                               "or F16 (rounded to nearest even)"),
                      cl::value_desc("F32|BF16|F16"), cl::location(trainOptions.saveWeightsDType),
                      cl::cat(megrunCategory));
+static cl::opt<std::string> saveWeightsShardsText("save-weights-shards",
+                                                  cl::desc("With --save-weights DIR/: split the tensors over N files "
+                                                           "model-0000i-of-0000N.safetensors with "
+                                                           "model.safetensors.index.json, as the hub publishes large "
+                                                           "models (default 1)"),
+                                                  cl::value_desc("N"), cl::init("1"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     dumpDir("dump", cl::desc("After the first step write batch.safetensors and loss.json (parity)"),
             cl::value_desc("DIR"), cl::location(trainOptions.dump), cl::cat(megrunCategory));
@@ -248,7 +254,8 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
       !parse(evalIntervalText, o.evalInterval, why, true) || !parse(evalBatchesText, o.evalBatches, why) ||
       !parse(seedText, o.seed, why, true) || !parse(validFractionText, o.validFraction, why) ||
       !parse(temperatureText, s.temperature, why) || !parse(topKText, s.topK, why) || !parse(topPText, s.topP, why) ||
-      !parse(overlappingEvalText, taskOptions.overlappingEval, why, true))
+      !parse(overlappingEvalText, taskOptions.overlappingEval, why, true) ||
+      !parse(saveWeightsShardsText, o.saveWeightsShards, why, true))
     return error(why);
   if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot)
     return error("--task runs alone (not with --generate or --eval)");
