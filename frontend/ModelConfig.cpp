@@ -8,6 +8,7 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Regex.h"
@@ -330,7 +331,17 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
   return c;
 }
 
-llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef path, const ConfigOverrides &overrides) {
+std::string meg::frontend::modelDescriptionPath(llvm::StringRef path) {
+  if (!llvm::sys::fs::is_directory(path))
+    return path.str();
+  llvm::SmallString<256> config(path);
+  llvm::sys::path::append(config, "config.json");
+  return std::string(config);
+}
+
+llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef folderOrFile,
+                                                           const ConfigOverrides &overrides) {
+  std::string path = modelDescriptionPath(folderOrFile);
   auto buf = readInputFile(path, /*isText=*/true);
   if (!buf) {
     std::string msg = llvm::toString(buf.takeError());
@@ -338,5 +349,8 @@ llvm::Expected<ModelConfig> meg::frontend::loadModelConfig(llvm::StringRef path,
       msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
     return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + msg);
   }
-  return parseModelConfig((*buf)->getBuffer(), path, overrides);
+  auto config = parseModelConfig((*buf)->getBuffer(), path, overrides);
+  if (config && path != folderOrFile && config->name == "config")
+    config->name = llvm::sys::path::filename(llvm::StringRef(folderOrFile).rtrim('/')).str();
+  return config;
 }

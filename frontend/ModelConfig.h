@@ -76,7 +76,10 @@ struct ConfigOverrides {
 /// Parses a description from text; `filename` prefixes every error and names the default model name.
 llvm::Expected<ModelConfig> parseModelConfig(llvm::StringRef text, llvm::StringRef filename,
                                              const ConfigOverrides &overrides = {});
-/// Reads and parses a description file.
+/// The description file of `path`: a Hugging Face model folder's config.json, else `path` itself.
+std::string modelDescriptionPath(llvm::StringRef path);
+/// Reads and parses a description file, or a model folder's config.json (the model is then named after the folder
+/// unless meg.name says otherwise).
 llvm::Expected<ModelConfig> loadModelConfig(llvm::StringRef path, const ConfigOverrides &overrides = {});
 
 } // namespace meg::frontend

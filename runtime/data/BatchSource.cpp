@@ -5,6 +5,8 @@
 #include "ir/Json.h"
 #include "runtime/data/BertData.h"
 #include "runtime/data/Documents.h"
+#include "runtime/data/IndexedDataset.h"
+#include "runtime/data/Split.h"
 #include "runtime/data/Tokenizer.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -53,6 +55,7 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
   }
 
   std::shared_ptr<const std::vector<int32_t>> tokens;
+  std::vector<uint64_t> documentStarts; // an indexed dataset's documents (token offsets, then the end)
   // How BERT data finds documents and sentences (random tokens: one document of one sentence).
   DocumentRule rule;
   const int64_t bertSpecials = 3; // [SEP], [CLS], [MASK] at the top of the vocabulary
@@ -67,6 +70,19 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
       stream->push_back(int32_t(rng.below(uint64_t(vocab))));
     tokens = std::move(stream);
     src->dataVocab = vocab;
+  } else if (o.indexed) {
+    auto dataset = readIndexedDataset(o.path);
+    if (!dataset)
+      return dataset.takeError();
+    int32_t largest = 0;
+    for (int32_t t : *dataset->tokens)
+      largest = std::max(largest, t);
+    if (largest >= src->modelVocab)
+      return dataError(o.path, llvm::formatv("token id {0} does not fit the model's vocabulary of {1}", largest,
+                                             src->modelVocab));
+    src->dataVocab = src->modelVocab;
+    documentStarts = dataset->documentStarts;
+    tokens = std::move(dataset->tokens);
   } else {
     auto buffer = readInputFile(o.path);
     if (!buffer)
@@ -104,6 +120,16 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
   bo.ValidFraction = o.validFraction;
   bo.Seed = o.seed;
   bo.Split = o.split;
+  if (!o.splitWeights.empty()) {
+    auto weights = parseSplit(o.splitWeights);
+    if (!weights)
+      return weights.takeError();
+    // Megatron splits documents; without a document index, tokens.
+    bool byDocument = !documentStarts.empty();
+    std::array<uint64_t, 4> bounds = splitBounds(*weights, byDocument ? documentStarts.size() - 1 : tokens->size());
+    for (uint64_t b : bounds)
+      bo.SplitBounds.push_back(byDocument ? documentStarts[size_t(b)] : b);
+  }
   auto batcher = Batcher::create(tokens, bo);
   if (!batcher)
     return dataError(o.path, llvm::toString(batcher.takeError()));

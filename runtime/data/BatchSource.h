@@ -32,9 +32,14 @@ namespace meg::runtime {
 
 struct DataOptions {
   std::string path; ///< empty: random tokens
+  /// `path` is the prefix of a Megatron indexed dataset (PREFIX.bin + PREFIX.idx, runtime/data/IndexedDataset.h).
+  bool indexed = false;
   uint64_t seed = 0;
   DataSplit split = DataSplit::Train;
   double validFraction = 0.1;
+  /// Megatron's --split (runtime/data/Split.h), over the documents of an indexed dataset, else over tokens; empty:
+  /// validFraction.
+  std::string splitWeights;
 };
 
 class BertPairBuilder;

@@ -11,6 +11,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -214,6 +215,7 @@ Expected<TextCorpus> TextCorpus::fromFiles(ArrayRef<std::string> Paths,
         C.Tokens.push_back(Eod);
       ++C.Documents;
       C.Bytes += Doc.size();
+      C.DocumentEnds.push_back(C.Tokens.size());
     }
   }
   return C;
@@ -287,10 +289,23 @@ Batcher::create(std::shared_ptr<const std::vector<int32_t>> Tokens,
   B.Options = Options;
   B.SplitBegin = Options.Split == DataSplit::Train ? 0 : TrainTokens;
   B.SplitSize = Options.Split == DataSplit::Train ? TrainTokens : ValidTokens;
+  if (!Options.SplitBounds.empty()) {
+    const std::vector<uint64_t> &Bounds = Options.SplitBounds;
+    size_t I = static_cast<size_t>(Options.Split);
+    if (Bounds.size() != 4 || !std::is_sorted(Bounds.begin(), Bounds.end()) ||
+        Bounds[3] > Total)
+      return Bad("split bounds must be 4 rising token offsets within the "
+                 "stream");
+    B.SplitBegin = Bounds[I];
+    B.SplitSize = Bounds[I + 1] - Bounds[I];
+  } else if (Options.Split == DataSplit::Test) {
+    return Bad("a test split needs split bounds (--split)");
+  }
   uint64_t Window = static_cast<uint64_t>(Options.SeqLen) + 1;
   B.NumWindows = B.SplitSize / Window;
+  static const char *const SplitNames[] = {"train", "valid", "test"};
   if (B.NumWindows == 0)
-    return Bad(Twine(Options.Split == DataSplit::Train ? "train" : "valid") +
+    return Bad(Twine(SplitNames[static_cast<size_t>(Options.Split)]) +
                " split has " + Twine(B.SplitSize) +
                " tokens, fewer than one window of " + Twine(Window));
   B.Tokens = std::move(Tokens);

@@ -26,7 +26,8 @@
 // The Batcher cuts a token stream into non-overlapping windows of S+1 tokens
 // (window w = tokens[w*(S+1), (w+1)*(S+1)) of its split; a partial window at
 // the end of a split is dropped). The train split is the first
-// (1 - ValidFraction) of the stream, the valid split the rest. Each epoch
+// (1 - ValidFraction) of the stream, the valid split the rest; or, with
+// SplitBounds (Megatron's --split), the three ranges they give. Each epoch
 // visits every window once in a Fisher-Yates order drawn from splitmix64
 // seeded with Seed + Epoch (identical on every platform). Global window g
 // (counting across epochs) is window order(g / W)[g % W]; step t consumes
@@ -117,6 +118,8 @@ struct TextCorpus {
   TokenFileMeta Meta; ///< end-of-document id and flags (fromFiles)
   uint64_t Documents = 0;
   uint64_t Bytes = 0; ///< bytes of document text tokenized
+  /// Where each document ends in Tokens (after its end-of-document id), by fromFiles(..., CorpusOptions).
+  std::vector<uint64_t> DocumentEnds;
 
   /// Tokenizes `Text` as one document.
   static TextCorpus fromText(llvm::StringRef Text, const Tokenizer &Tok);
@@ -136,7 +139,7 @@ struct TextCorpus {
   llvm::Error write(llvm::StringRef Path) const;
 };
 
-enum class DataSplit { Train, Valid };
+enum class DataSplit { Train, Valid, Test };
 
 struct BatcherOptions {
   int64_t SeqLen = 0;       ///< S: tokens per row
@@ -145,6 +148,9 @@ struct BatcherOptions {
   uint64_t Seed = 0;
   DataSplit Split = DataSplit::Train;
   bool Shuffle = true; ///< false: windows in stream order every epoch
+  /// With 4 entries: the token bounds of the train, valid and test splits (runtime/data/Split.h), used instead of
+  /// ValidFraction; empty: train and valid by ValidFraction (no test split).
+  std::vector<uint64_t> SplitBounds;
 };
 
 /// Where the next batch starts: window `Index` of epoch `Epoch`'s order.

@@ -77,6 +77,12 @@ public:
               llvm::StringRef VocabName = "vocab.json",
               llvm::StringRef MergesName = "merges.txt");
 
+  /// Loads a Hugging Face tokenizers file (tokenizer.json) of a byte-level BPE: "model": {"type": "BPE", "vocab":
+  /// {token: id}, "merges": ["a b", ...] or [["a", "b"], ...]}; the same tokenizer as vocab.json + merges.txt
+  /// (TokenizerJson.cpp). Errors name the file and the key.
+  static llvm::Expected<std::unique_ptr<Gpt2BpeTokenizer>>
+  loadTokenizerJson(llvm::StringRef TokenizerJsonPath);
+
   TokenizerKind kind() const override { return TokenizerKind::Gpt2Bpe; }
   /// Largest id in vocab.json plus one (50257 for GPT-2).
   uint32_t vocabSize() const override { return VocabSize; }

@@ -3,6 +3,7 @@
 
 #include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
+#include "runtime/io/HfCheckpoint.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/ShardCopy.h"
 
@@ -11,6 +12,9 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
+
+#include <cstdio>
+#include <set>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -70,8 +74,21 @@ namespace {
 /// Hugging Face state_dict entries that are not parameters of their own: tied aliases and buffers.
 bool isIgnorableHfTensor(llvm::StringRef name) {
   return name == "lm_head.weight" || name == "cls.predictions.decoder.weight" ||
-         name == "cls.predictions.decoder.bias" || name == "bert.embeddings.position_ids" ||
+         name == "cls.predictions.decoder.bias" || name.endswith("embeddings.position_ids") ||
          name.endswith(".attn.bias") || name.endswith(".attn.masked_bias");
+}
+
+/// The base-model prefixes the hub's checkpoints may omit (a GPT2Model's or BertModel's state_dict).
+constexpr llvm::StringRef basePrefixes[] = {"transformer.", "bert."};
+
+/// The checkpoint's name for parameter `name`: `name` itself, else without its base-model prefix; empty when absent.
+std::string checkpointName(const HfCheckpoint &file, llvm::StringRef name) {
+  if (file.lookup(name))
+    return name.str();
+  for (llvm::StringRef prefix : basePrefixes)
+    if (name.startswith(prefix) && file.lookup(name.drop_front(prefix.size())))
+      return name.drop_front(prefix.size()).str();
+  return "";
 }
 
 /// Up to three names, then a count.
@@ -87,12 +104,26 @@ std::string nameList(llvm::ArrayRef<std::string> names) {
 } // namespace
 
 llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                                      bool withConfig, SafetensorsDType dtype) {
+                                      bool withConfig, SafetensorsDType dtype, int shards) {
   assert(!plans.empty() && "no plans");
-  SafetensorsWriter writer;
-  writer.setMetadata("format", "pt");
+  bool folder = llvm::sys::fs::is_directory(path) || path.endswith("/");
+  const std::vector<PlanParam> &params = plans[0].params;
+  if (shards < 1 || size_t(shards) > params.size() || (shards > 1 && !folder))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("{0}: cannot write {1} shards of {2} tensors (more than one shard "
+                                                 "needs a folder, DIR/)",
+                                                 path, shards, params.size()));
+  // Shard s holds the parameters, in plan order, whose bytes start in the s-th N-th of the total (Hugging Face's
+  // file names model-0000s-of-0000N.safetensors, its index model.safetensors.index.json).
+  std::vector<SafetensorsWriter> writers(static_cast<size_t>(shards));
+  for (SafetensorsWriter &w : writers)
+    w.setMetadata("format", "pt");
+  int64_t totalBytes = 0, before = 0;
+  for (const PlanParam &param : params)
+    totalBytes += numElements(param.fileShape()) * int64_t(dtypeSize(dtype));
+  std::vector<std::pair<std::string, int>> weightMap;
   std::vector<float> full, shard;
-  for (const PlanParam &param : plans[0].params) {
+  for (const PlanParam &param : params) {
     full.assign(size_t(param.globalNumel()), 0.0f);
     for (int r = 0; r < int(plans.size()); ++r) {
       auto index = plans[r].findParam(param.name);
@@ -105,15 +136,49 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     }
     Shape fileShape = param.fileShape();
     size_t keep = size_t(numElements(fileShape));
-    if (auto err = writer.addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
+    int s = totalBytes ? int(before * shards / totalBytes) : 0;
+    before += int64_t(keep * dtypeSize(dtype));
+    weightMap.emplace_back(param.name, s);
+    if (auto err = writers[size_t(s)].addFloats(param.name, dtype, fileShape, llvm::ArrayRef<float>(full.data(), keep)))
       return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::toString(std::move(err)));
   }
-  llvm::StringRef dir = llvm::sys::path::parent_path(path);
+  // A folder (an existing one, or a path ending in a separator) gets Hugging Face's layout: model.safetensors (or the
+  // shards and their index) and config.json in it.
+  llvm::SmallString<256> file(path);
+  if (folder)
+    llvm::sys::path::append(file, shards > 1 ? kHfIndexFile : kHfWeightsFile);
+  llvm::StringRef dir = llvm::sys::path::parent_path(file);
   if (!dir.empty())
     if (std::error_code ec = llvm::sys::fs::create_directories(dir))
       return llvm::createStringError(ec, dir + ": cannot create directory: " + ec.message());
-  if (auto err = writer.write(path))
-    return err;
+  if (shards == 1) {
+    if (auto err = writers[0].write(file))
+      return err;
+  } else {
+    auto shardName = [&](int s) {
+      char name[64];
+      std::snprintf(name, sizeof(name), "model-%05d-of-%05d.safetensors", s + 1, shards);
+      return std::string(name);
+    };
+    for (int s = 0; s < shards; ++s) {
+      if (!writers[size_t(s)].size())
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       llvm::formatv("{0}: shard {1} of {2} would be empty", path, s + 1, shards));
+      llvm::SmallString<256> shardPath(dir);
+      llvm::sys::path::append(shardPath, shardName(s));
+      if (auto err = writers[size_t(s)].write(shardPath))
+        return err;
+    }
+    llvm::json::Object map;
+    for (const auto &[name, s] : weightMap)
+      map[name] = shardName(s);
+    llvm::json::Object index{{"metadata", llvm::json::Object{{"total_size", totalBytes}}}, {"weight_map", std::move(map)}};
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(index))) << "\n";
+    if (auto err = writeFileAtomically(file, llvm::StringRef(os.str())))
+      return err;
+  }
   if (!withConfig)
     return llvm::Error::success();
   llvm::SmallString<256> config = dir;
@@ -123,29 +188,33 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
 
 llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write) {
   assert(!plans.empty() && "no plans");
-  auto file = SafetensorsFile::open(path);
+  auto file = HfCheckpoint::open(path);
   if (!file)
     return file.takeError();
 
   // Check every name and shape first, so that a bad file changes nothing.
-  std::vector<std::string> missing, unexpected, misShaped;
-  for (const PlanParam &param : plans[0].params) {
-    const SafetensorsTensor *t = file->lookup(param.name);
+  std::vector<std::string> missing, unexpected, misShaped, stored(plans[0].params.size());
+  std::set<std::string, std::less<>> used;
+  for (size_t i = 0; i < plans[0].params.size(); ++i) {
+    const PlanParam &param = plans[0].params[i];
+    stored[i] = checkpointName(*file, param.name);
+    const SafetensorsTensor *t = stored[i].empty() ? nullptr : file->lookup(stored[i]);
     if (!t) {
       missing.push_back(param.name);
       continue;
     }
+    used.insert(stored[i]);
     Shape want = param.fileShape();
     if (llvm::ArrayRef<int64_t>(t->Shape) != llvm::ArrayRef<int64_t>(want))
-      misShaped.push_back(llvm::formatv("'{0}' has shape {1}, expected {2}", param.name, shapeText(t->Shape),
+      misShaped.push_back(llvm::formatv("'{0}' has shape {1}, expected {2}", stored[i], shapeText(t->Shape),
                                         shapeText(want)));
     else if (t->DType != SafetensorsDType::F32 && t->DType != SafetensorsDType::BF16 &&
              t->DType != SafetensorsDType::F16 && t->DType != SafetensorsDType::F64)
-      misShaped.push_back(llvm::formatv("'{0}' has dtype {1}, expected a float type", param.name,
+      misShaped.push_back(llvm::formatv("'{0}' has dtype {1}, expected a float type", stored[i],
                                         dtypeName(t->DType)));
   }
   for (const std::string &name : file->names())
-    if (!plans[0].findParam(name) && !isIgnorableHfTensor(name))
+    if (!used.count(name) && !isIgnorableHfTensor(name))
       unexpected.push_back(name);
   std::vector<std::string> problems;
   if (!missing.empty())
@@ -157,11 +226,12 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
   if (misShaped.size() > 3)
     problems.push_back(llvm::formatv("{0} more mis-shaped tensors", misShaped.size() - 3));
   if (!problems.empty())
-    return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + llvm::join(problems, "; "));
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), file->path() + ": " + llvm::join(problems, "; "));
 
   std::vector<float> full, shard;
-  for (const PlanParam &param : plans[0].params) {
-    auto values = file->toFloats(param.name);
+  for (size_t i = 0; i < plans[0].params.size(); ++i) {
+    const PlanParam &param = plans[0].params[i];
+    auto values = file->toFloats(stored[i]);
     if (!values)
       return values.takeError();
     full = std::move(*values);

@@ -35,14 +35,20 @@ llvm::StringRef hfClassName(HfArchitecture a);
 std::string hfConfigJson(const LoadedPlan &plan);
 
 /// Assembles every parameter from the ranks' shards and writes `path` (safetensors) and, with `withConfig`,
-/// config.json beside it, each atomically. The reader may hand out any per-parameter tensor laid out like the
+/// config.json beside it, each atomically. A `path` that is a folder (existing, or ending in '/') gets Hugging Face's
+/// layout: FOLDER/model.safetensors and FOLDER/config.json (a folder megc and --load-weights read back). The reader may hand out any per-parameter tensor laid out like the
 /// parameter (the gradients, for --dump). `dtype` (F32, BF16 or F16) is the stored element type: 16-bit files
 /// hold the fp32 values rounded to nearest even, as the hub publishes 16-bit checkpoints.
+/// `shards` > 1 (a folder only) splits the tensors, in plan order and by bytes, over Hugging Face's
+/// model-0000s-of-0000N.safetensors files and writes model.safetensors.index.json last.
 llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardReader read,
-                        bool withConfig = true, SafetensorsDType dtype = SafetensorsDType::F32);
+                        bool withConfig = true, SafetensorsDType dtype = SafetensorsDType::F32, int shards = 1);
 
-/// Reads `path` and hands each rank its shards. Every parameter must be present with its HF shape; unknown tensors
-/// are errors (except Hugging Face's tied aliases and buffers, which are ignored). Errors name the file.
+/// Reads `path` (a checkpoint as the hub publishes it: runtime/io/HfCheckpoint.h) and hands each rank its shards.
+/// Every parameter must be present with its HF shape, under its name or without its base-model prefix
+/// (`transformer.`, `bert.`); F32, BF16, F16 and F64 values are widened to f32. Unknown tensors are errors, except
+/// Hugging Face's tied aliases and buffers (lm_head.weight, cls.predictions.decoder.*, attn.bias, attn.masked_bias,
+/// position_ids), which are ignored. Errors name the file (the index for a sharded checkpoint).
 llvm::Error loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write);
 
 } // namespace meg::runtime

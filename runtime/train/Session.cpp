@@ -213,11 +213,11 @@ llvm::Error Session::withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
   });
 }
 
-llvm::Error Session::saveWeights(llvm::StringRef path, SafetensorsDType dtype) {
+llvm::Error Session::saveWeights(llvm::StringRef path, SafetensorsDType dtype, int shards) {
   return withShards({ShardKind::Param}, /*replicas=*/false, [&](ShardGetter get) {
     return runtime::saveWeights(
         path, plans, [&](int r, size_t i, llvm::MutableArrayRef<float> v) { get(ShardKind::Param, r, i, v); },
-        /*withConfig=*/true, dtype);
+        /*withConfig=*/true, dtype, shards);
   });
 }
 

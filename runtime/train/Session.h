@@ -69,7 +69,7 @@ public:
   /// Reads a full weights file (runtime/io/Weights.h) and takes the hosted ranks' shards.
   llvm::Error loadWeights(llvm::StringRef path);
   /// Collective. The root writes the full weights and config.json (runtime/io/Weights.h).
-  llvm::Error saveWeights(llvm::StringRef path, SafetensorsDType dtype = SafetensorsDType::F32);
+  llvm::Error saveWeights(llvm::StringRef path, SafetensorsDType dtype = SafetensorsDType::F32, int shards = 1);
   /// Collective. After a training step the root writes every parameter's gradient (the plan outputs "grad:<name>",
   /// before the optimizer update), assembled from the shards, under Hugging Face names and shapes.
   llvm::Error saveGradients(llvm::StringRef path);

@@ -85,9 +85,9 @@ llvm::Error TrainOptions::check() const {
     return error(llvm::formatv("--steps must be >= 0 (got {0})", steps));
   if (evalBatches < 1)
     return error(llvm::formatv("--eval-batches must be >= 1 (got {0})", evalBatches));
-  if (mode == Mode::Evaluate && validFraction == 0)
+  if (mode == Mode::Evaluate && validFraction == 0 && split.empty())
     return error("--eval needs a valid split (--valid-fraction > 0)");
-  if (evalInterval > 0 && validFraction == 0)
+  if (evalInterval > 0 && validFraction == 0 && split.empty())
     return error("--eval-interval needs a valid split (--valid-fraction > 0)");
   if (!loadWeights.empty() && loadWeights == saveWeights)
     return error("--load-weights and --save-weights name the same file");
@@ -95,10 +95,16 @@ llvm::Error TrainOptions::check() const {
   if (!saveDType || (*saveDType != SafetensorsDType::F32 && *saveDType != SafetensorsDType::BF16 &&
                      *saveDType != SafetensorsDType::F16))
     return error("--save-weights-dtype must be F32, BF16 or F16 (got '" + saveWeightsDType + "')");
+  if (saveWeightsShards < 1 || (saveWeightsShards > 1 && !llvm::StringRef(saveWeights).endswith("/") &&
+                                 !llvm::sys::fs::is_directory(saveWeights)))
+    return error(llvm::formatv("--save-weights-shards {0} needs --save-weights DIR/ (a folder) and a count >= 1",
+                               saveWeightsShards));
+  if (evalTest && (split.empty() || mode != Mode::Evaluate))
+    return error("--eval-split test needs --eval and --split (the test split is the third weight)");
   if (!resume.empty() && !loadWeights.empty())
     return error("--resume and --load-weights both give the weights (use one)");
   if (!save.empty() && mode != Mode::Train)
-    return error("--save: only training steps are checkpointed (not --eval or --generate)");
+    return error("--save: only training steps are checkpointed (not --eval, --generate or --task)");
   return llvm::Error::success();
 }
 
@@ -173,13 +179,15 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
   auto create = [&](DataSplit split) {
     DataOptions data;
     data.path = options.dataPath;
+    data.indexed = options.dataIndexed;
+    data.splitWeights = options.split;
     data.seed = options.seed;
     data.split = split;
     data.validFraction = options.validFraction;
     return BatchSource::create(plan, data);
   };
   if (options.mode == TrainOptions::Mode::Evaluate || (training() && options.evalInterval > 0)) {
-    auto created = create(DataSplit::Valid);
+    auto created = create(options.evalTest ? DataSplit::Test : DataSplit::Valid);
     if (!created)
       return created.takeError();
     validSource = std::move(*created);
@@ -203,6 +211,13 @@ llvm::Expected<std::string> Trainer::generate(const GenerateOptions &generateOpt
   if (!text)
     return Job::unagreed(text.takeError());
   return text;
+}
+
+llvm::Expected<ZeroShotResult> Trainer::zeroShot(const ZeroShotOptions &task) {
+  auto result = runZeroShot(session(), task);
+  if (!result)
+    return Job::unagreed(result.takeError());
+  return result;
 }
 
 llvm::Expected<EvalResult> Trainer::evaluate() {
@@ -362,6 +377,7 @@ llvm::Error Trainer::train(llvm::raw_ostream &out) {
     if (auto err = checkpoint(options.steps))
       return err;
   if (!options.saveWeights.empty())
-    return job.agree(session().saveWeights(options.saveWeights, *parseDType(options.saveWeightsDType)));
+    return job.agree(session().saveWeights(options.saveWeights, *parseDType(options.saveWeightsDType),
+                                           int(options.saveWeightsShards)));
   return llvm::Error::success();
 }

@@ -3,7 +3,7 @@
 // What megrun does once its flags are parsed. Trainer::create loads and verifies the plan set, verifies the
 // checkpoint to resume, makes the data sources (training batches, the valid split), creates the session (the ranks
 // this process hosts, runtime/train/Job.h) and gives it its initial weights (resumed, loaded or seeded). Then, by
-// mode: generate() samples text, evaluate() runs --eval, and train() runs the steps (a progress line each, an
+// mode: generate() samples text, evaluate() runs --eval, zeroShot() runs --task, and train() runs the steps (a progress line each, an
 // evaluation every --eval-interval steps, the JSONL log, --dump's files, checkpoints every --save-interval steps and
 // at the end) and writes --save-weights.
 //
@@ -22,6 +22,7 @@
 #include "runtime/train/Generate.h"
 #include "runtime/train/Job.h"
 #include "runtime/train/Session.h"
+#include "runtime/train/ZeroShot.h"
 
 #include "llvm/Support/Error.h"
 #include "llvm/Support/raw_ostream.h"
@@ -36,7 +37,7 @@ class ProgressLine;
 
 /// Everything that shapes a run (megrun's flags, parsed and range-checked). Empty paths: not asked for.
 struct TrainOptions {
-  enum class Mode : uint8_t { Train, Evaluate, Generate };
+  enum class Mode : uint8_t { Train, Evaluate, Generate, ZeroShot };
   Mode mode = Mode::Train;
   std::string planDir;
   std::string backend = "cpu";
@@ -45,12 +46,16 @@ struct TrainOptions {
   uint64_t seed = 1234;   ///< init, data order and dropout (a resumed run takes the checkpoint's)
   bool seedGiven = false; ///< the seed was asked for (then it must be the checkpoint's)
   std::string dataPath;   ///< token or text file; empty: seeded random tokens
+  bool dataIndexed = false; ///< dataPath is a Megatron indexed dataset's prefix (--data-path)
   double validFraction = 0.1;
+  std::string split; ///< Megatron's --split weights; empty: validFraction
+  bool evalTest = false; ///< --eval evaluates the test split of --split instead of the valid split
   int64_t evalInterval = 0; ///< evaluate after every K steps and after the last; 0: never
   int64_t evalBatches = 8;
   bool dropout = true;
   std::string loadWeights, saveWeights;
   std::string saveWeightsDType = "F32"; ///< the element type --save-weights stores: F32, BF16 or F16
+  int64_t saveWeightsShards = 1;        ///< files --save-weights DIR/ splits the tensors over (with an index)
   std::string save; ///< checkpoint at the end (and every saveInterval steps)
   int64_t saveInterval = 0;
   std::string resume; ///< checkpoint to continue from
@@ -74,6 +79,8 @@ public:
   llvm::Expected<std::string> generate(const GenerateOptions &options);
   /// Collective (Evaluate mode); errors unagreed. Forward-only over --eval-batches batches of the valid split.
   llvm::Expected<EvalResult> evaluate();
+  /// Collective (ZeroShot mode); errors unagreed. A zero-shot task (runtime/train/ZeroShot.h).
+  llvm::Expected<ZeroShotResult> zeroShot(const ZeroShotOptions &task);
   /// Collective. The training steps (none outside Train mode, or when a resumed run is already at `steps`), the
   /// root printing to `out` and writing the log, dumps and checkpoints; then --save-weights.
   llvm::Error train(llvm::raw_ostream &out);

@@ -9,7 +9,8 @@
 //        [--global-batch-size G] [--sequence-parallel]
 //   megc verify PLAN_DIR   (tools/megc/VerifyCommand.h: the plan set loads and its collective order is proven)
 //
-// A .json input is a model description (frontend); anything else is textual IR. Passes: --passes runs that
+// A .json input is a model description (frontend), as is a Hugging Face model folder (its config.json); anything
+// else is textual IR. Passes: --passes runs that
 // pipeline; otherwise a model description runs the default pipeline (passes/Pipeline.cpp) and textual IR is taken
 // as it is, except that --emit plan always compiles. --emit ir and dot print the graph after the passes, --emit
 // plan ends the pipeline with lower-to-plan. Output goes to stdout or to -o, which is written only on success
@@ -48,7 +49,7 @@ namespace {
 
 cl::OptionCategory megCategory("megc options");
 
-cl::opt<std::string> inputPath(cl::Positional, cl::desc("<MODEL.json | FILE.mir>"), cl::Required,
+cl::opt<std::string> inputPath(cl::Positional, cl::desc("<MODEL.json | MODEL_DIR/ | FILE.mir>"), cl::Required,
                                cl::cat(megCategory));
 cl::opt<int> tpSize("tp", cl::desc("Tensor-parallel size (mesh axis tp)"), cl::value_desc("N"), cl::init(1),
                     cl::cat(megCategory));
@@ -339,7 +340,7 @@ llvm::Error checkFlags(bool isModel) {
 
 /// Runs the compiler and returns the output text.
 llvm::Expected<std::string> run() {
-  bool isModel = llvm::StringRef(inputPath).endswith(".json");
+  bool isModel = llvm::StringRef(inputPath).endswith(".json") || llvm::sys::fs::is_directory(inputPath);
   if (auto err = checkFlags(isModel))
     return err;
 
@@ -419,7 +420,7 @@ llvm::Expected<std::string> run() {
     lower.dir = outputPath;
     if (isModel) {
       lower.mode = frontend::buildModeName(buildMode).str();
-      lower.model = inputPath;
+      lower.model = frontend::modelDescriptionPath(inputPath);
     } else {
       lower.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
     }

@@ -1,12 +1,13 @@
 //===- megrun.cpp - the meg plan executor ------------------------------------===//
 //
 // megrun PLAN_DIR: parses the flags, runs the run they describe (runtime/train/Train.h: load the plans, set up the
-// ranks, init or load weights, then generate, evaluate or train; log, dump, checkpoint, save) and prints what comes
+// ranks, init or load weights, then generate, evaluate, run a zero-shot task or train; log, dump, checkpoint, save) and prints what comes
 // back. Ranks run as threads of this process or one per MPI process (`mpirun -np N megrun PLAN_DIR --ranks mpi`,
 // runtime/train/Job.h); the root (rank 0) alone prints and writes outputs. Every user error is one line
 // `megrun: error: <what>` (under MPI: from one process only) and exit code 1.
 //
 //===----------------------------------------------------------------------===//
+#include "runtime/io/AtomicFile.h"
 #include "runtime/train/BackendRegistry.h"
 #include "runtime/train/Job.h"
 #include "runtime/train/Train.h"
@@ -24,9 +25,10 @@ using namespace meg::runtime;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory megrunCategory("megrun options");
-// The options of the run and of --generate; string and boolean flags are stored in them (cl::location).
+// The options of the run, of --generate and of --task; string and boolean flags are stored in them (cl::location).
 static TrainOptions trainOptions;
 static GenerateOptions generateOptions;
+static ZeroShotOptions taskOptions;
 
 static cl::opt<std::string, true> planDir(cl::Positional, cl::desc("PLAN_DIR"), cl::Required,
                                           cl::location(trainOptions.planDir), cl::cat(megrunCategory));
@@ -52,6 +54,21 @@ static cl::opt<std::string, true>
              cl::desc("Token data: a token file (MEGTOK01) or a text file (byte-level ids, needs vocab >= 256); "
                       "default: seeded random tokens"),
              cl::value_desc("FILE"), cl::location(trainOptions.dataPath), cl::cat(megrunCategory));
+static cl::opt<std::string>
+    dataPrefix("data-path",
+               cl::desc("Token data as a Megatron indexed dataset: PREFIX.bin + PREFIX.idx (MMIDIDX version 1, as "
+                        "Megatron's tools/preprocess_data.py and megdata --output-prefix write them); the sequences in "
+                        "order are the token stream"),
+               cl::value_desc("PREFIX"), cl::cat(megrunCategory));
+static cl::opt<std::string, true>
+    splitText("split",
+              cl::desc("Megatron's train,valid,test weights (e.g. 969,30,1): over the documents of --data-path, "
+                       "else over the tokens; instead of --valid-fraction"),
+              cl::value_desc("T,V,T"), cl::location(trainOptions.split), cl::cat(megrunCategory));
+static cl::opt<std::string> evalSplit("eval-split",
+                                      cl::desc("The split --eval evaluates: valid (default) or test (the third "
+                                               "weight of --split)"),
+                                      cl::value_desc("valid|test"), cl::init("valid"), cl::cat(megrunCategory));
 static cl::opt<std::string> seedText("seed", cl::desc("Seed of init, data order and dropout (default 1234)"),
                                      cl::value_desc("S"), cl::init("1234"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
@@ -61,13 +78,19 @@ static cl::opt<std::string, true>
                      "checkpoint's steps)"),
             cl::value_desc("FILE.jsonl"), cl::location(trainOptions.log), cl::cat(megrunCategory));
 static cl::opt<std::string, true> loadWeightsPath("load-weights",
-                                                  cl::desc("Load full weights (Hugging Face names and shapes)"),
-                                                  cl::value_desc("W.safetensors"),
+                                                  cl::desc("Load full weights (Hugging Face names and shapes) as the "
+                                                           "hub publishes them: a safetensors file, a sharded "
+                                                           "checkpoint's model.safetensors.index.json, or a model "
+                                                           "folder holding either; names with or without "
+                                                           "transformer./bert., F32/BF16/F16, buffers ignored"),
+                                                  cl::value_desc("W.safetensors|DIR"),
                                                   cl::location(trainOptions.loadWeights), cl::cat(megrunCategory));
 static cl::opt<std::string, true> saveWeightsPath("save-weights",
                                                   cl::desc("Save full weights (Hugging Face names and shapes) and "
-                                                           "config.json beside them"),
-                                                  cl::value_desc("W.safetensors"),
+                                                           "config.json beside them; DIR/ (a folder) gets "
+                                                           "DIR/model.safetensors and DIR/config.json, a model folder "
+                                                           "megc and Hugging Face's from_pretrained read"),
+                                                  cl::value_desc("W.safetensors|DIR/"),
                                                   cl::location(trainOptions.saveWeights), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     saveWeightsDType("save-weights-dtype",
@@ -75,6 +98,12 @@ static cl::opt<std::string, true>
                               "or F16 (rounded to nearest even)"),
                      cl::value_desc("F32|BF16|F16"), cl::location(trainOptions.saveWeightsDType),
                      cl::cat(megrunCategory));
+static cl::opt<std::string> saveWeightsShardsText("save-weights-shards",
+                                                  cl::desc("With --save-weights DIR/: split the tensors over N files "
+                                                           "model-0000i-of-0000N.safetensors with "
+                                                           "model.safetensors.index.json, as the hub publishes large "
+                                                           "models (default 1)"),
+                                                  cl::value_desc("N"), cl::init("1"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     dumpDir("dump", cl::desc("After the first step write batch.safetensors and loss.json (parity)"),
             cl::value_desc("DIR"), cl::location(trainOptions.dump), cl::cat(megrunCategory));
@@ -150,6 +179,40 @@ static cl::opt<std::string>
                           cl::value_desc("S"), cl::init("300"), cl::cat(megrunCategory));
 static double collectiveTimeout = 300;
 
+static cl::opt<std::string, true>
+    taskName("task",
+             cl::desc("Zero-shot evaluation on an inference plan (megc --mode infer; its seq is the window), as "
+                      "Megatron's tasks/zeroshot_gpt: wikitext (perplexity and adjusted perplexity of the word-level "
+                      "test file, detokenized) or lambada (last-word accuracy of a jsonl file of {\"text\": ...}); "
+                      "byte-level tokens for a vocabulary of 256, else GPT-2 BPE from --vocab-file and --merge-file"),
+             cl::value_desc("wikitext|lambada"), cl::location(taskOptions.task), cl::cat(megrunCategory));
+static cl::opt<std::string, true> taskData("task-data", cl::desc("The --task's data file"), cl::value_desc("FILE"),
+                                           cl::location(taskOptions.dataPath), cl::cat(megrunCategory));
+static cl::opt<std::string> overlappingEvalText("overlapping-eval",
+                                                cl::desc("--task wikitext: windows start every K tokens and each "
+                                                         "later window scores only its last K targets (default: the "
+                                                         "window, disjoint windows)"),
+                                                cl::value_desc("K"), cl::init("0"), cl::cat(megrunCategory));
+static cl::opt<bool, true> strictLambada("strict-lambada",
+                                         cl::desc("--task lambada: the target is the whole last whitespace word "
+                                                  "(all its tokens), not the last token"),
+                                         cl::location(taskOptions.strictLambada), cl::cat(megrunCategory));
+static cl::opt<std::string> taskResult("task-result",
+                                       cl::desc("Write the --task's result as JSON (wikitext: ppl, adjusted_ppl, "
+                                                "tokens, original_tokens, ...; lambada: accuracy, correct, total, "
+                                                "per_example)"),
+                                       cl::value_desc("FILE.json"), cl::cat(megrunCategory));
+static cl::opt<std::string, true> vocabFile("vocab-file", cl::desc("GPT-2 BPE vocabulary (vocab.json) for --task"),
+                                            cl::value_desc("FILE"), cl::location(taskOptions.vocabFile),
+                                            cl::cat(megrunCategory));
+static cl::opt<std::string, true> tokenizerFile("tokenizer-file",
+                                                cl::desc("GPT-2 BPE for --task from a Hugging Face tokenizer.json"),
+                                                cl::value_desc("tokenizer.json"),
+                                                cl::location(taskOptions.tokenizerFile), cl::cat(megrunCategory));
+static cl::opt<std::string, true> mergeFile("merge-file", cl::desc("GPT-2 BPE merges (merges.txt) for --task"),
+                                            cl::value_desc("FILE"), cl::location(taskOptions.mergeFile),
+                                            cl::cat(megrunCategory));
+
 static llvm::Error error(const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), what);
 }
@@ -205,6 +268,7 @@ static bool parse(const cl::opt<std::string> &flag, T &value, std::string &why, 
 static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
   o.mode = generatePrompt.getNumOccurrences() ? TrainOptions::Mode::Generate
            : evalMode                         ? TrainOptions::Mode::Evaluate
+           : taskName.getNumOccurrences()     ? TrainOptions::Mode::ZeroShot
                                               : TrainOptions::Mode::Train;
   o.seedGiven = seedText.getNumOccurrences();
   o.dropout = !noDropout;
@@ -215,8 +279,21 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
   if (!parse(stepsText, o.steps, why) || !parse(saveIntervalText, o.saveInterval, why, true) ||
       !parse(evalIntervalText, o.evalInterval, why, true) || !parse(evalBatchesText, o.evalBatches, why) ||
       !parse(seedText, o.seed, why, true) || !parse(validFractionText, o.validFraction, why) ||
-      !parse(temperatureText, s.temperature, why) || !parse(topKText, s.topK, why) || !parse(topPText, s.topP, why))
+      !parse(temperatureText, s.temperature, why) || !parse(topKText, s.topK, why) || !parse(topPText, s.topP, why) ||
+      !parse(overlappingEvalText, taskOptions.overlappingEval, why, true) ||
+      !parse(saveWeightsShardsText, o.saveWeightsShards, why, true))
     return error(why);
+  if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot)
+    return error("--task runs alone (not with --generate or --eval)");
+  bool taskFlags = taskData.getNumOccurrences() || overlappingEvalText.getNumOccurrences() || strictLambada ||
+                   taskResult.getNumOccurrences() || vocabFile.getNumOccurrences() || mergeFile.getNumOccurrences() ||
+                   tokenizerFile.getNumOccurrences();
+  if (taskFlags && o.mode != TrainOptions::Mode::ZeroShot)
+    return error("--task-data, --overlapping-eval, --strict-lambada, --task-result, --vocab-file, --merge-file and "
+                 "--tokenizer-file apply to --task only");
+  if (o.mode == TrainOptions::Mode::ZeroShot)
+    if (auto err = taskOptions.check())
+      return err;
   s.seed = o.seed;
   if (!parse(collectiveTimeoutText, collectiveTimeout, why))
     return error(why);
@@ -226,6 +303,17 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
   if (cudaGraphsText != "true" && cudaGraphsText != "false")
     return error("--cuda-graphs must be true or false (got '" + cudaGraphsText + "')");
   backendSettings().cudaGraphs = cudaGraphsText == "true";
+  if (dataPrefix.getNumOccurrences()) {
+    if (dataPath.getNumOccurrences())
+      return error("--data and --data-path both give the data (use one)");
+    o.dataPath = dataPrefix;
+    o.dataIndexed = true;
+  }
+  if (evalSplit != "valid" && evalSplit != "test")
+    return error("unknown --eval-split '" + evalSplit + "' (expected valid or test)");
+  o.evalTest = evalSplit == "test";
+  if (splitText.getNumOccurrences() && validFractionText.getNumOccurrences())
+    return error("--split and --valid-fraction both divide the data (use one)");
   if (!(o.validFraction >= 0 && o.validFraction < 1))
     return error(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
   if (!s.greedy && o.mode != TrainOptions::Mode::Generate)
@@ -248,6 +336,20 @@ static llvm::Error run(Job &job) {
     if (job.isRoot())
       llvm::outs() << "sample: " << *text << "\n";
     return llvm::Error::success();
+  }
+  if (trainOptions.mode == TrainOptions::Mode::ZeroShot) {
+    auto result = (*trainer)->zeroShot(taskOptions);
+    if (!result)
+      return result.takeError();
+    auto rootFiles = [&]() -> llvm::Error {
+      if (!job.isRoot())
+        return llvm::Error::success();
+      llvm::outs() << result->summary() << "\n";
+      return taskResult.empty() ? llvm::Error::success()
+                                : writeFileAtomically(taskResult, llvm::StringRef(result->json()));
+    };
+    if (auto err = job.agree(rootFiles()))
+      return err;
   }
   if (trainOptions.mode == TrainOptions::Mode::Evaluate) {
     auto result = (*trainer)->evaluate();
