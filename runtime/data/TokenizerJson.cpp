@@ -8,6 +8,7 @@
 #include "runtime/data/Tokenizer.h"
 
 #include "ir/Json.h"
+
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 
