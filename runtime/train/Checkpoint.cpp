@@ -3,11 +3,13 @@
 
 #include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
+#include "runtime/plan/ShardCopy.h"
 #include "runtime/train/Session.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -15,6 +17,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <set>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -26,13 +30,76 @@ static llvm::Error error(llvm::StringRef path, const llvm::Twine &what) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), path + ": " + what);
 }
 
-static std::string tensorName(int rank, llvm::StringRef kind, llvm::StringRef name) {
-  return llvm::formatv("rank{0}/{1}/{2}", rank, kind, name).str();
+static std::string tensorName(llvm::StringRef kind, llvm::StringRef name) { return (kind + "/" + name).str(); }
+
+/// The list of `kind` ("param" or "state") of a plan.
+static const std::vector<PlanParam> &tensorList(const LoadedPlan &plan, llvm::StringRef kind) {
+  return kind == "state" ? plan.states : plan.params;
 }
 
 std::string PlanSetIdentity::mesh() const { return llvm::formatv("dp={0} tp={1}", dp, tp).str(); }
 
 std::string PlanSetIdentity::hashHex() const { return llvm::formatv("{0:x-16}", hash).str(); }
+
+static std::string shapeText(llvm::ArrayRef<int64_t> shape) {
+  return "[" + llvm::join(llvm::map_range(shape, [](int64_t d) { return std::to_string(d); }), ", ") + "]";
+}
+
+/// The model description without meg.micro_batch (the global batch is compared on its own), keys sorted.
+static std::string modelText(llvm::StringRef model) {
+  auto value = meg::parseJson(model);
+  if (!value) {
+    llvm::consumeError(value.takeError());
+    return model.str();
+  }
+  if (llvm::json::Object *obj = value->getAsObject())
+    if (llvm::json::Object *meg = obj->getObject("meg"))
+      meg->erase("micro_batch");
+  return llvm::formatv("{0}", *value).str();
+}
+
+/// `op{key=value, ...}` of a step, values printed exactly.
+static std::string stepText(const PlanStep &step) {
+  std::string text = step.op + "{";
+  for (const StepAttr &a : step.attrs) {
+    if (&a != &step.attrs.front())
+      text += ", ";
+    text += a.key + "=";
+    switch (a.kind) {
+    case StepAttr::Bool:
+      text += a.b ? "true" : "false";
+      break;
+    case StepAttr::Int:
+      text += std::to_string(a.i);
+      break;
+    case StepAttr::Float:
+      text += llvm::formatv("{0}", llvm::format("%.17g", a.f)).str();
+      break;
+    case StepAttr::String:
+    case StepAttr::Symbol:
+      text += a.s;
+      break;
+    case StepAttr::Ints:
+      text += shapeText(a.ints);
+      break;
+    }
+  }
+  return text + "}";
+}
+
+/// PlanSetIdentity::vocabRows of a plan.
+static std::map<std::string, int64_t> vocabRowsOf(const LoadedPlan &plan) {
+  std::map<std::string, int64_t> rows;
+  for (const PlanParam &p : plan.params)
+    if (p.vocabRows > 0)
+      rows[tensorName("param", p.name)] = p.vocabRows;
+  for (const PlanParam &s : plan.states) {
+    auto param = plan.findParam(llvm::StringRef(s.name).rsplit(':').second);
+    if (param && plan.params[*param].vocabRows > 0 && plan.params[*param].globalShape == s.globalShape)
+      rows[tensorName("state", s.name)] = plan.params[*param].vocabRows;
+  }
+  return rows;
+}
 
 llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<LoadedPlan> plans) {
   assert(!plans.empty() && "no plans");
@@ -51,6 +118,28 @@ llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<Loa
     digests.append(le, 8);
   }
   id.hash = checksum(llvm::StringRef(digests));
+  // What any mesh must share: rank 0's view suffices (the plan set agrees on the model; every rank runs the same
+  // optimizer steps on its shards, and holds a shard of every parameter and state).
+  const LoadedPlan &plan = plans[0];
+  id.model = modelText(plan.model);
+  std::set<std::string> optimizer;
+  for (const PlanStep &step : plan.steps)
+    if (step.kind == ir::OpKind::AdamW || step.kind == ir::OpKind::LrSchedule ||
+        step.kind == ir::OpKind::ClipScale || step.kind == ir::OpKind::LossScaleUpdate)
+      optimizer.insert(stepText(step));
+  id.optimizer = llvm::join(optimizer, "\n");
+  std::vector<std::string> inputs;
+  for (const PlanInput &in : plan.inputs) {
+    Shape rows = in.globalShape;
+    if (!rows.empty())
+      rows[0] *= plan.microBatches;
+    inputs.push_back(in.name + " " + shapeText(rows));
+  }
+  id.batch = llvm::join(inputs, ", ");
+  for (llvm::StringRef kind : {"param", "state"})
+    for (const PlanParam &p : tensorList(plan, kind))
+      id.tensors[tensorName(kind, p.name)] = p.globalShape;
+  id.vocabRows = vocabRowsOf(plan);
   return id;
 }
 
@@ -58,24 +147,59 @@ llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<Loa
 // Save
 //===----------------------------------------------------------------------===//
 
-/// The checkpoint file of the shards `get` hands out (ShardKind::Param and State of every rank).
+/// The checkpoint file of the global tensors assembled from the shards `get` hands out (ShardKind::Param and State
+/// of every rank, dp replicas too: a tensor sharded over dp is covered as well as a replicated one).
 static llvm::Error writeCheckpoint(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardGetter get,
-                                  const PlanSetIdentity &id, const CheckpointState &state) {
-  SafetensorsWriter writer;
+                                   const PlanSetIdentity &id, const CheckpointState &state) {
+  struct Global {
+    Shape shape;
+    std::vector<float> values;
+    std::vector<uint8_t> written; ///< per element: some rank's shard covered it
+  };
+  std::map<std::string, Global> globals;
   std::vector<float> values;
   for (int r = 0; r < int(plans.size()); ++r) {
     const LoadedPlan &plan = plans[size_t(r)];
-    for (const auto &[kind, name, list] :
-         {std::tuple<ShardKind, llvm::StringRef, const std::vector<PlanParam> *>{ShardKind::Param, "param",
-                                                                                 &plan.params},
-          {ShardKind::State, "state", &plan.states}})
-      for (size_t i = 0; i < list->size(); ++i) {
-        const PlanParam &p = (*list)[i];
+    for (const auto &[kind, name] : {std::pair<ShardKind, llvm::StringRef>{ShardKind::Param, "param"},
+                                     {ShardKind::State, "state"}}) {
+      const std::vector<PlanParam> &list = tensorList(plan, name);
+      for (size_t i = 0; i < list.size(); ++i) {
+        const PlanParam &p = list[i];
+        Global &g = globals[tensorName(name, p.name)];
+        if (g.written.empty()) {
+          g.shape = p.globalShape;
+          g.values.resize(size_t(p.globalNumel()));
+          g.written.resize(g.values.size());
+        } else if (g.shape != p.globalShape) {
+          return error(path, "rank " + llvm::Twine(r) + " has " + name + " '" + p.name + "' of global shape " +
+                                 shapeText(p.globalShape) + ", rank 0 " + shapeText(g.shape));
+        }
         values.resize(size_t(p.numel()));
         get(kind, r, i, values);
-        if (auto err = writer.addF32(tensorName(r, name, p.name), p.shape, values))
-          return error(path, llvm::toString(std::move(err)));
+        // Replicas (dp, and tp for unsplit tensors) must hold the same bits: a diverged run is not saved.
+        bool diverged = false;
+        detail::forEachShardRow(p.globalShape, p.offset, p.shape, [&](int64_t f, int64_t at, int64_t len) {
+          for (int64_t j = 0; j < len; ++j) {
+            float v = values[size_t(at + j)];
+            float &slot = g.values[size_t(f + j)];
+            if (g.written[size_t(f + j)] && std::memcmp(&slot, &v, sizeof(float)) != 0)
+              diverged = true;
+            slot = v;
+            g.written[size_t(f + j)] = 1;
+          }
+        });
+        if (diverged)
+          return error(path, "rank " + llvm::Twine(r) + "'s shard of " + name + " '" + p.name +
+                                 "' differs from another rank's copy of the same elements (the replicas diverged)");
       }
+    }
+  }
+  SafetensorsWriter writer;
+  for (const auto &[name, g] : globals) {
+    if (llvm::is_contained(g.written, 0))
+      return error(path, "no rank holds every element of '" + name + "' (the plans' shards leave a gap)");
+    if (auto err = writer.addF32(name, g.shape, g.values))
+      return error(path, llvm::toString(std::move(err)));
   }
   writer.setMetadata("format", kFormatName);
   writer.setMetadata("version", std::to_string(kCheckpointVersion));
@@ -85,6 +209,13 @@ static llvm::Error writeCheckpoint(llvm::StringRef path, llvm::ArrayRef<LoadedPl
   writer.setMetadata("data_windows", std::to_string(state.dataWindows));
   writer.setMetadata("mesh", id.mesh());
   writer.setMetadata("plan_hash", id.hashHex());
+  writer.setMetadata("model", id.model);
+  writer.setMetadata("optimizer", id.optimizer);
+  writer.setMetadata("global_batch", id.batch);
+  std::string rows;
+  for (const auto &[name, n] : id.vocabRows)
+    rows += name + "=" + std::to_string(n) + "\n";
+  writer.setMetadata("vocab_rows", rows);
   std::string payload = writer.serialize();
 
   char header[kHeaderBytes];
@@ -107,7 +238,7 @@ llvm::Error meg::runtime::saveCheckpoint(llvm::StringRef path, Session &session,
       for (const PlanParam &p : *list)
         if (p.dtype != DType::F32)
           return error(path, what + " '" + p.name + "' is not f32 (only f32 checkpoints are supported)");
-  // Every rank's shards (dp replicas too: the checkpoint holds each rank's own), gathered to the root.
+  // Every rank's shards (dp replicas too), gathered to the root, which assembles the global tensors.
   return session.withShards({ShardKind::Param, ShardKind::State}, /*replicas=*/true, [&](ShardGetter get) {
     return writeCheckpoint(path, session.allPlans(), get, id, state);
   });
@@ -188,65 +319,156 @@ llvm::Expected<Checkpoint> Checkpoint::load(llvm::StringRef path) {
     return error(path, "checkpoint metadata 'mesh' is malformed: '" + *mesh + "'");
   ckpt.id.dp = int(dp);
   ckpt.id.tp = int(tp);
+  for (auto [key, into] : {std::pair<const char *, std::string *>{"model", &ckpt.id.model},
+                           {"optimizer", &ckpt.id.optimizer},
+                           {"global_batch", &ckpt.id.batch}}) {
+    auto text = field(key);
+    if (!text)
+      return text.takeError();
+    *into = text->str();
+  }
+  auto rows = field("vocab_rows");
+  if (!rows)
+    return rows.takeError();
+  llvm::SmallVector<llvm::StringRef, 4> lines;
+  rows->split(lines, '\n', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef line : lines) {
+    auto [name, n] = line.rsplit('=');
+    if (n.getAsInteger(10, ckpt.id.vocabRows[name.str()]))
+      return error(path, "checkpoint metadata 'vocab_rows' is malformed: '" + line + "'");
+  }
+  for (const std::string &name : file->names()) {
+    const SafetensorsTensor *t = file->lookup(name);
+    if (t->DType != SafetensorsDType::F32 || !(llvm::StringRef(name).startswith("param/") ||
+                                               llvm::StringRef(name).startswith("state/")))
+      return error(path, "checkpoint tensor '" + name + "' is not an f32 param/ or state/ tensor");
+    ckpt.id.tensors[name] = Shape(t->Shape.begin(), t->Shape.end());
+  }
   ckpt.fileBuffer = std::move(*buffer);
   ckpt.payload = std::make_unique<SafetensorsFile>(std::move(*file));
   return std::move(ckpt);
 }
 
+/// The first line of `a` that `b` lacks (or the reverse), as "'x' in the checkpoint, 'y' in the plans".
+static std::string firstDifference(llvm::StringRef a, llvm::StringRef b) {
+  llvm::SmallVector<llvm::StringRef, 16> as, bs;
+  a.split(as, '\n');
+  b.split(bs, '\n');
+  for (size_t i = 0; i < std::max(as.size(), bs.size()); ++i) {
+    llvm::StringRef x = i < as.size() ? as[i] : "(nothing)", y = i < bs.size() ? bs[i] : "(nothing)";
+    if (x != y)
+      return ("'" + x + "' in the checkpoint, '" + y + "' in the plans").str();
+  }
+  return "";
+}
+
+/// The first top-level key (or meg.<key>) whose value differs between two model descriptions.
+static std::string modelDifference(llvm::StringRef a, llvm::StringRef b) {
+  auto x = meg::parseJson(a), y = meg::parseJson(b);
+  if (!x || !y || !x->getAsObject() || !y->getAsObject()) {
+    llvm::consumeError(x.takeError());
+    llvm::consumeError(y.takeError());
+    return "the model descriptions differ";
+  }
+  std::function<std::string(const llvm::json::Object &, const llvm::json::Object &, std::string)> walk =
+      [&](const llvm::json::Object &p, const llvm::json::Object &q, std::string prefix) -> std::string {
+    std::set<std::string> keys;
+    for (const auto &kv : p)
+      keys.insert(kv.first.str());
+    for (const auto &kv : q)
+      keys.insert(kv.first.str());
+    for (const std::string &key : keys) {
+      const llvm::json::Value *u = p.get(key), *v = q.get(key);
+      if (u && v && u->getAsObject() && v->getAsObject()) {
+        std::string inner = walk(*u->getAsObject(), *v->getAsObject(), prefix + key + ".");
+        if (!inner.empty())
+          return inner;
+        continue;
+      }
+      auto show = [](const llvm::json::Value *w) { return w ? llvm::formatv("{0}", *w).str() : "absent"; };
+      if (show(u) != show(v))
+        return "'" + prefix + key + "' is " + show(u) + " in the checkpoint, " + show(v) + " in the plans";
+    }
+    return "";
+  };
+  std::string d = walk(*x->getAsObject(), *y->getAsObject(), "");
+  return d.empty() ? "the model descriptions differ" : d;
+}
+
+/// True when two global shapes differ only in vocab padding rows of dim 0 (both keep the `rows` that exist).
+static bool samePaddedVocab(llvm::ArrayRef<int64_t> a, llvm::ArrayRef<int64_t> b,
+                            const std::map<std::string, int64_t> &vocabRows, const std::string &name) {
+  auto it = vocabRows.find(name);
+  return it != vocabRows.end() && a.size() == b.size() && !a.empty() && a.drop_front() == b.drop_front() &&
+         a[0] >= it->second && b[0] >= it->second;
+}
+
 llvm::Error Checkpoint::checkPlanSet(const PlanSetIdentity &current) const {
-  if (current.dp != id.dp || current.tp != id.tp)
-    return error(path, "the checkpoint is for the mesh " + id.mesh() + ", the plans are for " + current.mesh() +
-                           " (another plan set)");
-  if (current.hash != id.hash)
-    return error(path, "the checkpoint was written with another plan set (plan hash " + id.hashHex() +
-                           ", the plans have " + current.hashHex() + ")");
+  if (current.model != id.model)
+    return error(path, "the checkpoint is of another model: " + modelDifference(id.model, current.model));
+  if (current.batch != id.batch)
+    return error(path, "the checkpoint's global batch per step is " + id.batch + ", the plans' is " + current.batch +
+                           " (a resume must draw the same rows per step)");
+  if (current.optimizer != id.optimizer)
+    return error(path, "the checkpoint was trained with other optimizer settings: " +
+                           firstDifference(id.optimizer, current.optimizer));
+  for (const auto &[name, shape] : id.tensors) {
+    auto it = current.tensors.find(name);
+    if (it == current.tensors.end())
+      return error(path, "the checkpoint has '" + name + "', the plans have no such tensor (other parameters or "
+                                                          "optimizer states)");
+    if (it->second != shape && !samePaddedVocab(shape, it->second, current.vocabRows, name) &&
+        !samePaddedVocab(shape, it->second, id.vocabRows, name))
+      return error(path, "the checkpoint's '" + name + "' has the global shape " + shapeText(shape) +
+                             ", the plans' " + shapeText(it->second));
+  }
+  for (const auto &entry : current.tensors)
+    if (!id.tensors.count(entry.first))
+      return error(path, "the plans need '" + entry.first + "', the checkpoint has no such tensor (other "
+                                                             "parameters or optimizer states)");
   return llvm::Error::success();
 }
 
 llvm::Error Checkpoint::restore(Session &session) const {
-  if (session.world() != id.dp * id.tp)
-    return error(path, llvm::formatv("the checkpoint has {0} ranks, the session {1}", id.dp * id.tp,
-                                     session.world()));
   // Check every tensor first, so a bad checkpoint writes nothing.
-  auto find = [&](int r, llvm::StringRef kind, const PlanParam &p) -> llvm::Expected<const SafetensorsTensor *> {
-    std::string name = tensorName(r, kind, p.name);
+  std::map<std::string, int64_t> vocabRows = vocabRowsOf(session.plan(0));
+  vocabRows.insert(id.vocabRows.begin(), id.vocabRows.end());
+  auto find = [&](llvm::StringRef kind, const PlanParam &p) -> llvm::Expected<const SafetensorsTensor *> {
+    std::string name = tensorName(kind, p.name);
     const SafetensorsTensor *t = payload->lookup(name);
     if (!t)
       return error(path, "checkpoint has no tensor '" + name + "'");
-    if (t->DType != SafetensorsDType::F32 || llvm::ArrayRef<int64_t>(t->Shape) != llvm::ArrayRef<int64_t>(p.shape))
-      return error(path, "checkpoint tensor '" + name + "' is not f32 of the plan's shard shape");
+    llvm::ArrayRef<int64_t> shape(t->Shape);
+    if (t->DType != SafetensorsDType::F32 ||
+        (shape != llvm::ArrayRef<int64_t>(p.globalShape) && !samePaddedVocab(shape, p.globalShape, vocabRows, name)))
+      return error(path, "checkpoint tensor '" + name + "' is not f32 of the plan's global shape");
     return t;
   };
-  size_t expected = 0;
-  for (int r = 0; r < session.world(); ++r) {
-    const LoadedPlan &plan = session.plan(r);
-    for (const auto &[kind, list] : {std::pair<llvm::StringRef, const std::vector<PlanParam> *>{"param", &plan.params},
-                                     {"state", &plan.states}})
-      for (const PlanParam &p : *list) {
-        if (auto t = find(r, kind, p); !t)
+  for (int r = 0; r < session.world(); ++r)
+    for (llvm::StringRef kind : {"param", "state"})
+      for (const PlanParam &p : tensorList(session.plan(r), kind))
+        if (auto t = find(kind, p); !t)
           return t.takeError();
-        ++expected;
-      }
-  }
-  if (payload->size() != expected)
-    return error(path, llvm::formatv("checkpoint has {0} tensors, the plans need {1}", payload->size(), expected));
-  std::vector<float> values;
+  std::vector<float> full, values;
   for (int r = 0; r < session.world(); ++r) {
     if (!session.hosts(r))
       continue;
-    const LoadedPlan &plan = session.plan(r);
     Backend &backend = session.backend(r);
-    for (size_t i = 0; i < plan.params.size(); ++i) {
-      const SafetensorsTensor *t = *find(r, "param", plan.params[i]);
-      values.resize(size_t(t->numElements()));
-      std::memcpy(values.data(), t->Bytes.data(), t->Bytes.size());
-      backend.writeParam(i, values);
-    }
-    for (size_t i = 0; i < plan.states.size(); ++i) {
-      const SafetensorsTensor *t = *find(r, "state", plan.states[i]);
-      values.resize(size_t(t->numElements()));
-      std::memcpy(values.data(), t->Bytes.data(), t->Bytes.size());
-      backend.writeState(i, values);
+    for (llvm::StringRef kind : {"param", "state"}) {
+      const std::vector<PlanParam> &list = tensorList(session.plan(r), kind);
+      for (size_t i = 0; i < list.size(); ++i) {
+        const PlanParam &p = list[i];
+        const SafetensorsTensor *t = *find(kind, p);
+        // The plan's global tensor: the checkpoint's, its vocab padding rows cut or zero-filled.
+        full.assign(size_t(p.globalNumel()), 0.0f);
+        std::memcpy(full.data(), t->Bytes.data(), std::min(t->Bytes.size(), full.size() * sizeof(float)));
+        values.resize(size_t(p.numel()));
+        extractShard(full.data(), p.globalShape, p.offset, p.shape, values.data());
+        if (kind == "param")
+          backend.writeParam(i, values);
+        else
+          backend.writeState(i, values);
+      }
     }
   }
   return llvm::Error::success();

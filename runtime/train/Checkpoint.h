@@ -1,20 +1,25 @@
 //===- Checkpoint.h - training checkpoints and the resumable step log -*- C++ -*-===//
 //
-// A checkpoint holds everything a training run needs to continue bit-identically: every rank's parameter shards
-// and optimizer state shards (Adam's m and v), the number of completed steps, the seed, the data position, and the
-// identity of the plan set it belongs to. Batches are a pure function of (seed, step) (BatchSource::batch), dropout
-// masks are keyed by (seed, step) and the lr schedule and Adam's bias corrections read the step, so restoring the
-// step restores all of them.
+// A checkpoint holds everything a training run needs to continue: every parameter and optimizer state (Adam's m and
+// v, the fp16 loss scaler's state and count of updates) as its full global tensor (assembled from the shards), the
+// number of completed steps, the seed, the data position, and the identity of the model, optimizer and global batch
+// it belongs to. Batches are a pure function of (seed, step) (BatchSource::batch, the GLOBAL batch of all dp ranks),
+// dropout masks are keyed by (seed, step, global index) and the lr schedule and Adam's bias corrections read the step,
+// so restoring the step restores all of them. Because tensors are stored whole, a checkpoint resumes under any mesh
+// (dp, tp) whose plans have the same model, optimizer settings, optimizer states and global batch: each rank takes
+// its shard by the plan's global shape and offset (resharding). On the same mesh the resume is bit-identical.
 //
 // File format (little-endian):
 //
 //   "MEGCKPT1"  u64 payload size  u64 xxHash64(payload)  payload
 //
-// The payload is a safetensors file (runtime/io/Safetensors.h): tensors `rank<R>/param/<name>` and
-// `rank<R>/state/<name>` (this rank's local shard, f32) and `__metadata__` with the scalars: format ("meg
-// checkpoint"), version, step, seed, data_step (the step the next batch is drawn for), data_windows (windows per
-// epoch of the training split: a check of the data), mesh ("dp=D tp=T"), plan_hash (16 hex digits: xxHash64 of the
-// little-endian xxHash64 digests of the plan files rank-0..rank-N-1). So `f.read()[24:]` is a safetensors file.
+// The payload is a safetensors file (runtime/io/Safetensors.h): tensors `param/<name>` and `state/<name>` (f32, the
+// global shape) and `__metadata__` with the scalars: format ("meg checkpoint"), version, step, seed, data_step (the
+// step the next batch is drawn for), data_windows (windows per epoch of the training split: a check of the data),
+// mesh ("dp=D tp=T", the mesh it was written on), plan_hash (16 hex digits: xxHash64 of the little-endian xxHash64
+// digests of the plan files rank-0..rank-N-1; informational), model (the model description JSON without
+// meg.micro_batch), optimizer (the optimizer steps' attributes, one distinct step a line) and global_batch (each
+// input's rows per step over all dp ranks and micro-batches). So `f.read()[24:]` is a safetensors file.
 // The checksum covers the whole payload; a file whose magic, size or checksum is wrong is refused before anything
 // in it is used. Writes are atomic (runtime/io/AtomicFile.h): a failed save leaves the previous checkpoint as it was.
 // A run killed while saving leaves its temporary `<CKPT>.tmp.<pid>` behind (never read; safe to delete).
@@ -33,6 +38,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,13 +50,22 @@ class raw_fd_ostream;
 namespace meg::runtime {
 
 constexpr llvm::StringLiteral CheckpointMagic("MEGCKPT1");
-constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kCheckpointVersion = 2;
 
-/// Which plan set a checkpoint belongs to: the mesh and a hash of the plan files' bytes (plans are byte-stable, so
-/// the same model and flags compile to the same hash).
+/// Which plan set a checkpoint belongs to: the mesh, a hash of the plan files' bytes (plans are byte-stable, so
+/// the same model and flags compile to the same hash), and what any mesh resuming it must share: the model, the
+/// optimizer settings, the global batch and the tensors (parameters and optimizer states by global shape).
 struct PlanSetIdentity {
   int dp = 1, tp = 1;
   uint64_t hash = 0;
+  std::string model;     ///< the model description JSON (keys sorted) without meg.micro_batch
+  std::string optimizer; ///< the distinct optimizer steps (adamw, lr_schedule, ...) with their attributes, sorted
+  std::string batch;     ///< every input's global shape per step (rows x micro-batches)
+  std::map<std::string, Shape> tensors; ///< "param/<name>" and "state/<name>" -> global shape
+  /// Tensors whose dim 0 is the tp-padded vocabulary (a parameter with vocab_rows, and its optimizer states laid out
+  /// like it, "adam.m:<name>"): the rows that exist. Padding rows are zero (never read: their logits are masked), so
+  /// a mesh with other padding takes the real rows and zeros.
+  std::map<std::string, int64_t> vocabRows;
   std::string mesh() const;     ///< "dp=D tp=T"
   std::string hashHex() const;  ///< 16 hex digits
 };
@@ -80,10 +95,12 @@ public:
 
   const CheckpointState &state() const { return scalars; }
   const PlanSetIdentity &identity() const { return id; }
-  /// Error unless the checkpoint was written for the plan set `current` (same mesh, same plan files).
+  /// Error unless the plan set `current` can resume the checkpoint: the same model, optimizer settings, global batch
+  /// and tensors (names and global shapes); the mesh may differ. One line naming what differs.
   llvm::Error checkPlanSet(const PlanSetIdentity &current) const;
-  /// Writes the parameter and optimizer state shards of the ranks `session` hosts into it. Error: a tensor missing
-  /// or of another shape (checked for all ranks before anything is written).
+  /// Writes the hosted ranks' shards of every parameter and optimizer state (cut from the global tensors by the
+  /// plans' offsets) into `session`. Error: a tensor missing or of another global shape (checked for all ranks
+  /// before anything is written).
   llvm::Error restore(Session &session) const;
 
 private:

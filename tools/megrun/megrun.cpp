@@ -146,8 +146,8 @@ static cl::opt<std::string> topPText("top-p",
                                      cl::value_desc("P"), cl::init("1"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     saveCkpt("save",
-             cl::desc("Write a checkpoint (every rank's parameter and optimizer state shards, step, seed, data "
-                      "position, plan identity; runtime/train/Checkpoint.h) at the end, and every --save-interval "
+             cl::desc("Write a checkpoint (every parameter and optimizer state as its global tensor, step, seed, data "
+                      "position, model and optimizer identity; runtime/train/Checkpoint.h) at the end, and every --save-interval "
                       "steps"),
              cl::value_desc("CKPT"), cl::location(trainOptions.save), cl::cat(megrunCategory));
 static cl::opt<std::string> saveIntervalText("save-interval",
@@ -156,7 +156,8 @@ static cl::opt<std::string> saveIntervalText("save-interval",
                                              cl::value_desc("K"), cl::init("0"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     resumeCkpt("resume",
-               cl::desc("Continue the run a checkpoint of the same plan set holds: --steps N then means up to step N "
+               cl::desc("Continue the run a checkpoint holds, on any dp x tp mesh of the same model, optimizer and "
+                        "global batch (resharded): --steps N then means up to step N "
                         "in total, the seed is the checkpoint's, and --log keeps the checkpoint's steps and appends "
                         "the rest"),
                cl::value_desc("CKPT"), cl::location(trainOptions.resume), cl::cat(megrunCategory));

@@ -77,7 +77,6 @@ def main():
     if [r["step"] for r in records] != list(range(1, args.steps + 1)):
         fail("the log does not list steps 1..N once each")
     # Megatron's update rule from the initial scale; the log has the scale after each step's update.
-    ranks = sorted({name.split("/")[0] for name in tensors(ckpt(1))})
     scale, growth, hysteresis = args.initial, 0, args.hysteresis
     for r in records:
         if r["skipped"]:
@@ -101,24 +100,24 @@ def main():
         now = tensors(ckpt(k))
         skipped = records[k - 1]["skipped"]
         clean += 0 if skipped else 1
+        # The checkpoint holds each tensor once: its writer refuses ranks whose copies of it differ, so every rank
+        # held this scaler state.
         for name in SCALER:
-            values = {scalar(now[f"{rank}/state/{name}"]) for rank in ranks}
-            if len(values) != 1:
-                fail(f"step {k}: the ranks disagree on state '{name}': {sorted(values)}")
-        updates = scalar(now[f"{ranks[0]}/state/optimizer.updates"])
+            scalar(now[f"state/{name}"])
+        updates = scalar(now["state/optimizer.updates"])
         if updates != clean:
             fail(f"step {k}: optimizer.updates is {updates}, {clean} clean steps so far")
         if before is not None:
-            kept = [n for n in now if n.split("/", 2)[2] not in SCALER[:3]]
+            kept = [n for n in now if n.split("/", 1)[1] not in SCALER[:3]]
             changed = [n for n in kept if now[n] != before[n]]
-            params = [n for n in kept if n.split("/")[1] == "param"]
+            params = [n for n in kept if n.split("/")[0] == "param"]
             if skipped and changed:
                 fail(f"step {k} was skipped but changed {changed[0]} (and {len(changed) - 1} more)")
             if not skipped and all(now[n] == before[n] for n in params):
                 fail(f"step {k} was not skipped but no parameter changed")
         before = now
     skips = [r["step"] for r in records if r["skipped"]]
-    print(f"skipped steps byte-identical ok: {len(skips)} skipped, {len(ranks)} ranks agree on every step")
+    print(f"skipped steps byte-identical ok: {len(skips)} skipped, the ranks agree on every step")
     print("skipped: " + " ".join(f"{s}(scale {records[s - 1]['loss_scale']:g})" for s in skips))
     print(f"final loss {records[-1]['loss']:.6f}, first {records[0]['loss']:.6f}")
 
