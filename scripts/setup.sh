@@ -35,6 +35,7 @@ PACKAGES=(
   cmake ninja-build g++ llvm-14-dev llvm-14-tools libgtest-dev libbenchmark-dev
   libflatbuffers-dev flatbuffers-compiler libboost-graph-dev libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin
   fortunes python3-torch python3-numpy python3-venv gnuplot-nox graphviz
+  clang-14 libclang-rt-14-dev libstdc++-11-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
