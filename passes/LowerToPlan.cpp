@@ -303,6 +303,14 @@ llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta
   namespace fs = llvm::sys::fs;
   if (dirArg.empty())
     return fail("no plan directory given");
+  // Every plan is built in memory first (nothing touches the file system when lowering fails), so the plan set is
+  // bounded; larger meshes can still be studied with --emit report.
+  constexpr int64_t kMaxPlanFiles = 16384;
+  if (g.getMesh().world() > kMaxPlanFiles)
+    return fail(llvm::formatv("a mesh of {0} ranks: at most {1} plans are written (--emit report studies larger "
+                              "meshes)",
+                              g.getMesh().world(), kMaxPlanFiles)
+                    .str());
   // Build every plan first: nothing touches the file system when lowering fails.
   std::vector<std::string> plans;
   for (int64_t r = 0; r < g.getMesh().world(); ++r) {

@@ -21,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <unistd.h>
+
 using namespace meg;
 using namespace meg::runtime;
 using namespace meg::runtime::cpu;
@@ -32,6 +34,13 @@ namespace {
 class HostBuffer {
 public:
   static llvm::Expected<HostBuffer> allocate(int64_t bytes, const llvm::Twine &what) {
+    // calloc succeeds lazily far beyond the machine's memory (overcommit) and the OOM killer ends the run at the
+    // first touch: a buffer that cannot fit in physical memory is refused here instead.
+    int64_t physical = int64_t(::sysconf(_SC_PHYS_PAGES)) * int64_t(::sysconf(_SC_PAGE_SIZE));
+    if (physical > 0 && bytes > physical)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     llvm::formatv("{0} needs {1} bytes of host memory, more than this machine's {2}",
+                                                   what.str(), bytes, physical));
     HostBuffer b;
     b.size = bytes;
     b.raw.reset(static_cast<uint8_t *>(std::calloc(size_t(std::max<int64_t>(bytes, 1)) + 64, 1)));

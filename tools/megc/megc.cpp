@@ -41,6 +41,7 @@
 #include <unistd.h>
 #include <optional>
 #include <csignal>
+#include <new>
 
 using namespace meg;
 namespace cl = llvm::cl;
@@ -546,7 +547,12 @@ int main(int argc, char **argv) {
   if (!parseCommandLine(argc, argv, clError))
     return fail(clError);
 
-  auto out = run();
+  llvm::Expected<std::string> out = std::string();
+  try {
+    out = run();
+  } catch (const std::bad_alloc &) { // the last resort: sizes are bounded before anything is built
+    return fail("out of memory");
+  }
   if (!out)
     return fail(llvm::toString(out.takeError()));
   if (emit != "plan") // the plan directory is already written

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <csignal>
+#include <new>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -385,5 +386,9 @@ int main(int argc, char **argv) {
   auto job = Job::create(ranksMode, &argc, &argv);
   if (!job)
     return report(nullptr, job.takeError());
-  return report(job->get(), run(**job));
+  try {
+    return report(job->get(), run(**job));
+  } catch (const std::bad_alloc &) { // the last resort: sizes are checked before anything is allocated
+    return report(job->get(), error("out of memory"));
+  }
 }
