@@ -130,6 +130,20 @@ llvm::Expected<StepResult> runRank(const LoadedPlan &plan, Backend &backend, Com
   return r;
 }
 
+/// The first training step of a one-rank plan on the CPU (`cpu`) and on the GPU (`gpu`).
+void stepOnCpuAndGpu(const LoadedPlan &plan, StepResult &cpu, StepResult &gpu) {
+  SingleRankCommunicator comm;
+  auto cpuBackend = createCpuBackend();
+  auto cpuStep = runRank(plan, *cpuBackend, comm);
+  ASSERT_TRUE(bool(cpuStep)) << llvm::toString(cpuStep.takeError());
+  auto cudaBackend = createBackend("cuda", BackendPlace{});
+  ASSERT_TRUE(bool(cudaBackend)) << llvm::toString(cudaBackend.takeError());
+  auto gpuStep = runRank(plan, **cudaBackend, comm);
+  ASSERT_TRUE(bool(gpuStep)) << llvm::toString(gpuStep.takeError());
+  cpu = std::move(*cpuStep);
+  gpu = std::move(*gpuStep);
+}
+
 /// The first AdamW step moves each weight by about lr * sign(grad): where a gradient is at rounding-noise level its
 /// sign (and so the update) is arbitrary on either backend, so updated weights are compared only where the CPU
 /// gradient is above 1e-2 of the tensor's mean magnitude.
@@ -164,14 +178,9 @@ TEST_F(EndToEndTest, TinyGptStepMatchesCpu) {
   auto plans = loadPlanSet(dir);
   ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
   const LoadedPlan &plan = (*plans)[0];
-  SingleRankCommunicator comm;
-  auto cpuBackend = createCpuBackend();
-  auto cpu = runRank(plan, *cpuBackend, comm);
-  ASSERT_TRUE(bool(cpu)) << llvm::toString(cpu.takeError());
-  auto cudaBackend = createBackend("cuda", BackendPlace{});
-  ASSERT_TRUE(bool(cudaBackend)) << llvm::toString(cudaBackend.takeError());
-  auto gpu = runRank(plan, **cudaBackend, comm);
-  ASSERT_TRUE(bool(gpu)) << llvm::toString(gpu.takeError());
+  StepResult cpuResult, gpuResult;
+  ASSERT_NO_FATAL_FAILURE(stepOnCpuAndGpu(plan, cpuResult, gpuResult));
+  const StepResult *cpu = &cpuResult, *gpu = &gpuResult;
   expectSameStep(plan, *gpu, *cpu);
 }
 
@@ -225,14 +234,9 @@ TEST_F(EndToEndTest, Bf16TinyGptStepMatchesCpu) {
   auto plans = loadPlanSet(dir);
   ASSERT_TRUE(bool(plans)) << llvm::toString(plans.takeError());
   const LoadedPlan &plan = (*plans)[0];
-  SingleRankCommunicator comm;
-  auto cpuBackend = createCpuBackend();
-  auto cpu = runRank(plan, *cpuBackend, comm);
-  ASSERT_TRUE(bool(cpu)) << llvm::toString(cpu.takeError());
-  auto cudaBackend = createBackend("cuda", BackendPlace{});
-  ASSERT_TRUE(bool(cudaBackend)) << llvm::toString(cudaBackend.takeError());
-  auto gpu = runRank(plan, **cudaBackend, comm);
-  ASSERT_TRUE(bool(gpu)) << llvm::toString(gpu.takeError());
+  StepResult cpuResult, gpuResult;
+  ASSERT_NO_FATAL_FAILURE(stepOnCpuAndGpu(plan, cpuResult, gpuResult));
+  const StepResult *cpu = &cpuResult, *gpu = &gpuResult;
   // The fp32 masters' gradients come through bf16 GEMMs on both sides: the same bf16 inputs, fp32 sums in other
   // orders, one rounding each, so a result may differ by a bf16 rounding step: 2e-2 (tensor-relative).
   expectClose({gpu->loss}, {cpu->loss}, kBf16Tol, "bf16 loss");
