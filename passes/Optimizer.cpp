@@ -27,6 +27,7 @@
 #include "passes/Pass.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 
@@ -51,9 +52,14 @@ public:
       Value *grad;
     };
     std::vector<Update> updates;
+    // The outputs by name, once (a findNamed per parameter made the pass quadratic in the model's layers).
+    llvm::StringMap<Node *> outputs;
+    for (Node *o : g.nodesOfKind(OpKind::Output))
+      if (auto name = o->getAttrs().getString("name"))
+        outputs.try_emplace(*name, o);
     for (Node *p : g.nodesOfKind(OpKind::Param)) {
       std::string name = p->getAttrs().getString("name")->str();
-      Node *out = g.findNamed(OpKind::Output, "grad:" + name);
+      Node *out = outputs.lookup("grad:" + name);
       if (!out)
         return fail("parameter '" + name + "' has no gradient output: run autodiff first");
       updates.push_back({p, out->getOperand(0)});
