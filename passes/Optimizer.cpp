@@ -66,6 +66,9 @@ public:
     }
     if (updates.empty())
       return fail("the graph has no parameters to optimize");
+    if (o.distributed)
+      if (auto err = distribute(g, updates))
+        return err;
 
     // fp16 loss scaling (autodiff{loss_scale} made the backward's seed the state "loss_scale"): the gradients are
     // scaled by it. The step then also needs the overflow flag and the count of applied updates (which a skipped
@@ -194,6 +197,32 @@ public:
   }
 
 private:
+  /// The distributed optimizer (ZeRO-1): each parameter (the fp32 master) is laid out split over dp on its first
+  /// dim that no other mesh axis splits and that dp divides; its Adam states, made below with its type, follow. A
+  /// parameter without such a dim stays replicated over dp (its gradient is all-reduced, as without the option).
+  /// Nothing else is written here: partition derives the rest from the op rules (compute ops read parameters whole
+  /// over dp: an all_gather; adamw updates the shard: its gradient is reduce-scattered).
+  template <typename Updates> llvm::Error distribute(Graph &g, const Updates &updates) {
+    int64_t dp = g.getMesh().dp();
+    if (dp == 1)
+      return llvm::Error::success();
+    for (const auto &u : updates) {
+      TensorType t = u.param->getResult()->getType();
+      for (unsigned d = 0; d < t.rank(); ++d)
+        if (t.sharding.dimAxis(d) == MeshAxis::DP)
+          return fail("parameter '" + *u.param->getAttrs().getString("name") +
+                      "' is already split over dp (the distributed optimizer lays parameters out itself)");
+      for (unsigned d = 0; d < t.rank(); ++d) {
+        if (t.sharding.dimAxis(d) || t.shape[d] % dp != 0)
+          continue;
+        t.sharding.setDimAxis(d, t.rank(), MeshAxis::DP);
+        u.param->getResult()->setType(t);
+        break;
+      }
+    }
+    return llvm::Error::success();
+  }
+
   /// Megatron's DynamicGradScaler after the step (a fixed --loss-scale: factors of 1, the scale never changes), and
   /// the outputs the log reads: "loss_scale" (after the update, as Megatron logs it) and "found_inf" (1: skipped),
   /// and "inv_loss_scale" for --dump.

@@ -38,9 +38,10 @@ public:
   llvm::StringRef getName() const override { return "partition"; }
 
   llvm::Error run(Graph &g) override {
-    std::map<std::pair<const Value *, std::string>, Value *> converted;
+    converted.clear();
     unsigned index = 0;
     ShardingWalk walk(g.getMesh());
+    auto users = g.computeUsers();
     for (Node *n : g.getNodes()) {
       ++index;
       if (opInfo(n->getKind()).maxOperands == 0) {
@@ -54,17 +55,31 @@ public:
         want.canonicalize();
         if (v->getType().sharding == want)
           continue;
-        auto key = std::make_pair(static_cast<const Value *>(v), shardingKey(want));
-        auto it = converted.find(key);
-        if (it == converted.end()) {
-          auto conv = convert(g, n, v, want);
-          if (!conv)
-            return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " + llvm::Twine(i) +
-                        ": " + llvm::toString(conv.takeError()));
-          it = converted.emplace(key, *conv).first;
-          walk.recordLike(*conv, v);
+        // A pending sum that an optimizer update wants reduce-scattered: this reader takes the shard if its rule
+        // accepts it (then the update finds the same conversion and no all-reduce is made).
+        if (std::optional<Sharding> shard = updateShard(walk, users, n, v, want)) {
+          llvm::SmallVector<Sharding, 4> in;
+          for (Value *o : n->getOperands())
+            in.push_back(o->getType().sharding);
+          in[i] = *shard;
+          ShardingDecision alt = walk.decide(*n, in);
+          alt.operands[i].canonicalize();
+          if (alt.operands[i] == *shard) {
+            auto conv = convertOnce(g, walk, n, v, *shard);
+            if (!conv)
+              return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " +
+                          llvm::Twine(i) + ": " + llvm::toString(conv.takeError()));
+            n->setOperand(i, *conv);
+            d = walk.decide(*n);
+            i = unsigned(-1); // the decision changed: revisit every operand
+            continue;
+          }
         }
-        n->setOperand(i, it->second);
+        auto conv = convertOnce(g, walk, n, v, want);
+        if (!conv)
+          return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " + llvm::Twine(i) +
+                      ": " + llvm::toString(conv.takeError()));
+        n->setOperand(i, *conv);
       }
       setResultShardings(*n, d);
       walk.record(*n, d);
@@ -73,6 +88,63 @@ public:
   }
 
 private:
+  /// (value, target sharding) -> the converted value, shared by every consumer that needs it.
+  std::map<std::pair<const Value *, std::string>, Value *> converted;
+
+  llvm::Expected<Value *> convertOnce(Graph &g, ShardingWalk &walk, Node *before, Value *v, const Sharding &want) {
+    auto key = std::make_pair(static_cast<const Value *>(v), shardingKey(want));
+    auto it = converted.find(key);
+    if (it != converted.end())
+      return it->second;
+    auto conv = convert(g, before, v, want);
+    if (!conv)
+      return conv.takeError();
+    walk.recordLike(*conv, v);
+    converted.emplace(key, *conv);
+    return *conv;
+  }
+
+  /// The distributed optimizer's gradients: `v` holds a pending sum over some axis that `n` wants reduced. If a
+  /// later user of `v` that writes operands (adamw on a parameter shard) wants `v` reduced AND split over that axis,
+  /// and gathering that split gives what `n` wants, the split is returned: the sum is then reduce-scattered once
+  /// (the update's shard) instead of all-reduced.
+  static std::optional<Sharding> updateShard(ShardingWalk &walk,
+                                             const llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> &users,
+                                             const Node *n, const Value *v, const Sharding &want) {
+    const Sharding &cur = v->getType().sharding;
+    if (!cur.hasPartial())
+      return std::nullopt;
+    auto it = users.find(v);
+    if (it == users.end())
+      return std::nullopt;
+    unsigned rank = v->getType().rank();
+    for (const Node *u : it->second) {
+      if (u == n || !writtenOperands(u->getKind()))
+        continue;
+      ShardingDecision du = walk.decide(*u);
+      for (unsigned j = 0; j < u->getNumOperands(); ++j) {
+        if (u->getOperand(j) != v)
+          continue;
+        Sharding shard = du.operands[j];
+        shard.canonicalize();
+        // Gathering the axes the shard newly splits over (whose sums it completes) must give `want`.
+        Sharding gathered = shard;
+        bool scatters = false;
+        for (unsigned d = 0; d < rank; ++d) {
+          auto axis = shard.dimAxis(d);
+          if (!axis || cur.dimAxis(d) == axis || !cur.partial[unsigned(*axis)] || shard.partial[unsigned(*axis)])
+            continue;
+          scatters = true;
+          gathered.setDimAxis(d, rank, std::nullopt);
+        }
+        gathered.canonicalize();
+        if (scatters && gathered == want)
+          return shard;
+      }
+    }
+    return std::nullopt;
+  }
+
   static Value *insert(Graph &g, Node *before, OpKind kind, Value *v, AttrDict attrs, const Sharding &s) {
     TensorType t = v->getType();
     t.sharding = s;
