@@ -39,6 +39,7 @@ public:
 
   llvm::Error run(Graph &g) override {
     converted.clear();
+    scattered.clear();
     unsigned index = 0;
     ShardingWalk walk(g.getMesh());
     auto users = g.computeUsers();
@@ -69,6 +70,7 @@ public:
             if (!conv)
               return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " +
                           llvm::Twine(i) + ": " + llvm::toString(conv.takeError()));
+            scattered[v] = *conv;
             n->setOperand(i, *conv);
             d = walk.decide(*n);
             i = unsigned(-1); // the decision changed: revisit every operand
@@ -91,7 +93,19 @@ private:
   /// (value, target sharding) -> the converted value, shared by every consumer that needs it.
   std::map<std::pair<const Value *, std::string>, Value *> converted;
 
+  /// A value reduce-scattered for an optimizer update -> the scattered value: later conversions start from it.
+  llvm::DenseMap<const Value *, Value *> scattered;
+
   llvm::Expected<Value *> convertOnce(Graph &g, ShardingWalk &walk, Node *before, Value *v, const Sharding &want) {
+    if (Value *s = scattered.lookup(v)) {
+      bool fewer = true; // the scattered value keeps no pending reduction that `want` lacks
+      for (unsigned a = 0; a < kNumMeshAxes; ++a)
+        fewer &= !s->getType().sharding.partial[a] || want.partial[a] == s->getType().sharding.partial[a];
+      if (fewer && s->getType().sharding != want)
+        v = s;
+      else if (fewer)
+        return s;
+    }
     auto key = std::make_pair(static_cast<const Value *>(v), shardingKey(want));
     auto it = converted.find(key);
     if (it != converted.end())
@@ -125,18 +139,21 @@ private:
       for (unsigned j = 0; j < u->getNumOperands(); ++j) {
         if (u->getOperand(j) != v)
           continue;
-        Sharding shard = du.operands[j];
-        shard.canonicalize();
-        // Gathering the axes the shard newly splits over (whose sums it completes) must give `want`.
-        Sharding gathered = shard;
+        const Sharding &target = du.operands[j];
+        // The reduce-scatter alone: `v` with the sums the update completes by splitting turned into those splits.
+        // Gathering them again must give `want`.
+        Sharding shard = cur, gathered = cur;
         bool scatters = false;
         for (unsigned d = 0; d < rank; ++d) {
-          auto axis = shard.dimAxis(d);
-          if (!axis || cur.dimAxis(d) == axis || !cur.partial[unsigned(*axis)] || shard.partial[unsigned(*axis)])
+          auto axis = target.dimAxis(d);
+          if (!axis || cur.dimAxis(d) || !cur.partial[unsigned(*axis)] || target.partial[unsigned(*axis)])
             continue;
           scatters = true;
-          gathered.setDimAxis(d, rank, std::nullopt);
+          shard.partial[unsigned(*axis)].reset();
+          shard.setDimAxis(d, rank, axis);
+          gathered.partial[unsigned(*axis)].reset();
         }
+        shard.canonicalize();
         gathered.canonicalize();
         if (scatters && gathered == want)
           return shard;
