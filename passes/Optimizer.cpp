@@ -8,6 +8,10 @@
 // Sharding later lays all of it out by the op rules: gradients are all-reduced over dp before they are used, and
 // the squared norms of tp-split gradients are summed over tp.
 //
+// distributed=true (megc --use-distributed-optimizer, ZeRO-1): each parameter, so its Adam state, is split over dp on
+// its first dim that no other axis splits and dp divides (else it stays whole); partition then gathers parameters
+// over dp where they are computed with and reduce-scatters their gradients for the update (passes/Sharding.h).
+//
 // fp16 loss scaling, when autodiff{loss_scale=S} seeded the backward with the state "loss_scale" (Megatron-LM's
 // MixedPrecisionOptimizer with its DynamicGradScaler):
 //   - found_inf = maximum over the parameters of nonfinite(grad): nonfinite's result is pending a max over EVERY

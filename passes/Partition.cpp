@@ -8,6 +8,10 @@
 //   replicated -> split          shard(axis, dim): keep the local block, no communication
 // A (value, target sharding) pair is converted once and shared by every consumer that needs it. Result shardings are
 // set from the same decision, so running sharding-propagation first is optional (it shows the analysis alone).
+// The distributed optimizer: where a later user that writes operands (adamw on a dp shard) wants a value's pending
+// sum reduce-scattered, an earlier reader that would all-reduce it is offered the shard first and takes it when its
+// rule accepts it (outputs, sum_squares, nonfinite): one reduce_scatter per gradient, no all_reduce; later
+// conversions of the value start from the shard.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Pass.h"
