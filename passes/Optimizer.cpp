@@ -51,10 +51,6 @@ public:
   llvm::Error run(Graph &g) override {
     if (!g.nodesOfKind(OpKind::AdamW).empty())
       return fail("the graph already has an optimizer");
-    struct Update {
-      Node *param;
-      Value *grad;
-    };
     std::vector<Update> updates;
     // The outputs by name, once (a findNamed per parameter made the pass quadratic in the model's layers).
     llvm::StringMap<Node *> outputs;
@@ -201,12 +197,17 @@ public:
   }
 
 private:
+  struct Update {
+    Node *param;
+    Value *grad;
+  };
+
   /// The distributed optimizer (ZeRO-1): each parameter (the fp32 master) is laid out split over dp on its first
   /// dim that no other mesh axis splits and that dp divides; its Adam states, made below with its type, follow. A
   /// parameter without such a dim stays replicated over dp (its gradient is all-reduced, as without the option).
   /// Nothing else is written here: partition derives the rest from the op rules (compute ops read parameters whole
   /// over dp: an all_gather; adamw updates the shard: its gradient is reduce-scattered).
-  template <typename Updates> llvm::Error distribute(Graph &g, const Updates &updates) {
+  static llvm::Error distribute(Graph &g, llvm::ArrayRef<Update> updates) {
     int64_t dp = g.getMesh().dp();
     if (dp == 1)
       return llvm::Error::success();

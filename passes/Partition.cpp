@@ -68,8 +68,12 @@ public:
             in.push_back(o->getType().sharding);
           in[i] = *shard;
           ShardingDecision alt = walk.decide(*n, in);
-          alt.operands[i].canonicalize();
-          if (alt.operands[i] == *shard) {
+          // Accepted: the reader keeps the shard's new splits (it may still complete other pending sums).
+          bool keeps = true;
+          for (unsigned d = 0; d < v->getType().rank(); ++d)
+            if (shard->dimAxis(d) && !v->getType().sharding.dimAxis(d))
+              keeps &= alt.operands[i].dimAxis(d) == shard->dimAxis(d);
+          if (keeps) {
             auto conv = convertOnce(g, walk, n, v, *shard);
             if (!conv)
               return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " +
@@ -102,13 +106,14 @@ private:
 
   llvm::Expected<Value *> convertOnce(Graph &g, ShardingWalk &walk, Node *before, Value *v, const Sharding &want) {
     if (Value *s = scattered.lookup(v)) {
-      bool fewer = true; // the scattered value keeps no pending reduction that `want` lacks
+      // Start from the shard unless `want` keeps a pending sum the reduce-scatter completed.
+      bool from = true;
       for (unsigned a = 0; a < kNumMeshAxes; ++a)
-        fewer &= !s->getType().sharding.partial[a] || want.partial[a] == s->getType().sharding.partial[a];
-      if (fewer && s->getType().sharding != want)
-        v = s;
-      else if (fewer)
+        from &= !(v->getType().sharding.partial[a] && !s->getType().sharding.partial[a] && want.partial[a]);
+      if (from && s->getType().sharding == want)
         return s;
+      if (from)
+        v = s;
     }
     auto key = std::make_pair(static_cast<const Value *>(v), shardingKey(want));
     auto it = converted.find(key);
@@ -124,8 +129,8 @@ private:
 
   /// The distributed optimizer's gradients: `v` holds a pending sum over some axis that `n` wants reduced. If a
   /// later user of `v` that writes operands (adamw on a parameter shard) wants `v` reduced AND split over that axis,
-  /// and gathering that split gives what `n` wants, the split is returned: the sum is then reduce-scattered once
-  /// (the update's shard) instead of all-reduced.
+  /// and `n` wants `v`'s layout (gathering that split), `v` with that sum turned into the split is returned (other
+  /// pending sums kept): the sum is then reduce-scattered once (the update's shard) instead of all-reduced.
   static std::optional<Sharding> updateShard(ShardingWalk &walk,
                                              const llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> &users,
                                              const Node *n, const Value *v, const Sharding &want) {
@@ -146,20 +151,25 @@ private:
         const Sharding &target = du.operands[j];
         // The reduce-scatter alone: `v` with the sums the update completes by splitting turned into those splits.
         // Gathering them again must give `want`.
-        Sharding shard = cur, gathered = cur;
+        // `want` must be that with (some of) the other pending sums completed.
+        Sharding shard = cur;
         bool scatters = false;
         for (unsigned d = 0; d < rank; ++d) {
           auto axis = target.dimAxis(d);
-          if (!axis || cur.dimAxis(d) || !cur.partial[unsigned(*axis)] || target.partial[unsigned(*axis)])
+          if (!axis || cur.dimAxis(d) || !cur.partial[unsigned(*axis)] || target.partial[unsigned(*axis)] ||
+              want.partial[unsigned(*axis)])
             continue;
           scatters = true;
           shard.partial[unsigned(*axis)].reset();
           shard.setDimAxis(d, rank, axis);
-          gathered.partial[unsigned(*axis)].reset();
         }
         shard.canonicalize();
-        gathered.canonicalize();
-        if (scatters && gathered == want)
+        bool gathers = scatters;
+        for (unsigned d = 0; d < rank; ++d)
+          gathers &= want.dimAxis(d) == cur.dimAxis(d);
+        for (unsigned a = 0; a < kNumMeshAxes; ++a)
+          gathers &= !want.partial[a] || want.partial[a] == shard.partial[a];
+        if (gathers)
           return shard;
       }
     }
