@@ -53,16 +53,13 @@ std::optional<MeshAxis> axisOf(const Node &n) {
   return axis ? ir::parseMeshAxis(*axis) : std::nullopt;
 }
 
-/// Whether `v` is a 16-bit copy of a parameter (mixed precision: a cast of a param, or of its dp all-gather under
-/// the distributed optimizer).
+/// Whether `v` is a 16-bit copy of a parameter (mixed precision: a cast of a param, or the dp all-gather of one
+/// under the distributed optimizer).
 bool isParamCopy(const ir::Value *v) {
-  const Node &n = *v->getDef();
-  if (n.getKind() != OpKind::Cast)
-    return false;
-  const Node *from = n.getOperand(0)->getDef();
-  if (from->getKind() == OpKind::AllGather)
-    from = from->getOperand(0)->getDef();
-  return from->getKind() == OpKind::Param;
+  const Node *n = v->getDef();
+  if (n->getKind() == OpKind::AllGather)
+    n = n->getOperand(0)->getDef();
+  return n->getKind() == OpKind::Cast && n->getOperand(0)->getDef()->getKind() == OpKind::Param;
 }
 
 /// Fills the 16-bit parameter copy and gradient figures: in all, and at the first node position where the live

@@ -72,7 +72,15 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
   //    the axis does not divide every dim the loop indexes. Replicated operands then take their block locally.
   llvm::SmallVector<std::optional<MeshAxis>, 6> loopAxis(numLoops), loopSoft(numLoops);
   llvm::SmallVector<bool, 6> loopBlocked(numLoops, false), loopAnchored(numLoops, false);
+  // Ops on parameters alone (the 16-bit casts of mixed precision, reshapes) keep a dp split: the gather then moves
+  // what the computation reads.
   bool gatherStorage = hints && !writtenOperands(n.getKind());
+  if (gatherStorage) {
+    bool parametersOnly = true;
+    for (unsigned i = 0; i < in.size(); ++i)
+      parametersOnly &= i < hints->anchored.size() && hints->anchored[i];
+    gatherStorage = !parametersOnly;
+  }
   for (unsigned i = 0; i < spec.operandDims.size(); ++i) {
     for (unsigned d = 0; d < spec.operandDims[i].size(); ++d) {
       int l = spec.operandDims[i][d];
@@ -84,7 +92,8 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
       if (!axis || mesh.size[unsigned(*axis)] == 1)
         continue;
       // A parameter split over dp (the distributed optimizer's storage of its shard) is read whole over dp by every
-      // op that writes no operand: the batch is what dp splits in the computation, so the split is gathered.
+      // op that writes no operand and also reads something else (an activation): the batch is what dp splits in
+      // the computation, so the split is gathered.
       if (*axis == MeshAxis::DP && gatherStorage && i < hints->anchored.size() && hints->anchored[i])
         continue;
       if (spec.loops[l] == Loop::Whole || (loopAxis[l] && *loopAxis[l] != *axis))

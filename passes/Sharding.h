@@ -45,8 +45,9 @@ struct ShardingHints {
 /// reduction, then loop order. A loop left without an axis takes its preferred axis (hints) when it is parallel,
 /// the axis is free and divides its dims. Pending reductions survive only where the op is linear in them;
 /// reduction loops over split dims turn into pending reductions of the result. An anchored operand split over dp
-/// (the distributed optimizer's parameter shard) splits no loop of an op that writes no operand: it is read whole
-/// over dp (gathered); only the optimizer's update (adamw) works on the shard.
+/// (the distributed optimizer's parameter shard) splits no loop of an op that writes no operand and reads anything
+/// not anchored: it is read whole over dp (gathered); ops on parameters alone (a cast) and the optimizer's update
+/// (adamw) work on the shard.
 ShardingDecision decideSharding(const ir::Node &n, llvm::ArrayRef<ir::Sharding> operandShardings,
                                 const ir::Mesh &mesh, const ShardingHints *hints = nullptr);
 /// decideSharding on the node's current operand shardings.
