@@ -8,6 +8,10 @@
 // Sharding later lays all of it out by the op rules: gradients are all-reduced over dp before they are used, and
 // the squared norms of tp-split gradients are summed over tp.
 //
+// distributed=true (megc --use-distributed-optimizer, ZeRO-1): each parameter, so its Adam state, is split over dp on
+// its first dim that no other axis splits and dp divides (else it stays whole); partition then gathers parameters
+// over dp where they are computed with and reduce-scatters their gradients for the update (passes/Sharding.h).
+//
 // fp16 loss scaling, when autodiff{loss_scale=S} seeded the backward with the state "loss_scale" (Megatron-LM's
 // MixedPrecisionOptimizer with its DynamicGradScaler):
 //   - found_inf = maximum over the parameters of nonfinite(grad): nonfinite's result is pending a max over EVERY
@@ -47,10 +51,6 @@ public:
   llvm::Error run(Graph &g) override {
     if (!g.nodesOfKind(OpKind::AdamW).empty())
       return fail("the graph already has an optimizer");
-    struct Update {
-      Node *param;
-      Value *grad;
-    };
     std::vector<Update> updates;
     // The outputs by name, once (a findNamed per parameter made the pass quadratic in the model's layers).
     llvm::StringMap<Node *> outputs;
@@ -66,6 +66,9 @@ public:
     }
     if (updates.empty())
       return fail("the graph has no parameters to optimize");
+    if (o.distributed)
+      if (auto err = distribute(g, updates))
+        return err;
 
     // fp16 loss scaling (autodiff{loss_scale} made the backward's seed the state "loss_scale"): the gradients are
     // scaled by it. The step then also needs the overflow flag and the count of applied updates (which a skipped
@@ -194,6 +197,37 @@ public:
   }
 
 private:
+  struct Update {
+    Node *param;
+    Value *grad;
+  };
+
+  /// The distributed optimizer (ZeRO-1): each parameter (the fp32 master) is laid out split over dp on its first
+  /// dim that no other mesh axis splits and that dp divides; its Adam states, made below with its type, follow. A
+  /// parameter without such a dim stays replicated over dp (its gradient is all-reduced, as without the option).
+  /// Nothing else is written here: partition derives the rest from the op rules (compute ops read parameters whole
+  /// over dp: an all_gather; adamw updates the shard: its gradient is reduce-scattered).
+  static llvm::Error distribute(Graph &g, llvm::ArrayRef<Update> updates) {
+    int64_t dp = g.getMesh().dp();
+    if (dp == 1)
+      return llvm::Error::success();
+    for (const auto &u : updates) {
+      TensorType t = u.param->getResult()->getType();
+      for (unsigned d = 0; d < t.rank(); ++d)
+        if (t.sharding.dimAxis(d) == MeshAxis::DP)
+          return fail("parameter '" + *u.param->getAttrs().getString("name") +
+                      "' is already split over dp (the distributed optimizer lays parameters out itself)");
+      for (unsigned d = 0; d < t.rank(); ++d) {
+        if (t.sharding.dimAxis(d) || t.shape[d] % dp != 0)
+          continue;
+        t.sharding.setDimAxis(d, t.rank(), MeshAxis::DP);
+        u.param->getResult()->setType(t);
+        break;
+      }
+    }
+    return llvm::Error::success();
+  }
+
   /// Megatron's DynamicGradScaler after the step (a fixed --loss-scale: factors of 1, the scale never changes), and
   /// the outputs the log reads: "loss_scale" (after the update, as Megatron logs it) and "found_inf" (1: skipped),
   /// and "inv_loss_scale" for --dump.

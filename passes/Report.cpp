@@ -53,10 +53,13 @@ std::optional<MeshAxis> axisOf(const Node &n) {
   return axis ? ir::parseMeshAxis(*axis) : std::nullopt;
 }
 
-/// Whether `v` is a 16-bit copy of a parameter (mixed precision: a cast of a param).
+/// Whether `v` is a 16-bit copy of a parameter (mixed precision: a cast of a param, or the dp all-gather of one
+/// under the distributed optimizer).
 bool isParamCopy(const ir::Value *v) {
-  const Node &n = *v->getDef();
-  return n.getKind() == OpKind::Cast && n.getOperand(0)->getDef()->getKind() == OpKind::Param;
+  const Node *n = v->getDef();
+  if (n->getKind() == OpKind::AllGather)
+    n = n->getOperand(0)->getDef();
+  return n->getKind() == OpKind::Cast && n->getOperand(0)->getDef()->getKind() == OpKind::Param;
 }
 
 /// Fills the 16-bit parameter copy and gradient figures: in all, and at the first node position where the live
@@ -147,6 +150,8 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
       r.paramElements += n.getResult()->getType().localNumElements(r.mesh);
       r.paramBytes += localBytes(*n.getResult(), r.mesh);
       r.totalParamElements += n.getResult()->getType().numElements();
+      ++(llvm::is_contained(n.getResult()->getType().sharding.dims, std::optional<MeshAxis>(MeshAxis::DP)) ? r.dpSplitParams
+                                                                                   : r.dpWholeParams);
       continue;
     case OpKind::State:
       (accumulators.contains(n.getResult()) ? r.accumulatorBytes : r.optimizerStateBytes) +=
@@ -212,6 +217,11 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
                      r.paramElements ? double(r.totalParamElements) / double(r.paramElements) : 0.0));
   line(llvm::formatv("gradient bytes per rank: {0}", r.gradientBytes));
   line(llvm::formatv("optimizer state bytes per rank: {0}", r.optimizerStateBytes));
+  if (r.dpSplitParams)
+    line(llvm::formatv("distributed optimizer: {0} of {1} parameters (fp32 masters and Adam states) split over dp = "
+                       "{2}, their gradients reduce-scattered and the parameters all-gathered; {3} whole (no dim "
+                       "that dp divides and no other axis splits: gradients all-reduced)",
+                       r.dpSplitParams, r.dpSplitParams + r.dpWholeParams, r.mesh.dp(), r.dpWholeParams));
   if (r.microBatches > 1)
     line(llvm::formatv("gradient accumulation: {0} micro-batches per step, fp32 accumulator bytes per rank: {1} "
                        "(the body's FLOPs and collectives below count {0} times)",

@@ -84,6 +84,8 @@ struct PlanReport {
   int64_t totalParamElements = 0;            ///< global, every parameter once
   int64_t gradientBytes = 0;                 ///< per rank
   int64_t optimizerStateBytes = 0;           ///< per rank
+  /// The distributed optimizer: parameters (masters, with their Adam states) split over dp, and those left whole.
+  int64_t dpSplitParams = 0, dpWholeParams = 0;
   /// Gradient accumulation (passes/GradAccum.cpp): micro-batches per step and the fp32 accumulators per rank.
   int64_t microBatches = 1, accumulatorBytes = 0;
   MemoryPlanStats memory;
@@ -106,6 +108,7 @@ llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings 
 ///   parameters per rank: 1043549184 (of 8317040640: 1/7.970)
 ///   gradient bytes per rank: ...
 ///   optimizer state bytes per rank: ...
+///   distributed optimizer: ... of ... parameters split over dp ... (only when some parameter is split over dp)
 ///   arena bytes per rank: ...
 ///   16-bit parameter copy bytes per rank: ... (mixed precision only)
 ///   fp32 master parameter bytes per rank: ... (mixed precision only)

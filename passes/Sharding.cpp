@@ -72,6 +72,15 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
   //    the axis does not divide every dim the loop indexes. Replicated operands then take their block locally.
   llvm::SmallVector<std::optional<MeshAxis>, 6> loopAxis(numLoops), loopSoft(numLoops);
   llvm::SmallVector<bool, 6> loopBlocked(numLoops, false), loopAnchored(numLoops, false);
+  // Ops on parameters alone (the 16-bit casts of mixed precision, reshapes) keep a dp split: the gather then moves
+  // what the computation reads.
+  bool gatherStorage = hints && !writtenOperands(n.getKind());
+  if (gatherStorage) {
+    bool parametersOnly = true;
+    for (unsigned i = 0; i < in.size(); ++i)
+      parametersOnly &= i < hints->anchored.size() && hints->anchored[i];
+    gatherStorage = !parametersOnly;
+  }
   for (unsigned i = 0; i < spec.operandDims.size(); ++i) {
     for (unsigned d = 0; d < spec.operandDims[i].size(); ++d) {
       int l = spec.operandDims[i][d];
@@ -81,6 +90,11 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
         loopSoft[l] = hints->soft[i][d];
       std::optional<MeshAxis> axis = in[i].dimAxis(d);
       if (!axis || mesh.size[unsigned(*axis)] == 1)
+        continue;
+      // A parameter split over dp (the distributed optimizer's storage of its shard) is read whole over dp by every
+      // op that writes no operand and also reads something else (an activation): the batch is what dp splits in
+      // the computation, so the split is gathered.
+      if (*axis == MeshAxis::DP && gatherStorage && i < hints->anchored.size() && hints->anchored[i])
         continue;
       if (spec.loops[l] == Loop::Whole || (loopAxis[l] && *loopAxis[l] != *axis))
         loopBlocked[l] = true;
@@ -209,6 +223,13 @@ ShardingDecision meg::passes::decideSharding(const Node &n, const Mesh &mesh, co
 }
 
 ShardingDecision ShardingWalk::decide(const Node &n) {
+  llvm::SmallVector<Sharding, 4> in;
+  for (Value *v : n.getOperands())
+    in.push_back(v->getType().sharding);
+  return decide(n, in);
+}
+
+ShardingDecision ShardingWalk::decide(const Node &n, llvm::ArrayRef<Sharding> in) {
   ShardingHints hints;
   hints.preferences = preferences;
   hints.preferShape = preferShape;
@@ -217,7 +238,7 @@ ShardingDecision ShardingWalk::decide(const Node &n) {
     auto it = soft.find(v);
     hints.soft.push_back(it == soft.end() ? SoftSplit() : it->second);
   }
-  return decideSharding(n, mesh, &hints);
+  return decideSharding(n, in, mesh, &hints);
 }
 
 void ShardingWalk::record(const Node &n, const ShardingDecision &d) {

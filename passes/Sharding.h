@@ -44,7 +44,10 @@ struct ShardingHints {
 /// index); where two loops want the same axis, the one an anchored operand splits wins, then a parallel loop over a
 /// reduction, then loop order. A loop left without an axis takes its preferred axis (hints) when it is parallel,
 /// the axis is free and divides its dims. Pending reductions survive only where the op is linear in them;
-/// reduction loops over split dims turn into pending reductions of the result.
+/// reduction loops over split dims turn into pending reductions of the result. An anchored operand split over dp
+/// (the distributed optimizer's parameter shard) splits no loop of an op that writes no operand and reads anything
+/// not anchored: it is read whole over dp (gathered); ops on parameters alone (a cast) and the optimizer's update
+/// (adamw) work on the shard.
 ShardingDecision decideSharding(const ir::Node &n, llvm::ArrayRef<ir::Sharding> operandShardings,
                                 const ir::Mesh &mesh, const ShardingHints *hints = nullptr);
 /// decideSharding on the node's current operand shardings.
@@ -59,6 +62,8 @@ public:
   explicit ShardingWalk(const ir::Mesh &mesh) : mesh(mesh) {}
   /// The decision for `n` on its current operand shardings.
   ShardingDecision decide(const ir::Node &n);
+  /// The decision for `n` if its operands had the shardings `in` (one per operand).
+  ShardingDecision decide(const ir::Node &n, llvm::ArrayRef<ir::Sharding> in);
   /// Records what `n`'s results are (after the caller set their shardings from `d`).
   void record(const ir::Node &n, const ShardingDecision &d);
   /// Records a value the caller inserted (a collective): it is what `from` is.

@@ -152,6 +152,15 @@ llvm::Error Session::withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
     return use([&](ShardKind kind, int r, size_t i, llvm::MutableArrayRef<float> out) { readShard(kind, r, i, out); });
   assert(hosted.size() == 1 && "a process hosts every rank or one");
   int me = hosted[0], tp = plans[0].meshTp;
+  // Tensors split over dp (the distributed optimizer's masters and states, and their gradients) differ between dp
+  // groups: then every rank sends, as with replicas.
+  for (int r = tp; r < world() && !replicas; ++r)
+    for (ShardKind kind : kinds) {
+      const std::vector<PlanParam> &list = shardList(plans[size_t(r)], kind);
+      const std::vector<PlanParam> &first = shardList(plans[size_t(r % tp)], kind);
+      for (size_t i = 0; i < list.size() && i < first.size() && !replicas; ++i)
+        replicas = list[i].offset != first[i].offset || list[i].shape != first[i].shape;
+    }
   // Rank 0's shards are the root's own; without replicas only dp group 0 sends.
   auto sends = [&](int r) { return r != 0 && (replicas || plans[size_t(r)].dpRank() == 0); };
   auto shardCount = [&](int r) {

@@ -75,7 +75,8 @@ public:
   llvm::Error saveGradients(llvm::StringRef path);
   /// Collective. Gathers every rank's shards of `kinds` to the root and calls `use` there (only there) with a getter
   /// of any rank's shard. `replicas` false: only dp rank 0's shards travel, the getter hands a dp replica the
-  /// shard of the same tp rank of dp group 0 (replicated parameters and all-reduced gradients are identical).
+  /// shard of the same tp rank of dp group 0 (replicated parameters and all-reduced gradients are identical),
+  /// unless some shard differs between dp groups (split over dp: the distributed optimizer), then every rank sends.
   llvm::Error withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
                          llvm::function_ref<llvm::Error(ShardGetter get)> use);
   /// Collective. The full (unsharded) f32 output `name` of the last run, assembled from every rank's shard, on every

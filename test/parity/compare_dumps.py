@@ -3,6 +3,8 @@
 
   compare_dumps.py dumps A B [--rtol 1e-5]   loss.json and every tensor of grads.safetensors
   compare_dumps.py logs A.jsonl B.jsonl [--rtol 1e-5]   the loss of every step
+  compare_dumps.py logs A.jsonl B.jsonl --atol 1e-6      the same, absolute: |a - b| <= atol
+  compare_dumps.py weights A.safetensors B.safetensors --atol 1e-6   every tensor elementwise, absolute
 
 Errors: loss |a - b| / |b|; gradients per tensor, norm-wise ||a - b||_2 / max(||b||_2, sqrt(numel) * rms(all of
 B's gradient elements)) -- the measure test/parity/hf_reference.py uses, for the reason given there (elementwise
@@ -70,27 +72,55 @@ def compare_dumps(a, b, rtol):
     return ok
 
 
-def compare_logs(a, b, rtol):
+def compare_logs(a, b, rtol, atol=None):
     la = [json.loads(line)["loss"] for line in open(a) if line.strip()]
     lb = [json.loads(line)["loss"] for line in open(b) if line.strip()]
     if len(la) != len(lb) or not la:
         fail(f"the logs have {len(la)} and {len(lb)} steps")
-    errs = [abs(x - y) / max(abs(y), 1e-30) for x, y in zip(la, lb)]
+    if atol is None:
+        errs = [abs(x - y) / max(abs(y), 1e-30) for x, y in zip(la, lb)]
+    else:
+        errs = [abs(x - y) for x, y in zip(la, lb)]
     worst = max(range(len(errs)), key=lambda i: errs[i])
-    ok = errs[worst] <= rtol
-    print(f"trajectory {'ok' if ok else 'FAIL'}: {len(la)} steps, max rel_err {errs[worst]:.3e} at step {worst + 1} "
-          f"(first {lb[0]:.6f}, last {lb[-1]:.6f})")
+    ok = errs[worst] <= (rtol if atol is None else atol)
+    print(f"trajectory {'ok' if ok else 'FAIL'}: {len(la)} steps, max {'rel' if atol is None else 'abs'}_err "
+          f"{errs[worst]:.3e} at step {worst + 1} (first {lb[0]:.6f}, last {lb[-1]:.6f})")
+    return ok
+
+
+def compare_weights(a, b, atol):
+    wa, wb = read_safetensors(a), read_safetensors(b)
+    if set(wa) != set(wb):
+        fail(f"tensor names differ: only in A {sorted(set(wa) - set(wb))}, only in B {sorted(set(wb) - set(wa))}")
+    worst, worst_name = 0.0, ""
+    for name in sorted(wb):
+        x, y = wa[name].astype(np.float64), wb[name].astype(np.float64)
+        if x.shape != y.shape:
+            fail(f"tensor {name}: shape {list(x.shape)} vs {list(y.shape)}")
+        err = float(np.max(np.abs(x - y))) if y.size else 0.0
+        if err > worst:
+            worst, worst_name = err, name
+    ok = worst <= atol
+    print(f"weights {'ok' if ok else 'FAIL'}: {len(wb)} tensors, max abs_err {worst:.3e} ({worst_name})")
     return ok
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["dumps", "logs"])
+    p.add_argument("kind", choices=["dumps", "logs", "weights"])
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=None)
     args = p.parse_args()
-    ok = compare_dumps(args.a, args.b, args.rtol) if args.kind == "dumps" else compare_logs(args.a, args.b, args.rtol)
+    if args.kind == "weights":
+        if args.atol is None:
+            fail("weights needs --atol")
+        ok = compare_weights(args.a, args.b, args.atol)
+    elif args.kind == "dumps":
+        ok = compare_dumps(args.a, args.b, args.rtol)
+    else:
+        ok = compare_logs(args.a, args.b, args.rtol, args.atol)
     sys.exit(0 if ok else 1)
 
 

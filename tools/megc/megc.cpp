@@ -6,7 +6,7 @@
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
 //        [--bf16 | --fp16 [--initial-loss-scale S --min-loss-scale M --loss-scale-window W --hysteresis H |
 //                          --loss-scale S]]
-//        [--global-batch-size G] [--sequence-parallel]
+//        [--global-batch-size G] [--sequence-parallel] [--use-distributed-optimizer]
 //   megc verify PLAN_DIR   (tools/megc/VerifyCommand.h: the plan set loads and its collective order is proven)
 //
 // A .json input is a model description (frontend), as is a Hugging Face model folder (its config.json); anything
@@ -149,6 +149,11 @@ cl::opt<bool> sequenceParallel(
     cl::desc("Sequence parallelism (Korthikanti et al. 2022): LayerNorms, dropout and residual adds on s/tp tokens, "
              "reduce-scatter / all-gather around the tp GEMMs instead of all-reduces (strategy megatron-sp)"),
     cl::cat(optCategory));
+cl::opt<bool> useDistributedOptimizer(
+    "use-distributed-optimizer",
+    cl::desc("ZeRO-1 (Megatron's distributed optimizer): fp32 masters and Adam state split over dp, gradients "
+             "reduce-scattered, parameters all-gathered (optimizer{distributed=true}; dp = 1: no change)"),
+    cl::cat(optCategory));
 cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch"), cl::aliasopt(microBatch));
 cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
 
@@ -169,6 +174,7 @@ passes::OptimizerOptions optimizerOptions() {
   o.hysteresis = hysteresis;
   o.minLossScale = minLossScale;
   o.dynamicLossScale = !fixedLossScale.getNumOccurrences();
+  o.distributed = useDistributedOptimizer;
   return o;
 }
 
@@ -309,6 +315,8 @@ llvm::Error checkFlags(bool isModel) {
     return makeError("--global-batch-size must be positive (got " + llvm::Twine(int(globalBatchSize)) + ")");
   if (globalBatchSize.getNumOccurrences() && mode != "train")
     return makeError("--global-batch-size needs --mode train (gradient accumulation)");
+  if (useDistributedOptimizer && mode != "train")
+    return makeError("--use-distributed-optimizer needs --mode train (it lays out the optimizer state)");
   if (seqLen.getNumOccurrences() && seqLen < 1)
     return makeError("--seq must be positive (got " + llvm::Twine(int(seqLen)) + ")");
   if (vocabDivisibleBy.getNumOccurrences() && vocabDivisibleBy < 1)
@@ -327,7 +335,8 @@ llvm::Error checkFlags(bool isModel) {
                                 static_cast<const cl::Option *>(&seqLen), static_cast<const cl::Option *>(&mode),
                                 static_cast<const cl::Option *>(&vocabDivisibleBy),
                                 static_cast<const cl::Option *>(&recomputeGranularity),
-                                static_cast<const cl::Option *>(&globalBatchSize)})
+                                static_cast<const cl::Option *>(&globalBatchSize),
+                                static_cast<const cl::Option *>(&useDistributedOptimizer)})
       if (o->getNumOccurrences())
         return makeError("--" + o->ArgStr + " applies only to a model description (.json input)");
   if (bf16 && fp16)
