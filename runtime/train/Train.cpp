@@ -176,6 +176,9 @@ llvm::Error Trainer::checkResume(std::vector<LoadedPlan> &plans, std::optional<C
   if (options.steps < firstStep && options.mode == TrainOptions::Mode::Train)
     return error(
         llvm::formatv("--steps {0}: checkpoint {1} is already at step {2}", options.steps, options.resume, firstStep));
+  if (!options.dumpActivations.empty() && options.dumpActivationsStep <= firstStep)
+    return error(llvm::formatv("--dump-activations-step {0}: checkpoint {1} is already at step {2}",
+                               options.dumpActivationsStep, options.resume, firstStep));
   resumeFrom = std::move(*loaded);
   return llvm::Error::success();
 }
