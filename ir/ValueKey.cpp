@@ -28,7 +28,7 @@ ValueKeys::ValueKeys(const Graph &g) {
     llvm::raw_string_ostream os(text);
     os << n.getName() << '{';
     for (const auto &[key, value] : n.getAttrs()) {
-      if (key == "arena" || key == "shape")
+      if (key == "arena" || key == "shape" || key == "recompute")
         continue;
       os << key << '=';
       printAttrValue(os, value);
@@ -46,16 +46,16 @@ ValueKeys::ValueKeys(const Graph &g) {
       std::string key;
       llvm::raw_string_ostream ks(key);
       ks << n.getName() << ':' << llvm::format_hex_no_prefix(llvm::xxHash64(one) >> 16, 12);
-      if (k > 1)
-        ks << '#' << k;
       const Value *v = n.getResult(r);
-      own[v] = ks.str();
+      // Consumers of a clone see the original's key: what reads a recomputed value is keyed as without recompute.
+      std::string base = ks.str();
+      own[v] = k > 1 ? base + "#" + std::to_string(k) : base;
       if (isKeyTransparent(n.getKind())) {
         unsigned from = hasResultPerOperand(n.getKind()) ? r : 0;
         auto it = from < n.getNumOperands() ? seen.find(n.getOperand(from)) : seen.end();
-        seen[v] = it == seen.end() ? own[v] : it->second;
+        seen[v] = it == seen.end() ? base : it->second;
       } else {
-        seen[v] = own[v];
+        seen[v] = base;
       }
     }
   }

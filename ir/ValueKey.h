@@ -6,14 +6,16 @@
 // such a name: the collectives partition inserts shift every later number.
 //
 // The key of a node's result is `<op>:<12 hex digits>`, the digits a hash (xxHash64) of the op, its attributes
-// except `arena` (the memory plan's) and `shape` (a global shape, which vocabulary padding changes with tp), the
-// result index, and its operands' keys as their consumers see them. Parameters, inputs and optimizer states are
+// except `arena` (the memory plan's), `recompute` (a clone's layer) and `shape` (a global shape, which vocabulary
+// padding changes with tp), the result index, and its operands' keys as their consumers see them. Parameters,
+// inputs and optimizer states are
 // keyed by their names (`param:<name>`, `input:<name>`, `state:<name>`). Mesh- and precision-dependent nodes are
 // transparent to their consumers: the key a consumer sees for a result of a collective (all_reduce, all_gather,
 // reduce_scatter, all_reduce_bucket, shard), a cast or a mask_padding (vocabulary padding) is the key of the
 // corresponding operand; these nodes' own results still get a key of their own (so they are dumped, and match only
 // the same node in another compile). Nodes that compute the same thing from the same operands (a recomputed
-// layer's clones) share a hash; the second and later in program order get `#2`, `#3`, ... appended.
+// layer's clones) share a hash; the second and later in program order get `#2`, `#3`, ... appended, and their
+// consumers see the first one's key (so the backward of a recomputed layer is keyed as without recompute).
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_IR_VALUEKEY_H

@@ -71,6 +71,9 @@ TEST(ValueKey, DifferentComputationsDifferentKeys) {
   %d = scale(%a) {factor = 2.0} : f32[2,4]
   %e = scale(%a) {factor = 3.0} : f32[2,4]
   %f = scale(%c) {factor = 2.0} : f32[2,4]
+  %g = select(%x) {dim = 1, index = 1, recompute = 0} : f32[2,4]
+  %h = exp(%g) {} : f32[2,4]
+  %i = exp(%b) {} : f32[2,4]
   output(%f) {name = "f"}
 })");
   ASSERT_TRUE(g);
@@ -82,6 +85,10 @@ TEST(ValueKey, DifferentComputationsDifferentKeys) {
   EXPECT_EQ(c, a + "#2");
   EXPECT_NE(keyOf(*g, k, OpKind::Scale, 0), keyOf(*g, k, OpKind::Scale, 1));
   EXPECT_NE(keyOf(*g, k, OpKind::Scale, 0), keyOf(*g, k, OpKind::Scale, 2));
+  // A recompute clone (`recompute` is not hashed) is a duplicate, and what reads it is keyed as what reads the
+  // original: %h and %i compute the same.
+  EXPECT_EQ(keyOf(*g, k, OpKind::Select, 3), b + "#2");
+  EXPECT_EQ(keyOf(*g, k, OpKind::Exp, 0) + "#2", keyOf(*g, k, OpKind::Exp, 1));
 }
 
 TEST(ValueKey, ExternalValuesByName) {
