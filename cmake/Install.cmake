@@ -4,7 +4,7 @@
 #   find_package(meg REQUIRED CONFIG)
 #   target_link_libraries(app PRIVATE meg::ir meg::train)
 # Exported targets are the library names without `meg_` in the namespace `meg::` (meg_ir -> meg::ir, meg_train ->
-# meg::train); the tools are imported executables (meg::megc, meg::megrun, meg::megdata). Included once, last, from
+# meg::train); the tools are imported executables (meg::megc, meg::megrun, meg::megdata, meg::megdiff). Included once, last, from
 # the top-level CMakeLists.txt, when every target exists.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -19,7 +19,7 @@ set(MEG_INSTALL_LIBRARIES meg_llvm meg_kernels_cpu meg_ir meg_plan_schema meg_pl
 if(MEG_ENABLE_CUDA)
   list(APPEND MEG_INSTALL_LIBRARIES meg_cuda_libs meg_kernels_cuda meg_cuda_precision meg_backend_cuda)
 endif()
-set(MEG_INSTALL_TOOLS megc megrun megdata)
+set(MEG_INSTALL_TOOLS megc megrun megdata megdiff)
 
 foreach(lib ${MEG_INSTALL_LIBRARIES})
   string(REGEX REPLACE "^meg_" "" exportName ${lib})

@@ -11,6 +11,7 @@
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
 #include "ir/Printer.h"
+#include "ir/ValueKey.h"
 
 #include "runtime/plan/CollectiveOrder.h"
 #include "runtime/plan/plan_generated.h"
@@ -208,8 +209,14 @@ private:
       index = (*def.getAttrs().getInts("arena"))[v.getIndex()];
     }
     Shard s = shard(v.getType());
+    std::vector<uint8_t> partial;
+    if (v.getType().sharding.hasPartial())
+      for (unsigned a = 0; a < ir::kNumMeshAxes; ++a) {
+        auto kind = v.getType().sharding.partialOver(ir::MeshAxis(a));
+        partial.push_back(!kind ? 0 : *kind == ir::ReduceKind::Sum ? 1 : 2);
+      }
     return plan::CreateTensorRefDirect(fbb, storage, index, toPlan(v.getType().dtype), &s.local, &s.global,
-                                       &s.offset);
+                                       &s.offset, partial.empty() ? nullptr : &partial);
   }
 
   fb::Offset<plan::Attr> lowerAttr(const std::string &key, const ir::AttrValue &value) {
@@ -246,8 +253,12 @@ private:
     for (unsigned r = 0; r < n.getNumResults(); ++r)
       results.push_back(tensorRef(*n.getResult(r)));
     std::string value = n.getNumResults() ? "%" + std::to_string(numbering.lookup(n.getResult(0))) : "";
+    std::vector<fb::Offset<fb::String>> resultKeys;
+    for (unsigned r = 0; r < n.getNumResults(); ++r)
+      resultKeys.push_back(fbb.CreateString(keys.lookup(n.getResult(r)).str()));
     return plan::CreateStepDirect(fbb, n.getName().str().c_str(), &attrs, &operands, &results, irLineOfNode(index),
-                                  phaseOf(n), value.empty() ? nullptr : value.c_str());
+                                  phaseOf(n), value.empty() ? nullptr : value.c_str(),
+                                  resultKeys.empty() ? nullptr : &resultKeys);
   }
 
   const ir::Graph &g;
@@ -260,6 +271,7 @@ private:
   llvm::DenseSet<const Node *> oncePerStep;
   fb::FlatBufferBuilder fbb;
   ir::ValueNumbering numbering{g}; ///< the `%N` names of megc --emit ir, for the steps' `value`
+  ir::ValueKeys keys{g};           ///< mesh-independent names, for the steps' `keys`
 };
 
 /// Whether `dir` holds nothing but regular *.megplan files.

@@ -98,6 +98,10 @@ public:
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     std::memcpy(bytes.data(), resolve(slot), bytes.size());
   }
+  void writeTensor(const TensorSlot &slot, llvm::ArrayRef<uint8_t> bytes) override {
+    assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
+    std::memcpy(resolve(slot), bytes.data(), bytes.size());
+  }
 
 private:
   uint8_t *resolve(const TensorSlot &slot) const {

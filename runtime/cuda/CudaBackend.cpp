@@ -20,6 +20,7 @@
 #include "runtime/comm/CudaCommunicator.h"
 #include "runtime/cuda/CudaGraph.h"
 #include "runtime/cuda/CudaOps.h"
+#include "runtime/exec/FaultInjection.h"
 #include "runtime/exec/Widen.h"
 
 #include "kernels/cuda/Kernels.h"
@@ -154,6 +155,10 @@ public:
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
+  }
+  void writeTensor(const TensorSlot &slot, llvm::ArrayRef<uint8_t> bytes) override {
+    assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
+    upload(resolve(slot), bytes.data(), bytes.size(), "tensor");
   }
 
 private:
@@ -309,7 +314,9 @@ llvm::Error CudaBackend::runSteps(const LoadedPlan &p, const StepContext &ctx, C
   bool replay = false;
   // Captured: a whole training step (not a micro-batch's part of one), of a plan without host round trips (loss
   // scaling reads its step count and overflow flag back: runtime/cuda/OptimizerOps.cpp).
-  if (place.cudaGraphs && !ctx.evaluation && ctx.part == StepContext::Part::All && !p.findOutput("loss_scale")) {
+  // Not while a step observer or a test perturbation reads or writes tensors between the steps.
+  if (place.cudaGraphs && !ctx.evaluation && ctx.part == StepContext::Part::All && !p.findOutput("loss_scale") &&
+      !ctx.observer && !perturbationAsked()) {
     if (!graph.captured()) {
       // The first training run is the warm-up: lazily created state (communicator events) exists before capture.
       replay = trainingRuns++ > 0;

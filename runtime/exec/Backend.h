@@ -23,6 +23,17 @@ namespace meg::runtime {
 
 class Communicator;
 
+class Backend;
+
+/// Sees every step Backend::runSteps runs (megrun --dump-activations: runtime/train/ActivationCapture.h).
+class StepObserver {
+public:
+  virtual ~StepObserver();
+  /// Called on rank `rank`'s thread after its step `index` ran on `backend`, whose readTensor then reads the step's
+  /// results. An error stops the run.
+  virtual llvm::Error afterStep(int rank, size_t index, Backend &backend) = 0;
+};
+
 /// What one execution of the step list needs besides the tensors.
 struct StepContext {
   uint64_t seed = 0;   ///< the run's seed (Philox key of dropout masks)
@@ -38,6 +49,8 @@ struct StepContext {
   /// Which steps Executor::run runs: all in order, the per-micro-batch body, or the once-per-step update.
   enum class Part : uint8_t { All, Body, Update };
   Part part = Part::All;
+  /// Called after each step that runs (not owned; null: none). The CUDA backend then runs the steps one by one.
+  StepObserver *observer = nullptr;
 };
 
 class Backend {
@@ -66,6 +79,8 @@ public:
   virtual llvm::Error runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm);
   /// Copies a tensor (after the steps that write it have run) into `bytes` (slot.bytes() of them).
   virtual void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) = 0;
+  /// Overwrites a tensor with `bytes` (slot.bytes() of them), for the test perturbation of FaultInjection.h.
+  virtual void writeTensor(const TensorSlot &slot, llvm::ArrayRef<uint8_t> bytes) = 0;
 
   /// The communicators of a mesh of meshDp x meshTp ranks all hosted by this process as threads: peers[r] runs
   /// rank r, every peer is of this backend's kind and this backend is one of them. The CPU's pass buffers through

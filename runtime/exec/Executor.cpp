@@ -9,6 +9,7 @@ using namespace meg;
 using namespace meg::runtime;
 
 Backend::~Backend() = default;
+StepObserver::~StepObserver() = default;
 
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
 Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
@@ -41,6 +42,11 @@ llvm::Error Backend::runSteps(const LoadedPlan &plan, const StepContext &ctx, Co
       comm.watch().clearLabel();
     if (err)
       return err;
+    if (auto err = perturbResult(plan, i, *this))
+      return err;
+    if (ctx.observer)
+      if (auto err = ctx.observer->afterStep(plan.rank, i, *this))
+        return err;
   }
   return llvm::Error::success();
 }

@@ -1,5 +1,8 @@
 //===- FaultInjection.cpp - test-only faults of one rank -----------------------===//
 #include "runtime/exec/FaultInjection.h"
+#include "runtime/exec/OpArgs.h"
+
+#include "kernels/Half.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
@@ -7,7 +10,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 using namespace meg::runtime;
 
@@ -37,7 +42,72 @@ Fault parseFault() {
   return f;
 }
 
+struct Perturbation {
+  bool asked = false, malformed = false;
+  std::string name;
+  float delta = 1e-3f;
+};
+
+Perturbation parsePerturbation() {
+  Perturbation p;
+  const char *text = std::getenv("MEG_TEST_PERTURB");
+  if (!text || !*text)
+    return p;
+  p.asked = true;
+  auto [name, delta] = llvm::StringRef(text).split(',');
+  double d = p.delta;
+  p.name = name.str();
+  p.malformed = name.empty() || (!delta.empty() && delta.getAsDouble(d)) || !(d == d);
+  p.delta = float(d);
+  return p;
+}
+
+const Perturbation &perturbation() {
+  static const Perturbation p = parsePerturbation();
+  return p;
+}
+
 } // namespace
+
+bool meg::runtime::perturbationAsked() { return perturbation().asked; }
+
+llvm::Error meg::runtime::perturbResult(const LoadedPlan &plan, size_t step, Backend &backend) {
+  const Perturbation &p = perturbation();
+  if (!p.asked)
+    return llvm::Error::success();
+  auto fail = [](const llvm::Twine &what) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "MEG_TEST_PERTURB: " + what);
+  };
+  if (p.malformed)
+    return fail("expected NAME or NAME,DELTA (a value's key or %N, a finite number)");
+  auto computes = [&](const PlanStep &s, size_t r) {
+    return (r < s.keys.size() && s.keys[r] == p.name) || (r == 0 && s.value == p.name);
+  };
+  if (step == 0) {
+    bool found = false;
+    for (const PlanStep &s : plan.steps)
+      for (size_t r = 0; r < s.results.size(); ++r)
+        found |= computes(s, r);
+    if (!found)
+      return fail(plan.path + ": no step computes '" + p.name + "'");
+  }
+  const PlanStep &s = plan.steps[step];
+  std::vector<uint8_t> bytes;
+  for (size_t r = 0; r < s.results.size(); ++r) {
+    const TensorSlot &slot = s.results[r];
+    if (!computes(s, r))
+      continue;
+    if (slot.dtype == DType::I32)
+      return fail(plan.path + ": '" + p.name + "' is an i32 tensor");
+    bytes.resize(size_t(slot.bytes()));
+    backend.readTensor(slot, bytes);
+    kernels::Elem elem = elemOf(slot.dtype);
+    for (int64_t i = 0; i < slot.numel(); ++i)
+      kernels::storeFromFloat(bytes.data(), elem, i, kernels::loadAsFloat(bytes.data(), elem, i) + p.delta);
+    backend.writeTensor(slot, bytes);
+  }
+  return llvm::Error::success();
+}
 
 llvm::Error meg::runtime::injectFault(int rank, size_t step) {
   static const Fault fault = parseFault();

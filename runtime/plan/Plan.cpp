@@ -216,6 +216,16 @@ bool Decoder::decodeRef(const fb::TensorRef *r, TensorSlot &slot, const llvm::Tw
   slot.offset = r->offset() ? ints(r->offset()) : Shape(slot.shape.size(), 0);
   if (!checkShard(slot.shape, slot.globalShape, slot.offset, what))
     return false;
+  slot.partial = {};
+  if (auto *partial = r->partial()) {
+    if (partial->size() > slot.partial.size())
+      return fail(what + ": partial names " + llvm::Twine(partial->size()) + " mesh axes");
+    for (unsigned a = 0; a < partial->size(); ++a) {
+      if (partial->Get(a) > uint8_t(PartialKind::Max))
+        return fail(what + ": invalid partial reduction " + llvm::Twine(int(partial->Get(a))));
+      slot.partial[a] = PartialKind(partial->Get(a));
+    }
+  }
 
   auto checkTarget = [&](llvm::ArrayRef<int64_t> shape, DType dtype, const llvm::Twine &kind, size_t index) {
     if (llvm::ArrayRef<int64_t>(slot.shape) != shape || slot.dtype != dtype)
@@ -381,6 +391,13 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   step.line = s.line();
   if (s.value())
     step.value = s.value()->str();
+  if (auto *keys = s.keys()) {
+    if (keys->size() != step.results.size())
+      return fail(label + ": " + llvm::Twine(keys->size()) + " result keys for " + llvm::Twine(step.results.size()) +
+                  " results");
+    for (const flatbuffers::String *key : *keys)
+      step.keys.push_back(key ? key->str() : std::string());
+  }
   out.steps.push_back(std::move(step));
   return true;
 }

@@ -18,6 +18,7 @@
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ using Shape = llvm::SmallVector<int64_t, 4>;
 int64_t numElements(llvm::ArrayRef<int64_t> shape);
 
 /// One tensor as this rank holds it (plan.fbs TensorRef), decoded.
+/// A pending reduction of a tensor over a mesh axis (plan.fbs TensorRef.partial).
+enum class PartialKind : uint8_t { None = 0, Sum = 1, Max = 2 };
+
 struct TensorSlot {
   Storage storage = Storage::Arena;
   int64_t index = 0; ///< Arena: byte offset; Param/Grad/Input: index into params/inputs; OptState: slot
@@ -48,6 +52,9 @@ struct TensorSlot {
   Shape shape;       ///< local
   Shape globalShape; ///< same rank as shape
   Shape offset;      ///< global index of the first local element per dim
+  /// A pending reduction over each mesh axis (dp, tp): the global tensor is the sum (max) of the ranks' tensors
+  /// along that axis (IR `partial(axis, sum|max)`).
+  std::array<PartialKind, 2> partial{};
   int64_t numel() const { return numElements(shape); }
   int64_t bytes() const { return numel() * dtypeBytes(dtype); }
   /// True when this rank holds the whole tensor.
@@ -82,6 +89,8 @@ struct PlanStep {
   std::vector<TensorSlot> results;
   unsigned line = 0;
   std::string value; ///< IR name of the first result (`%N` in megc --emit ir), empty when the plan has none
+  /// Each result's mesh-independent key (ir/ValueKey.h); empty when the plan has none.
+  std::vector<std::string> keys;
 
   const StepAttr *attr(llvm::StringRef key) const;
 };

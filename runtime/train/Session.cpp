@@ -222,6 +222,29 @@ llvm::Error Session::withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
   });
 }
 
+llvm::Expected<std::vector<std::vector<float>>>
+Session::gatherToRoot(llvm::function_ref<std::vector<float>(int rank)> local) {
+  std::vector<std::vector<float>> byRank(plans.size());
+  if (hostsAll()) {
+    for (int r = 0; r < world(); ++r)
+      byRank[size_t(r)] = local(r);
+    return byRank;
+  }
+  int me = hosted[0];
+  std::vector<float> all;
+  std::vector<int64_t> counts;
+  if (auto err = comms[size_t(me)]->gatherToRoot(local(me), all, counts))
+    return std::move(err);
+  if (!isRoot())
+    return std::vector<std::vector<float>>();
+  int64_t at = 0;
+  for (int r = 0; r < world() && r < int(counts.size()); ++r) {
+    byRank[size_t(r)].assign(all.begin() + at, all.begin() + at + counts[size_t(r)]);
+    at += counts[size_t(r)];
+  }
+  return byRank;
+}
+
 llvm::Error Session::saveWeights(llvm::StringRef path, SafetensorsDType dtype, int shards) {
   return withShards({ShardKind::Param}, /*replicas=*/false, [&](ShardGetter get) {
     return runtime::saveWeights(

@@ -79,6 +79,9 @@ public:
   /// unless some shard differs between dp groups (split over dp: the distributed optimizer), then every rank sends.
   llvm::Error withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
                          llvm::function_ref<llvm::Error(ShardGetter get)> use);
+  /// Collective. Every rank's `local(rank)` (called here for the hosted ranks), by rank, at the root (empty
+  /// elsewhere): host data of any size travels to the root as the shards of withShards do.
+  llvm::Expected<std::vector<std::vector<float>>> gatherToRoot(llvm::function_ref<std::vector<float>(int rank)> local);
   /// Collective. The full (unsharded) f32 output `name` of the last run, assembled from every rank's shard, on every
   /// process.
   llvm::Expected<std::vector<float>> assembleOutput(llvm::StringRef name);

@@ -1,5 +1,6 @@
 //===- Train.cpp - a megrun run: setup, training loop, evaluation --------------===//
 #include "runtime/train/Train.h"
+#include "runtime/train/ActivationCapture.h"
 
 #include "runtime/io/AtomicFile.h"
 #include "runtime/io/Safetensors.h"
@@ -81,6 +82,11 @@ llvm::Error TrainOptions::check() const {
                                    {"--save-weights", &saveWeights, false}, {"--dump", &dump, true}})
     if (auto err = checkOutputPath(flag, *path, isDir))
       return err;
+  if (auto err = checkOutputPath("--dump-activations", dumpActivations, true))
+    return err;
+  if (!dumpActivations.empty() && (mode != Mode::Train || dumpActivationsStep < 1 || dumpActivationsStep > steps))
+    return error(llvm::formatv("--dump-activations-step must be a training step of this run, 1 to {0} (got {1})",
+                               mode == Mode::Train ? steps : 0, dumpActivationsStep));
   if (steps < 0)
     return error(llvm::formatv("--steps must be >= 0 (got {0})", steps));
   if (evalBatches < 1)
@@ -170,6 +176,9 @@ llvm::Error Trainer::checkResume(std::vector<LoadedPlan> &plans, std::optional<C
   if (options.steps < firstStep && options.mode == TrainOptions::Mode::Train)
     return error(
         llvm::formatv("--steps {0}: checkpoint {1} is already at step {2}", options.steps, options.resume, firstStep));
+  if (!options.dumpActivations.empty() && options.dumpActivationsStep <= firstStep)
+    return error(llvm::formatv("--dump-activations-step {0}: checkpoint {1} is already at step {2}",
+                               options.dumpActivationsStep, options.resume, firstStep));
   resumeFrom = std::move(*loaded);
   return llvm::Error::success();
 }
@@ -285,6 +294,14 @@ llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, ll
   ctx.seed = options.seed;
   ctx.step = uint32_t(t);
   ctx.dropout = options.dropout;
+  std::unique_ptr<ActivationCapture> capture;
+  if (!options.dumpActivations.empty() && t + 1 == options.dumpActivationsStep) {
+    auto made = ActivationCapture::create(s);
+    if (auto err = job.agree(made ? llvm::Error::success() : made.takeError()))
+      return err;
+    capture = std::move(*made);
+    ctx.observer = capture.get();
+  }
   auto start = std::chrono::steady_clock::now();
   auto loss = s.step(ctx, *micro);
   if (!loss)
@@ -318,6 +335,18 @@ llvm::Error Trainer::runStep(int64_t t, ProgressLine &progress, StepLog *log, ll
                                         ",\"skipped\":" + (skipped ? "true" : "false")
                                   : std::string()) +
                        ",\"tokens_per_s\":" + formatNumber("%.1f", tokensPerSecond);
+  if (capture) {
+    auto begin = std::chrono::steady_clock::now();
+    auto written = capture->write(options.dumpActivations, t + 1, options.backend);
+    if (auto err = job.agree(written ? llvm::Error::success() : written.takeError()))
+      return err;
+    if (root) {
+      progress.endLine();
+      out << llvm::formatv("dumped {0} values of step {1} ({2} bytes) to {3} in {4:F3} s\n", written->values, t + 1,
+                           written->bytes, options.dumpActivations,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+    }
+  }
   if (!options.dump.empty() && (t == 0 || options.dumpEveryStep)) {
     llvm::SmallString<256> dir(options.dump);
     if (options.dumpEveryStep)

@@ -62,6 +62,8 @@ struct TrainOptions {
   std::string log;    ///< JSONL, one object per step
   std::string dump;   ///< after the first step (or every step): batch, loss, gradients
   bool dumpEveryStep = false;
+  std::string dumpActivations;     ///< every value of one step (runtime/train/ActivationCapture.h)
+  int64_t dumpActivationsStep = 1; ///< which step (1-based)
 
   /// The checks of the options (as megrun words them): negative steps, no evaluation batch, evaluation without a
   /// valid split, the same file loaded and saved, two sources of weights, a checkpoint of a run that does not train.

@@ -2,7 +2,7 @@
 #   /usr/bin/python3 /usr/lib/llvm-14/build/utils/lit/lit.py -sv build/test/lit
 #
 # Substitutions in RUN lines:
-#   megc, megrun, megdata   the tools of this build (also first on PATH); like LLVM's tool substitutions they are replaced as
+#   megc, megrun, megdata, megdiff   the tools of this build (also first on PATH); like LLVM's tool substitutions they are replaced as
 #                  whole words anywhere in a RUN line except after / . - (so not inside paths, but also inside quoted
 #                  strings: write `grep USAGE`, not `grep 'USAGE: megc'`)
 #   FileCheck, not, count   LLVM 14's, from /usr/lib/llvm-14/bin (also on PATH)
@@ -30,19 +30,20 @@ config.excludes = ["Inputs"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.meg_obj_root, "test", "lit")
 
-for tool in (config.meg_megc, config.meg_megrun, config.meg_megdata):
+for tool in (config.meg_megc, config.meg_megrun, config.meg_megdata, config.meg_megdiff):
     if not os.path.isfile(tool):
         lit_config.fatal("%s is not built: run `ninja -C %s` first" % (tool, config.meg_obj_root))
 
 # Tools: ours and LLVM's first on PATH, and substituted by full path in RUN lines.
 llvm_config.with_environment(
     "PATH", [os.path.dirname(config.meg_megc), os.path.dirname(config.meg_megrun), os.path.dirname(config.meg_megdata),
-             config.llvm_tools_dir],
+             os.path.dirname(config.meg_megdiff), config.llvm_tools_dir],
     append_path=True)
 llvm_config.add_tool_substitutions([
     ToolSubst("megc", command=config.meg_megc, unresolved="fatal"),
     ToolSubst("megrun", command=config.meg_megrun, unresolved="fatal"),
     ToolSubst("megdata", command=config.meg_megdata, unresolved="fatal"),
+    ToolSubst("megdiff", command=config.meg_megdiff, unresolved="fatal"),
     ToolSubst("FileCheck", unresolved="fatal"),
     # Like LLVM: `count` and `not` only after a pipe; at the start of a command they are found on PATH.
     ToolSubst(r"\| \bcount\b", command=os.path.join(config.llvm_tools_dir, "count"), verbatim=True,

@@ -108,6 +108,15 @@ static cl::opt<std::string> saveWeightsShardsText("save-weights-shards",
 static cl::opt<std::string, true>
     dumpDir("dump", cl::desc("After the first step write batch.safetensors and loss.json (parity)"),
             cl::value_desc("DIR"), cl::location(trainOptions.dump), cl::cat(megrunCategory));
+static cl::opt<std::string, true> dumpActivationsDir(
+    "dump-activations",
+    cl::desc("Write every value of one training step (forward and backward, each assembled to its global shape, "
+             "with its key, op and schedule position) to DIR/index.json and DIR/values.safetensors; compare two "
+             "such dumps with megdiff"),
+    cl::value_desc("DIR"), cl::location(trainOptions.dumpActivations), cl::cat(megrunCategory));
+static cl::opt<std::string> dumpActivationsStepText("dump-activations-step",
+                                                    cl::desc("With --dump-activations: the step to dump (default 1)"),
+                                                    cl::value_desc("N"), cl::init("1"), cl::cat(megrunCategory));
 static cl::opt<bool> evalMode("eval", cl::desc("Evaluate on the valid split instead of running steps"),
                               cl::cat(megrunCategory));
 static cl::opt<std::string> evalIntervalText("eval-interval",
@@ -283,8 +292,11 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
       !parse(seedText, o.seed, why, true) || !parse(validFractionText, o.validFraction, why) ||
       !parse(temperatureText, s.temperature, why) || !parse(topKText, s.topK, why) || !parse(topPText, s.topP, why) ||
       !parse(overlappingEvalText, taskOptions.overlappingEval, why, true) ||
-      !parse(saveWeightsShardsText, o.saveWeightsShards, why, true))
+      !parse(saveWeightsShardsText, o.saveWeightsShards, why, true) ||
+      !parse(dumpActivationsStepText, o.dumpActivationsStep, why))
     return error(why);
+  if (dumpActivationsStepText.getNumOccurrences() && o.dumpActivations.empty())
+    return error("--dump-activations-step needs --dump-activations DIR");
   if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot)
     return error("--task runs alone (not with --generate or --eval)");
   bool taskFlags = taskData.getNumOccurrences() || overlappingEvalText.getNumOccurrences() || strictLambada ||
