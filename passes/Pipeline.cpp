@@ -22,6 +22,10 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //    only); before sharding, so the casts are laid out by the elementwise rule like any op.
   if (o.mixedPrecision)
     p.push_back(createMixedPrecisionPass(*o.mixedPrecision));
+  // 0a. pipeline-stages (megc --pp P > 1): the stage of every forward node, from the layer of the parameters it
+  //     reads. Before autodiff, which gives each backward node its forward node's stage.
+  if (o.pipeline)
+    p.push_back(createPipelineStagesPass(*o.pipeline));
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
     p.push_back(createAutodiffPass(o.autodiff));
@@ -49,6 +53,11 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //     micro-batch); before bucket-dp, which then buckets those once-per-step reductions.
   if (o.gradAccum)
     p.push_back(createGradAccumPass(*o.gradAccum));
+  // 5b. pipeline-split (megc --pp P > 1): every node on its stages, send/recv where a value crosses stages. After
+  //     partition and grad-accum (the collectives and accumulators they insert get stages too); before bucket-dp,
+  //     which buckets only gradients of one stage.
+  if (o.pipeline)
+    p.push_back(createPipelineSplitPass({.stages = o.pipeline->stages}));
   // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, each one all_reduce_bucket node
   //    (one collective at run time). A no-op when dp = 1.
   if (o.bucketDp)

@@ -47,6 +47,14 @@ public:
   virtual llvm::Error reduceScatterOn(cudaStream_t stream, CommAxis axis, CommReduce op, const float *in,
                                       int64_t count, float *out) = 0;
 
+  /// Pipeline point-to-point on device buffers (NCCL: ncclSend / ncclRecv); the one-GPU world has none.
+  virtual llvm::Error sendOn(cudaStream_t, int peer, const void *data, int64_t bytes) {
+    return Communicator::send(peer, data, bytes);
+  }
+  virtual llvm::Error recvOn(cudaStream_t, int peer, void *data, int64_t bytes) {
+    return Communicator::recv(peer, data, bytes);
+  }
+
   CudaCommunicator *cudaCollectives() override { return this; }
 
   llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override {

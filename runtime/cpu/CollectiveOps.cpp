@@ -68,3 +68,16 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const ReduceScatterArgs &a, 
     return s.error(run.comm.reduceScatter(a.axis, a.reduce, blocks, a.count, s.fout()));
   };
 }
+
+// Pipeline point-to-point: the send is buffered by the communicator; the result of a send is its operand.
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const SendArgs &a, CpuStep &s) {
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    return s.error(run.comm.send(a.peer, s.in[0], a.bytes));
+  };
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const RecvArgs &a, CpuStep &s) {
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    return s.error(run.comm.recv(a.peer, s.out[0], a.bytes));
+  };
+}
