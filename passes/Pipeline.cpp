@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Pipeline.h"
+#include "passes/PipelineReport.h"
 #include "passes/Report.h"
 
 #include "ir/Parser.h"
@@ -126,5 +127,10 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
     probe.fewerArenaBytes = stats->arenaBytes;
     report->layers = probe;
   }
-  return formatPlanReport(*report);
+  std::vector<std::string> lines = formatPlanReport(*report);
+  auto pipeline = pipelineReportLines(**compiled);
+  if (!pipeline)
+    return pipeline.takeError();
+  lines.insert(lines.end(), pipeline->begin(), pipeline->end());
+  return lines;
 }

@@ -39,8 +39,8 @@ namespace meg::runtime::cuda {
 
 class CudaCommunicator : public Communicator {
 public:
-  CudaCommunicator(int meshDp, int meshTp, int rank, cudaStream_t stream)
-      : Communicator(meshDp, meshTp, rank), defaultStream(stream) {}
+  CudaCommunicator(int meshDp, int meshTp, int rank, cudaStream_t stream, int meshPp = 1)
+      : Communicator(meshDp, meshTp, rank, meshPp), defaultStream(stream) {}
 
   virtual llvm::Error allReduceOn(cudaStream_t stream, CommAxis axis, CommReduce op, float *data, int64_t count) = 0;
   virtual llvm::Error allGatherOn(cudaStream_t stream, CommAxis axis, const float *in, int64_t count, float *out) = 0;
@@ -88,7 +88,8 @@ llvm::Error checkRankDevice(int rank, int localRank);
 /// Joins the NCCL world of `id` as mesh rank `rank` of meshDp x meshTp on `device` (blocks until every rank has
 /// joined). `stream` runs the world collectives on host data (barrier, gatherToRoot, broadcastFromRoot).
 llvm::Expected<std::unique_ptr<CudaCommunicator>> createNcclCommunicator(const NcclId &id, int meshDp, int meshTp,
-                                                                         int rank, int device, cudaStream_t stream);
+                                                                         int rank, int device, cudaStream_t stream,
+                                                                         int meshPp = 1);
 
 } // namespace meg::runtime::cuda
 
