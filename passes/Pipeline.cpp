@@ -116,7 +116,8 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   auto report = computePlanReport(**compiled, std::move(settings));
   if (!report)
     return report.takeError();
-  if (model && model->fewer) {
+  // The per-layer activation probe compiles a model with fewer layers, which need not split into the same stages.
+  if (model && model->fewer && !options.pipeline) {
     auto fewer = compileCopy(*model->fewer, options);
     if (!fewer)
       return fewer.takeError();
