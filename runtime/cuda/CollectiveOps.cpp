@@ -121,6 +121,8 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ReduceScatterArgs &a
 // Pipeline point-to-point on the backend's stream (NCCL: ncclSend / ncclRecv).
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const SendArgs &a, CudaStep &s) {
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    if (auto err = copy(s, s.out[0], s.in[0], a.bytes, run.stream))
+      return err;
     auto comm = deviceComm(s, run);
     if (!comm)
       return comm.takeError();

@@ -188,8 +188,7 @@ llvm::Error checkPairs(llvm::ArrayRef<std::vector<CommEvent>> ranks, llvm::Strin
     for (const CommEvent &e : ranks[size_t(r)]) {
       if (!e.isPointToPoint())
         continue;
-      // A message to itself (a one-stage plan of a send/recv example) is allowed: it is queued, then taken.
-      if (e.peer < 0 || e.peer >= world)
+      if (e.peer < 0 || e.peer >= world || e.peer == r)
         return orderError(name, llvm::formatv("rank {0} {1}: the peer is not another rank of the {2}", r,
                                               describe(e), world));
       if (e.kind == CommEvent::Kind::Send)

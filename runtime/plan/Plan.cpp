@@ -103,6 +103,9 @@ static_assert(FLATBUFFERS_LITTLEENDIAN, "the decoder copies little-endian plan v
 
 namespace {
 
+/// ` x pp P` in mesh descriptions, or nothing without pipeline stages.
+std::string ppText(int pp) { return pp == 1 ? "" : " x pp " + std::to_string(pp); }
+
 /// The pipeline fields: a schedule exactly when the mesh has more than one stage, and a valid 1F1B-shaped one.
 llvm::Error decodeSchedule(const fb::Plan &p, LoadedPlan &out) {
   if (p.schedule())
@@ -418,9 +421,9 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
   out.rank = p.rank();
   if (out.meshDp < 1 || out.meshTp < 1 || out.meshPp < 1 ||
       int64_t(out.meshDp) * out.meshTp * out.meshPp > ir::kMaxWorld)
-    fail(llvm::formatv("invalid mesh dp {0} x pp {1} x tp {2}", out.meshDp, out.meshPp, out.meshTp));
+    fail(llvm::formatv("invalid mesh dp {0}{1} x tp {2}", out.meshDp, ppText(out.meshPp), out.meshTp));
   else if (out.rank < 0 || out.rank >= out.world())
-    fail(llvm::formatv("rank {0} is outside the mesh dp {1} x pp {2} x tp {3}", out.rank, out.meshDp, out.meshPp,
+    fail(llvm::formatv("rank {0} is outside the mesh dp {1}{2} x tp {3}", out.rank, out.meshDp, ppText(out.meshPp),
                        out.meshTp));
   if (!error.empty())
     return finish();
