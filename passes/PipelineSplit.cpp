@@ -138,6 +138,7 @@ public:
         nodes.insert(llvm::find(nodes, w), copy);
       }
     }
+    splitAccumulatedSums(g, nodes, where);
     users = g.computeUsers();
     for (auto it = nodes.rbegin(); it != nodes.rend(); ++it)
       if (floating.contains(*it)) {
@@ -189,6 +190,58 @@ public:
   }
 
 private:
+  /// A gradient summed over two stages and then accumulated (the tied embedding: the lookup's contribution on the
+  /// first stage, the head's on the last), acc += (a + b) / m, becomes one accumulator per stage, acc += a / m and
+  /// acc' += b / m, added once per step: one message a step instead of one a micro-batch (Megatron all-reduces the
+  /// embedding gradient between the two stages once a step, after accumulation).
+  static void splitAccumulatedSums(Graph &g, llvm::SmallVector<Node *, 0> &nodes,
+                                   llvm::DenseMap<const Node *, StageSet> &where) {
+    auto users = g.computeUsers();
+    for (Node *acc : g.nodesOfKind(OpKind::Accumulate)) {
+      Node *sum = acc->getOperand(1)->getDef();
+      if (sum->getKind() != OpKind::Add || users.lookup(sum->getResult()).size() != 1 || where[sum].size() != 1)
+        continue;
+      const StageSet &s0 = where[sum->getOperand(0)->getDef()], &s1 = where[sum->getOperand(1)->getDef()];
+      if (s0.size() != 1 || s1.size() != 1 || s0 == s1 || sum->getOperand(0)->getType() != acc->getResult()->getType() ||
+          sum->getOperand(1)->getType() != acc->getResult()->getType())
+        continue;
+      // The accumulator of the add's stage keeps the operand computed there; the other stage gets its own.
+      int64_t here = *where[sum].begin();
+      unsigned mine = *s0.begin() == here ? 0 : 1;
+      if (*(mine ? s1 : s0).begin() != here)
+        continue;
+      Value *other = sum->getOperand(1 - mine);
+      int64_t there = *where[other->getDef()].begin();
+      Node *state = acc->getOperand(0)->getDef();
+      AttrDict sa = state->getAttrs();
+      sa.set("name", sa.getString("name").value_or("acc").str() + "@stage" + std::to_string(there));
+      Node *otherState = g.insertBefore(acc, OpKind::State, {}, std::move(sa), {state->getResult()->getType()});
+      Node *otherAcc = g.insertBefore(acc, OpKind::Accumulate, {otherState->getResult(), other}, acc->getAttrs(),
+                                      {acc->getResult()->getType()});
+      llvm::SmallVector<Node *, 4> accUsers = users.lookup(acc->getResult());
+      Node *next = nodes[size_t(llvm::find(nodes, acc) - nodes.begin()) + 1];
+      Value *parts[2];
+      parts[mine] = acc->getResult();
+      parts[1 - mine] = otherAcc->getResult();
+      Node *total = g.insertBefore(next, OpKind::Add, {parts[0], parts[1]}, sum->getAttrs(), {acc->getResult()->getType()});
+      for (Node *u : accUsers)
+        for (unsigned i = 0; i < u->getNumOperands(); ++i)
+          if (u->getOperand(i) == acc->getResult())
+            u->setOperand(i, total->getResult());
+      acc->setOperand(1, sum->getOperand(mine));
+      where[otherState] = {there};
+      where[otherAcc] = {there};
+      where[total] = {here};
+      auto at = llvm::find(nodes, acc);
+      at = nodes.insert(at, otherState);
+      nodes.insert(at + 1, otherAcc);
+      nodes.insert(llvm::find(nodes, acc) + 1, total);
+      nodes.erase(llvm::find(nodes, sum));
+      where.erase(sum);
+      g.erase(sum);
+    }
+  }
+
   static bool writesParam(const Node &n) {
     unsigned mask = writtenOperands(n.getKind());
     return (mask & 1) && n.getNumOperands() > 0 && n.getOperand(0)->getDef()->getKind() == OpKind::Param;
