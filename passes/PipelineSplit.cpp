@@ -202,8 +202,9 @@ private:
       if (sum->getKind() != OpKind::Add || users.lookup(sum->getResult()).size() != 1 || where[sum].size() != 1)
         continue;
       const StageSet &s0 = where[sum->getOperand(0)->getDef()], &s1 = where[sum->getOperand(1)->getDef()];
-      if (s0.size() != 1 || s1.size() != 1 || s0 == s1 || sum->getOperand(0)->getType() != acc->getResult()->getType() ||
-          sum->getOperand(1)->getType() != acc->getResult()->getType())
+      const TensorType &t = acc->getResult()->getType();
+      if (s0.size() != 1 || s1.size() != 1 || s0 == s1 || sum->getOperand(0)->getType() != t ||
+          sum->getOperand(1)->getType() != t)
         continue;
       // The accumulator of the add's stage keeps the operand computed there; the other stage gets its own.
       int64_t here = *where[sum].begin();
@@ -223,7 +224,7 @@ private:
       Value *parts[2];
       parts[mine] = acc->getResult();
       parts[1 - mine] = otherAcc->getResult();
-      Node *total = g.insertBefore(next, OpKind::Add, {parts[0], parts[1]}, sum->getAttrs(), {acc->getResult()->getType()});
+      Node *total = g.insertBefore(next, OpKind::Add, {parts[0], parts[1]}, sum->getAttrs(), {t});
       for (Node *u : accUsers)
         for (unsigned i = 0; i < u->getNumOperands(); ++i)
           if (u->getOperand(i) == acc->getResult())

@@ -281,8 +281,8 @@ public:
       return score;
     };
 
-    // Ready set ordered by (tier: body [forward, then backward], once per step; -score, unit id): the first element runs next. Program policy: score 0
-    // for all.
+    // Ready set ordered by (tier: body [forward, then backward], once per step; -score, unit id): the first element
+    // runs next. Program policy: score 0 for all.
     llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
     // Pipeline stages run a micro-batch's forward nodes and its backward nodes in separate phases (1F1B), so the
     // body is ordered forward first: the memory plan then sees the lifetimes the phases have.
