@@ -11,6 +11,8 @@
 
 #include "ir/Graph.h"
 
+#include <optional>
+
 namespace meg::ir {
 
 /// Appends nodes to a graph with shape inference, remembering the first error (later calls then do nothing and
@@ -29,9 +31,12 @@ public:
   void fail(const llvm::Twine &msg);
   llvm::Error takeError() { return std::move(err); }
   Graph &graph() { return g; }
+  /// Pipeline parallelism: the `stage` attribute every node built from now on gets (none: no attribute).
+  void setStage(std::optional<int64_t> s) { stage = s; }
 
 private:
   Graph &g;
+  std::optional<int64_t> stage;
   llvm::Error err = llvm::Error::success();
   bool failed = false;
 };

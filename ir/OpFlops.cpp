@@ -109,6 +109,8 @@ double countNonfinite(const Node &n) { return perOperand(n); }
 double countLossScaleUpdate(const Node &n) { return none(n); }
 // A multiply-add per element.
 double countAccumulate(const Node &n) { return 2.0 * perOperand(n); }
+double countSend(const Node &n) { return none(n); }
+double countRecv(const Node &n) { return none(n); }
 
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,

@@ -34,6 +34,8 @@ llvm::SmallVector<Value *, 3> GradBuilder::multi(OpKind k, ArrayRef<Value *> ope
     fail("gradient: " + llvm::toString(n.takeError()));
     return llvm::SmallVector<Value *, 3>(numResultsOf(k, operands.size()), nullptr);
   }
+  if (stage)
+    (*n)->getAttrs().set("stage", *stage);
   auto results = (*n)->getResults();
   return llvm::SmallVector<Value *, 3>(results.begin(), results.end());
 }
@@ -279,6 +281,9 @@ Grads gradMaximum(GradBuilder &b, const Node &n, ArrayRef<Value *> d) {
   return Grads(n.getNumOperands(), nullptr);
 }
 Grads gradAccumulate(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+// Inserted by pipeline-split after autodiff.
+Grads gradSend(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradRecv(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 
 constexpr GradRule kGradRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &grad##Enum,

@@ -707,6 +707,20 @@ Expected<Types> inferAccumulate(ArrayRef<TensorType> ops, const AttrDict &a) {
   return Types{TensorType(DType::F32, ops[0].shape)};
 }
 
+//===-- pipeline point-to-point ----------------------------------------------===//
+
+/// send and recv: the value keeps its type; `peer` is a pipeline stage.
+Expected<Types> pointToPoint(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (ops.size() != 1)
+    return fail("needs exactly one operand (recv: the token of its send)");
+  auto peer = a.getInt("peer");
+  if (!peer || *peer < 0)
+    return fail("needs a non-negative integer attribute 'peer' (a pipeline stage)");
+  return one(ops[0]);
+}
+Expected<Types> inferSend(ArrayRef<TensorType> ops, const AttrDict &a) { return pointToPoint(ops, a); }
+Expected<Types> inferRecv(ArrayRef<TensorType> ops, const AttrDict &a) { return pointToPoint(ops, a); }
+
 constexpr ShapeRule kShapeRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &infer##Enum,
 #include "ir/Ops.def"

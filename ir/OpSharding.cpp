@@ -340,6 +340,10 @@ ShardingSpec specLossScaleUpdate(const Node &n) {
 // micro-batch).
 ShardingSpec specAccumulate(const Node &n) { return elementwise(n, Partial::Additive); }
 
+// The value moves between pipeline stages as it is laid out (a pending sum stays pending).
+ShardingSpec specSend(const Node &n) { return elementwise(n, Partial::Additive); }
+ShardingSpec specRecv(const Node &n) { return elementwise(n, Partial::Additive); }
+
 // Result-shaped loops; x aligned to the right, its size-1 dims broadcast.
 ShardingSpec specBroadcast(const Node &n) { return elementwise(n, Partial::Linear, 0b1); }
 

@@ -73,6 +73,8 @@ public:
 
     for (auto it = forward.rbegin(); it != forward.rend(); ++it) {
       Node *n = *it;
+      // Pipeline parallelism: a forward node's backward runs on its stage (passes/PipelineStages.cpp).
+      b.setStage(n->getAttrs().getInt("stage"));
       llvm::SmallVector<Value *, 3> dResults;
       bool any = false;
       for (Value *r : n->getResults()) {
@@ -102,6 +104,7 @@ public:
         return fail("'" + n->getName() + "': " + llvm::toString(std::move(err)));
     }
 
+    b.setStage(std::nullopt);
     for (Node *p : forward) {
       if (p->getKind() != OpKind::Param)
         continue;

@@ -108,6 +108,12 @@ private:
     llvm::DenseMap<const Node *, int64_t> bucketOf;
     std::vector<llvm::SmallVector<Node *, 4>> buckets;
     int64_t openBytes = 0;
+    // Pipeline parallelism (pipeline-split's `stage`): a bucket holds the gradients of one stage.
+    auto stageOf = [](const Node *n) -> std::vector<int64_t> {
+      const std::vector<int64_t> *s = n->getAttrs().getInts("stage");
+      return s ? *s : std::vector<int64_t>{};
+    };
+    std::vector<int64_t> openStage;
     for (Node *n : nodes) {
       int64_t r = -1;
       for (const Value *v : n->getOperands())
@@ -126,9 +132,10 @@ private:
         int64_t open = int64_t(buckets.size()) - 1;
         auto r = reach.find(ar->getOperand(0));
         bool dependsOnOpen = open >= 0 && r != reach.end() && r->second >= open;
-        if (open < 0 || openBytes + bytes > limit || dependsOnOpen) {
+        if (open < 0 || openBytes + bytes > limit || dependsOnOpen || stageOf(ar) != openStage) {
           buckets.emplace_back();
           openBytes = 0;
+          openStage = stageOf(ar);
         }
         openBytes += bytes;
         bucketOf[ar] = int64_t(buckets.size()) - 1;

@@ -10,10 +10,12 @@
 #include "passes/GradAccum.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
+#include "passes/PipelineSplit.h"
 #include "ir/Printer.h"
 #include "ir/ValueKey.h"
 
 #include "runtime/plan/CollectiveOrder.h"
+#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/plan/plan_generated.h"
 
 #include "llvm/ADT/SmallString.h"
@@ -48,9 +50,12 @@ plan::DType toPlan(ir::DType t) {
 /// Builds one rank's plan. Shapes as std::vector<int64_t> because the generated Create*Direct helpers take them.
 class PlanBuilder {
 public:
-  PlanBuilder(const ir::Graph &g, const PlanMetadata &meta, int64_t rank) : g(g), meta(meta), rank(rank) {
+  // Pipeline stages (rank = (stage * dp + dpRank) * tp + tpRank): the rank holds only its stage's nodes.
+  PlanBuilder(const ir::Graph &g, const PlanMetadata &meta, int64_t rank)
+      : g(g), meta(meta), rank(rank), stages(pipelineStagesOf(g)) {
     const ir::Mesh &mesh = g.getMesh();
-    coord[unsigned(ir::MeshAxis::DP)] = rank / mesh.tp();
+    stage = rank / mesh.world();
+    coord[unsigned(ir::MeshAxis::DP)] = rank % mesh.world() / mesh.tp();
     coord[unsigned(ir::MeshAxis::TP)] = rank % mesh.tp();
   }
 
@@ -72,13 +77,19 @@ public:
 
     unsigned numParams = 0, numInputs = 0, numStates = 0;
     for (const Node *p : g.nodesOfKind(OpKind::Param))
-      storageIndex[p->getResult(0)] = numParams++;
+      if (here(*p))
+        storageIndex[p->getResult(0)] = numParams++;
     for (const Node *in : g.nodesOfKind(OpKind::Input))
-      storageIndex[in->getResult(0)] = numInputs++;
+      if (here(*in))
+        storageIndex[in->getResult(0)] = numInputs++;
     for (const Node *st : g.nodesOfKind(OpKind::State))
-      storageIndex[st->getResult(0)] = numStates++;
+      if (here(*st))
+        storageIndex[st->getResult(0)] = numStates++;
     computeForwardSet();
     oncePerStep = oncePerStepNodes(g);
+    for (const Node *r : g.nodesOfKind(OpKind::Recv))
+      if (onStage(*r, stage))
+        received[r->getOperand(0)->getDef()->getOperand(0)] = r->getResult();
     auto microBatches = microBatchesOf(g);
     if (!microBatches)
       return microBatches.takeError();
@@ -90,6 +101,8 @@ public:
     std::vector<fb::Offset<plan::Output>> outputs;
     std::vector<fb::Offset<plan::Parameter>> states;
     for (const auto &n : g) {
+      if (!here(*n))
+        continue;
       switch (n->getKind()) {
       case OpKind::Param: params.push_back(lowerParam(*n)); break;
       case OpKind::State: states.push_back(lowerState(*n)); break;
@@ -99,16 +112,34 @@ public:
       }
     }
     const ir::Mesh &mesh = g.getMesh();
+    std::vector<fb::Offset<plan::PipePhase>> schedule;
+    if (stages > 1)
+      for (const runtime::PipePhase &phase : runtime::oneFOneB(int(stages), int(stage), int(*microBatches)))
+        schedule.push_back(plan::CreatePipePhase(fbb, phase.backward, phase.microBatch));
     auto root = plan::CreatePlanDirect(fbb, kPlanSchemaVersion, int32_t(mesh.dp()), int32_t(mesh.tp()),
                                        int32_t(rank), meta.modelJson.c_str(), meta.mode.c_str(), stats->arenaBytes,
                                        &params, &inputs, &steps, &outputs, &states,
-                                       int32_t(*microBatches));
+                                       int32_t(*microBatches), int32_t(stages), stages > 1 ? &schedule : nullptr);
     plan::FinishPlanBuffer(fbb, root);
     return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
   }
 
 private:
   static bool isInterface(OpKind k) { return isExternal(k) || k == OpKind::Output; }
+
+  /// Whether this rank's plan holds `n`: its stage's nodes, and the outputs of values computed or received there.
+  bool here(const Node &n) const {
+    if (n.getKind() == OpKind::Output)
+      return local(n.getOperand(0)) != nullptr;
+    return onStage(n, stage);
+  }
+
+  /// `v` as this stage holds it: itself, the result of its recv here, or null.
+  const Value *local(const Value *v) const {
+    if (onStage(*v->getDef(), stage))
+      return v;
+    return received.lookup(v);
+  }
 
   /// The nodes the loss needs (everything when there is no loss): evaluation runs only these.
   void computeForwardSet() {
@@ -188,7 +219,7 @@ private:
   }
 
   fb::Offset<plan::Output> lowerOutput(const Node &n) {
-    auto tensor = tensorRef(*n.getOperand(0));
+    auto tensor = tensorRef(*local(n.getOperand(0)));
     return plan::CreateOutputDirect(fbb, nameOf(n).str().c_str(), tensor);
   }
 
@@ -245,11 +276,13 @@ private:
   fb::Offset<plan::Step> lowerStep(const Node &n, unsigned index) {
     std::vector<fb::Offset<plan::Attr>> attrs;
     for (const auto &[key, value] : n.getAttrs()) // AttrDict iterates sorted by key
-      if (key != "arena")
+      if (key != "arena" && key != "stage")
         attrs.push_back(lowerAttr(key, value));
     std::vector<fb::Offset<plan::TensorRef>> operands, results;
-    for (const Value *v : n.getOperands())
-      operands.push_back(tensorRef(*v));
+    // A recv's operand is its send's token, on the peer stage's plan.
+    if (n.getKind() != OpKind::Recv)
+      for (const Value *v : n.getOperands())
+        operands.push_back(tensorRef(*v));
     for (unsigned r = 0; r < n.getNumResults(); ++r)
       results.push_back(tensorRef(*n.getResult(r)));
     std::string value = n.getNumResults() ? "%" + std::to_string(numbering.lookup(n.getResult(0))) : "";
@@ -264,9 +297,12 @@ private:
   const ir::Graph &g;
   const PlanMetadata &meta;
   int64_t rank;
+  int64_t stages, stage = 0;
   int64_t coord[ir::kNumMeshAxes] = {0, 0};
   llvm::DenseMap<const Value *, int64_t> storageIndex;
   llvm::DenseSet<const Node *> forward;
+  /// Pipeline stages: the values this stage receives, and their recv results.
+  llvm::DenseMap<const Value *, const Value *> received;
   /// With gradient accumulation: the nodes after the last micro-batch (Update steps).
   llvm::DenseSet<const Node *> oncePerStep;
   fb::FlatBufferBuilder fbb;
@@ -307,7 +343,7 @@ void removePlanDirectory(llvm::StringRef dir) { llvm::sys::fs::remove_directorie
 } // namespace
 
 llvm::Expected<std::string> meg::passes::buildPlan(const ir::Graph &g, const PlanMetadata &meta, int64_t rank) {
-  assert(rank >= 0 && rank < g.getMesh().world() && "rank out of range");
+  assert(rank >= 0 && rank < g.getMesh().world() * pipelineStagesOf(g) && "rank out of range");
   return PlanBuilder(g, meta, rank).build();
 }
 
@@ -318,14 +354,15 @@ llvm::Error meg::passes::writePlans(const ir::Graph &g, const PlanMetadata &meta
   // Every plan is built in memory first (nothing touches the file system when lowering fails), so the plan set is
   // bounded; larger meshes can still be studied with --emit report.
   constexpr int64_t kMaxPlanFiles = 16384;
-  if (g.getMesh().world() > kMaxPlanFiles)
+  int64_t world = g.getMesh().world() * pipelineStagesOf(g);
+  if (world > kMaxPlanFiles)
     return fail(llvm::formatv("a mesh of {0} ranks: at most {1} plans are written (--emit report studies larger "
                               "meshes)",
-                              g.getMesh().world(), kMaxPlanFiles)
+                              world, kMaxPlanFiles)
                     .str());
   // Build every plan first: nothing touches the file system when lowering fails.
   std::vector<std::string> plans;
-  for (int64_t r = 0; r < g.getMesh().world(); ++r) {
+  for (int64_t r = 0; r < world; ++r) {
     auto bytes = buildPlan(g, meta, r);
     if (!bytes)
       return bytes.takeError();

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Pipeline.h"
+#include "passes/PipelineReport.h"
 #include "passes/Report.h"
 
 #include "ir/Parser.h"
@@ -22,6 +23,10 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //    only); before sharding, so the casts are laid out by the elementwise rule like any op.
   if (o.mixedPrecision)
     p.push_back(createMixedPrecisionPass(*o.mixedPrecision));
+  // 0a. pipeline-stages (megc --pp P > 1): the stage of every forward node, from the layer of the parameters it
+  //     reads. Before autodiff, which gives each backward node its forward node's stage.
+  if (o.pipeline)
+    p.push_back(createPipelineStagesPass(*o.pipeline));
   // 1. autodiff (train mode): append the backward graph of the loss, one gradient rule per op (ir/OpGrads.cpp).
   if (o.differentiate)
     p.push_back(createAutodiffPass(o.autodiff));
@@ -49,6 +54,11 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   //     micro-batch); before bucket-dp, which then buckets those once-per-step reductions.
   if (o.gradAccum)
     p.push_back(createGradAccumPass(*o.gradAccum));
+  // 5b. pipeline-split (megc --pp P > 1): every node on its stages, send/recv where a value crosses stages. After
+  //     partition and grad-accum (the collectives and accumulators they insert get stages too); before bucket-dp,
+  //     which buckets only gradients of one stage.
+  if (o.pipeline)
+    p.push_back(createPipelineSplitPass({.stages = o.pipeline->stages}));
   // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, each one all_reduce_bucket node
   //    (one collective at run time). A no-op when dp = 1.
   if (o.bucketDp)
@@ -106,7 +116,8 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   auto report = computePlanReport(**compiled, std::move(settings));
   if (!report)
     return report.takeError();
-  if (model && model->fewer) {
+  // The per-layer activation probe compiles a model with fewer layers, which need not split into the same stages.
+  if (model && model->fewer && !options.pipeline) {
     auto fewer = compileCopy(*model->fewer, options);
     if (!fewer)
       return fewer.takeError();
@@ -117,5 +128,10 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
     probe.fewerArenaBytes = stats->arenaBytes;
     report->layers = probe;
   }
-  return formatPlanReport(*report);
+  std::vector<std::string> lines = formatPlanReport(*report);
+  auto pipeline = pipelineReportLines(**compiled);
+  if (!pipeline)
+    return pipeline.takeError();
+  lines.insert(lines.end(), pipeline->begin(), pipeline->end());
+  return lines;
 }

@@ -36,6 +36,8 @@ struct PipelineOptions {
   OptimizerOptions optimizer;
   /// Gradient accumulation (megc --global-batch-size): m micro-batches per step; std::nullopt leaves the pass out.
   std::optional<GradAccumOptions> gradAccum;
+  /// Pipeline parallelism (megc --pipeline-model-parallel-size P > 1): pipeline-stages and pipeline-split.
+  std::optional<PipelineStagesOptions> pipeline;
   /// The dp all-reduces of gradients go in buckets, one collective each; std::nullopt leaves the pass out (one
   /// collective per gradient).
   std::optional<BucketDpOptions> bucketDp = BucketDpOptions();

@@ -22,6 +22,7 @@
 #include "passes/GradAccum.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Pass.h"
+#include "passes/PipelineSplit.h"
 
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/STLExtras.h"
@@ -239,15 +240,29 @@ public:
         boost::add_edge(unitOf[it->second], unitOf[i], deps);
       }
     // A node that updates a value in place (the WritesMask column of Ops.def: the optimizer) runs after every other
-    // reader of it.
+    // reader of it on the same ranks (pipeline stages hold copies of what they share: passes/PipelineSplit.h).
     auto users = g.computeUsers();
     for (unsigned i = 0; i < numNodes; ++i) {
       unsigned written = ir::writtenOperands(nodes[i]->getKind());
       for (unsigned o = 0; written >> o; ++o)
         if (written >> o & 1)
           for (Node *reader : users.lookup(nodes[i]->getOperand(o)))
-            if (reader != nodes[i])
+            if (reader != nodes[i] && shareStage(*reader, *nodes[i]))
               boost::add_edge(unitOf[pos[reader]], unitOf[i], deps);
+    }
+
+    // Pipeline messages between two stages keep their order (pipeline-split placed each recv right after its send,
+    // so the program order is consistent on both sides): each send and recv after the previous one of its channel.
+    std::map<std::tuple<ir::OpKind, int64_t, int64_t>, unsigned> lastOfChannel;
+    for (unsigned i = 0; i < numNodes; ++i) {
+      auto channel = pipelineChannel(*nodes[i]);
+      if (!channel)
+        continue;
+      auto [it, first] = lastOfChannel.try_emplace(*channel, i);
+      if (!first) {
+        boost::add_edge(unitOf[it->second], unitOf[i], deps);
+        it->second = i;
+      }
     }
 
     std::vector<unsigned> indegree(numUnits);
@@ -266,14 +281,22 @@ public:
       return score;
     };
 
-    // Ready set ordered by (once per step, -score, unit id): the first element runs next. Program policy: score 0
-    // for all.
+    // Ready set ordered by (tier: body [forward, then backward], once per step; -score, unit id): the first element
+    // runs next. Program policy: score 0 for all.
     llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
-    using Key = std::tuple<bool, int64_t, unsigned>;
+    // Pipeline stages run a micro-batch's forward nodes and its backward nodes in separate phases (1F1B), so the
+    // body is ordered forward first: the memory plan then sees the lifetimes the phases have.
+    llvm::DenseSet<const Node *> forward;
+    if (pipelineStagesOf(g) > 1)
+      forward = forwardNodes(g);
+    auto tierOf = [&](const Node *n) {
+      return oncePerStep.contains(n) ? 2 : forward.empty() || forward.contains(n) ? 0 : 1;
+    };
+    using Key = std::tuple<int, int64_t, unsigned>;
     std::set<Key> ready;
     std::vector<int64_t> keyScore(numUnits, 0);
     std::vector<bool> isReady(numUnits, false);
-    auto keyOf = [&](unsigned u) { return Key{oncePerStep.contains(nodes[units[u].front()]), keyScore[u], u}; };
+    auto keyOf = [&](unsigned u) { return Key{tierOf(nodes[units[u].front()]), keyScore[u], u}; };
     auto push = [&](unsigned u) {
       keyScore[u] = mem ? -unitScore(u) : 0;
       ready.insert(keyOf(u));

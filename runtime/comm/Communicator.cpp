@@ -16,11 +16,44 @@
 #include <mutex>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 using namespace meg::runtime;
 
 Communicator::~Communicator() = default;
+
+llvm::Error Communicator::send(int peer, const void *, int64_t) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 llvm::formatv("rank {0}: send to rank {1}: this communicator has no point-to-point "
+                                               "messages (pipeline parallelism)",
+                                               myRank, peer));
+}
+
+llvm::Error Communicator::recv(int peer, void *, int64_t) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 llvm::formatv("rank {0}: recv from rank {1}: this communicator has no point-to-point "
+                                               "messages (pipeline parallelism)",
+                                               myRank, peer));
+}
+
+llvm::Error SingleRankCommunicator::send(int peer, const void *data, int64_t bytes) {
+  if (peer != 0)
+    return Communicator::send(peer, data, bytes);
+  const uint8_t *p = static_cast<const uint8_t *>(data);
+  toSelf.emplace_back(p, p + bytes);
+  return llvm::Error::success();
+}
+
+llvm::Error SingleRankCommunicator::recv(int peer, void *data, int64_t bytes) {
+  if (peer != 0 || toSelf.empty() || int64_t(toSelf.front().size()) != bytes)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("rank 0: recv of {0} bytes from rank {1}: no such message", bytes,
+                                                 peer));
+  std::memcpy(data, toSelf.front().data(), size_t(bytes));
+  toSelf.pop_front();
+  return llvm::Error::success();
+}
 
 llvm::Error SingleRankCommunicator::allGather(CommAxis, const float *in, int64_t count, float *out) {
   if (in != out)
@@ -45,10 +78,12 @@ namespace meg::runtime {
 
 class InProcessWorld {
 public:
-  InProcessWorld(int dp, int tp) : dp(dp), tp(tp), slots(size_t(dp) * tp), worldGate(dp * tp) {
-    for (int d = 0; d < dp; ++d)
+  InProcessWorld(int dp, int tp, int pp)
+      : dp(dp), tp(tp), pp(pp), slots(size_t(dp) * tp * pp), worldGate(dp * tp * pp),
+        mailboxes(size_t(dp) * tp * pp * dp * tp * pp) {
+    for (int d = 0; d < dp * pp; ++d)
       tpGates.emplace_back(tp);
-    for (int t = 0; t < tp; ++t)
+    for (int t = 0; t < tp * pp; ++t)
       dpGates.emplace_back(dp);
   }
 
@@ -68,7 +103,38 @@ public:
 
   /// The world ranks of `rank`'s group along `axis`, in group order.
   std::vector<int> group(CommAxis axis, int rank) const { return meshGroup(dp, tp, axis, rank); }
-  Gate &gate(CommAxis axis, int rank) { return axis == CommAxis::TP ? tpGates[rank / tp] : dpGates[rank % tp]; }
+  Gate &gate(CommAxis axis, int rank) {
+    return axis == CommAxis::TP ? tpGates[rank / tp] : dpGates[rank / (dp * tp) * tp + rank % tp];
+  }
+  int world() const { return dp * tp * pp; }
+
+  /// Point-to-point: `from` queues a copy for `to`.
+  void post(int from, int to, const void *data, int64_t bytes) {
+    const uint8_t *p = static_cast<const uint8_t *>(data);
+    std::lock_guard<std::mutex> lock(mu);
+    mailboxes[size_t(from) * world() + to].emplace_back(p, p + bytes);
+    changed.notify_all();
+  }
+  /// `to` takes the next message from `from`: at most `timeout` seconds (0 = forever), while no rank has failed.
+  Wait take(int from, int to, double timeout, std::vector<uint8_t> &message) {
+    std::unique_lock<std::mutex> lock(mu);
+    auto &box = mailboxes[size_t(from) * world() + to];
+    auto ready = [&] { return !box.empty() || failed >= 0; };
+    if (timeout > 0) {
+      if (!changed.wait_for(lock, std::chrono::duration<double>(timeout), ready)) {
+        failed = to;
+        changed.notify_all();
+        return Wait::TimedOut;
+      }
+    } else {
+      changed.wait(lock, ready);
+    }
+    if (box.empty())
+      return Wait::Abandoned;
+    message = std::move(box.front());
+    box.pop_front();
+    return Wait::Done;
+  }
 
   /// Member `index` of `g` (world rank `rank`) arrives and waits for the others: at most `timeout` seconds (0 =
   /// forever), and only while no rank of the world has failed. On a timeout, `arrived` holds the group indices
@@ -115,12 +181,13 @@ public:
     return failed;
   }
 
-  const int dp, tp;
+  const int dp, tp, pp;
   std::vector<Slot> slots;
   Gate worldGate;
   std::vector<Gate> tpGates, dpGates;
 
 private:
+  std::vector<std::deque<std::vector<uint8_t>>> mailboxes; ///< by from * world + to
   std::mutex mu;
   std::condition_variable changed;
   int failed = -1; ///< the first rank that failed or timed out
@@ -128,14 +195,41 @@ private:
 
 } // namespace meg::runtime
 
-std::shared_ptr<InProcessWorld> InProcessCommunicator::createWorld(int meshDp, int meshTp) {
-  assert(meshDp >= 1 && meshTp >= 1 && "mesh sizes must be positive");
-  return std::make_shared<InProcessWorld>(meshDp, meshTp);
+std::shared_ptr<InProcessWorld> InProcessCommunicator::createWorld(int meshDp, int meshTp, int meshPp) {
+  assert(meshDp >= 1 && meshTp >= 1 && meshPp >= 1 && "mesh sizes must be positive");
+  return std::make_shared<InProcessWorld>(meshDp, meshTp, meshPp);
 }
 
 InProcessCommunicator::InProcessCommunicator(std::shared_ptr<InProcessWorld> w, int rank)
-    : Communicator(w->dp, w->tp, rank), world(std::move(w)) {
-  assert(rank >= 0 && rank < world->dp * world->tp && "rank outside the world");
+    : Communicator(w->dp, w->tp, rank, w->pp), world(std::move(w)) {
+  assert(rank >= 0 && rank < world->world() && "rank outside the world");
+}
+
+llvm::Error InProcessCommunicator::send(int peer, const void *data, int64_t bytes) {
+  if (peer < 0 || peer >= world->world())
+    return Communicator::send(peer, data, bytes);
+  world->post(myRank, peer, data, bytes);
+  return llvm::Error::success();
+}
+
+llvm::Error InProcessCommunicator::recv(int peer, void *data, int64_t bytes) {
+  if (peer < 0 || peer >= world->world())
+    return Communicator::recv(peer, data, bytes);
+  std::vector<uint8_t> message;
+  switch (world->take(peer, myRank, watchState.timeoutSeconds(), message)) {
+  case InProcessWorld::Wait::Done: break;
+  case InProcessWorld::Wait::Abandoned: return llvm::make_error<PeerFailed>(world->failedRank());
+  case InProcessWorld::Wait::TimedOut:
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("rank {0}: recv from rank {1} timed out after {2} s", myRank, peer,
+                                                 watchState.timeoutSeconds()));
+  }
+  if (int64_t(message.size()) != bytes)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   llvm::formatv("rank {0}: recv of {1} bytes from rank {2} got a message of {3}",
+                                                 myRank, bytes, peer, message.size()));
+  std::memcpy(data, message.data(), size_t(bytes));
+  return llvm::Error::success();
 }
 
 void InProcessCommunicator::abandon() { world->abandon(myRank); }
@@ -194,7 +288,7 @@ llvm::Error rendezvous(InProcessWorld &w, CollectiveWatch &watch, CommAxis axis,
 /// A world rendezvous of rank `rank` (the session's world collectives and barrier).
 llvm::Error worldWait(InProcessWorld &w, CollectiveWatch &watch, int rank, uint64_t seq, int64_t bytes) {
   std::vector<int> all;
-  for (int r = 0; r < w.dp * w.tp; ++r)
+  for (int r = 0; r < w.world(); ++r)
     all.push_back(r);
   return waitAt(w, w.worldGate, all, rank, watch, kWatchWorld, seq, bytes);
 }

@@ -23,6 +23,7 @@
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -37,16 +38,22 @@ enum class CommReduce : uint8_t { Sum, Max };
 
 class Communicator {
 public:
-  Communicator(int meshDp, int meshTp, int rank) : meshDp(meshDp), meshTp(meshTp), myRank(rank) {}
+  /// meshPp > 1: pipeline stages of dp x tp ranks each, rank = (stage * dp + dpRank) * tp + tpRank; the groups of
+  /// the collectives lie within a stage.
+  Communicator(int meshDp, int meshTp, int rank, int meshPp = 1)
+      : meshDp(meshDp), meshTp(meshTp), meshPp(meshPp), myRank(rank) {}
   virtual ~Communicator();
 
   int rank() const { return myRank; }
-  int worldSize() const { return meshDp * meshTp; }
+  int worldSize() const { return meshDp * meshTp * meshPp; }
   int dp() const { return meshDp; }
   int tp() const { return meshTp; }
+  int pp() const { return meshPp; }
   /// Members of this rank's group along `axis`, and this rank's index in it.
   int axisSize(CommAxis axis) const { return axis == CommAxis::TP ? meshTp : meshDp; }
-  int axisRank(CommAxis axis) const { return axis == CommAxis::TP ? myRank % meshTp : myRank / meshTp; }
+  int axisRank(CommAxis axis) const { return axis == CommAxis::TP ? myRank % meshTp : (myRank / meshTp) % meshDp; }
+  /// The rank of the same dp and tp coordinates on pipeline stage `stage`.
+  int stageRank(int stage) const { return myRank % (meshDp * meshTp) + stage * meshDp * meshTp; }
 
   /// data[0, count) = reduction over the group of every member's data (in place).
   virtual llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) = 0;
@@ -57,6 +64,10 @@ public:
   virtual llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) = 0;
   /// Returns when every rank of the world has called it.
   virtual void barrier() = 0;
+  /// Pipeline point-to-point: `bytes` bytes to world rank `peer`. Sends are buffered: send returns once the data is
+  /// copied or posted, recv once the matching send's data (the next message from `peer`, in order) is in `data`.
+  virtual llvm::Error send(int peer, const void *data, int64_t bytes);
+  virtual llvm::Error recv(int peer, void *data, int64_t bytes);
 
   /// The collectives on device buffers enqueued on a CUDA stream (runtime/comm/CudaCommunicator.h) when this is a
   /// device communicator (one-GPU or NCCL), else null: the CUDA backend's typed route to them, without RTTI.
@@ -77,19 +88,21 @@ public:
   virtual llvm::Error broadcastFromRoot(float *data, int64_t count) = 0;
 
 protected:
-  int meshDp, meshTp, myRank;
+  int meshDp, meshTp, meshPp, myRank;
   CollectiveWatch watchState;
 };
 
-/// The world ranks of `rank`'s group along `axis` in a dp x tp mesh (rank = dpRank * tp + tpRank), in group order.
+/// The world ranks of `rank`'s group along `axis` in a dp x tp mesh (rank = dpRank * tp + tpRank; with pipeline
+/// stages, within rank's stage), in group order.
 inline std::vector<int> meshGroup(int meshDp, int meshTp, CommAxis axis, int rank) {
   std::vector<int> members;
+  int base = rank / (meshDp * meshTp) * (meshDp * meshTp);
   if (axis == CommAxis::TP)
     for (int t = 0; t < meshTp; ++t)
       members.push_back((rank / meshTp) * meshTp + t);
   else
     for (int d = 0; d < meshDp; ++d)
-      members.push_back(d * meshTp + rank % meshTp);
+      members.push_back(base + d * meshTp + rank % meshTp);
   return members;
 }
 
@@ -101,8 +114,14 @@ public:
   llvm::Error allGather(CommAxis, const float *in, int64_t count, float *out) override;
   llvm::Error reduceScatter(CommAxis, CommReduce, const float *in, int64_t count, float *out) override;
   void barrier() override {}
+  /// Messages to itself (a one-rank plan that sends to its own stage): a queue.
+  llvm::Error send(int peer, const void *data, int64_t bytes) override;
+  llvm::Error recv(int peer, void *data, int64_t bytes) override;
   llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
   llvm::Error broadcastFromRoot(float *, int64_t) override { return llvm::Error::success(); }
+
+private:
+  std::deque<std::vector<uint8_t>> toSelf;
 };
 
 /// Shared state of the ranks of one process (one per run); each rank thread gets its own communicator from it.
@@ -111,13 +130,15 @@ class InProcessWorld;
 class InProcessCommunicator final : public Communicator {
 public:
   InProcessCommunicator(std::shared_ptr<InProcessWorld> world, int rank);
-  /// A world of meshDp x meshTp ranks.
-  static std::shared_ptr<InProcessWorld> createWorld(int meshDp, int meshTp);
+  /// A world of meshPp stages of meshDp x meshTp ranks.
+  static std::shared_ptr<InProcessWorld> createWorld(int meshDp, int meshTp, int meshPp = 1);
 
   llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override;
   llvm::Error allGather(CommAxis axis, const float *in, int64_t count, float *out) override;
   llvm::Error reduceScatter(CommAxis axis, CommReduce op, const float *in, int64_t count, float *out) override;
   void barrier() override;
+  llvm::Error send(int peer, const void *data, int64_t bytes) override;
+  llvm::Error recv(int peer, void *data, int64_t bytes) override;
   llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
   llvm::Error broadcastFromRoot(float *data, int64_t count) override;
   void abandon() override;

@@ -39,13 +39,21 @@ namespace meg::runtime::cuda {
 
 class CudaCommunicator : public Communicator {
 public:
-  CudaCommunicator(int meshDp, int meshTp, int rank, cudaStream_t stream)
-      : Communicator(meshDp, meshTp, rank), defaultStream(stream) {}
+  CudaCommunicator(int meshDp, int meshTp, int rank, cudaStream_t stream, int meshPp = 1)
+      : Communicator(meshDp, meshTp, rank, meshPp), defaultStream(stream) {}
 
   virtual llvm::Error allReduceOn(cudaStream_t stream, CommAxis axis, CommReduce op, float *data, int64_t count) = 0;
   virtual llvm::Error allGatherOn(cudaStream_t stream, CommAxis axis, const float *in, int64_t count, float *out) = 0;
   virtual llvm::Error reduceScatterOn(cudaStream_t stream, CommAxis axis, CommReduce op, const float *in,
                                       int64_t count, float *out) = 0;
+
+  /// Pipeline point-to-point on device buffers (NCCL: ncclSend / ncclRecv); the one-GPU world has none.
+  virtual llvm::Error sendOn(cudaStream_t, int peer, const void *data, int64_t bytes) {
+    return Communicator::send(peer, data, bytes);
+  }
+  virtual llvm::Error recvOn(cudaStream_t, int peer, void *data, int64_t bytes) {
+    return Communicator::recv(peer, data, bytes);
+  }
 
   CudaCommunicator *cudaCollectives() override { return this; }
 
@@ -80,7 +88,8 @@ llvm::Error checkRankDevice(int rank, int localRank);
 /// Joins the NCCL world of `id` as mesh rank `rank` of meshDp x meshTp on `device` (blocks until every rank has
 /// joined). `stream` runs the world collectives on host data (barrier, gatherToRoot, broadcastFromRoot).
 llvm::Expected<std::unique_ptr<CudaCommunicator>> createNcclCommunicator(const NcclId &id, int meshDp, int meshTp,
-                                                                         int rank, int device, cudaStream_t stream);
+                                                                         int rank, int device, cudaStream_t stream,
+                                                                         int meshPp = 1);
 
 } // namespace meg::runtime::cuda
 

@@ -97,8 +97,14 @@ struct MpiCommunicator::Groups {
   }
 };
 
-MpiCommunicator::MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups, MpiWatch &watcher)
-    : Communicator(meshDp, meshTp, rank), groups(std::move(groups)), watcher(watcher) {}
+struct MpiCommunicator::PendingSend {
+  std::vector<uint8_t> data;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
+MpiCommunicator::MpiCommunicator(int meshDp, int meshTp, int meshPp, int rank, std::unique_ptr<Groups> groups,
+                                 MpiWatch &watcher)
+    : Communicator(meshDp, meshTp, rank, meshPp), groups(std::move(groups)), watcher(watcher) {}
 
 std::vector<int> MpiCommunicator::groupOf(unsigned axis) const {
   return axis == kWatchWorld ? worldRanks(worldSize()) : meshGroup(meshDp, meshTp, CommAxis(axis), myRank);
@@ -116,25 +122,77 @@ llvm::Error await(MpiWatch &watcher, const CollectiveWatch &watch, int rc, MPI_R
 
 } // namespace
 
-MpiCommunicator::~MpiCommunicator() = default;
+MpiCommunicator::~MpiCommunicator() {
+  for (std::unique_ptr<PendingSend> &s : pending)
+    MPI_Wait(&s->request, MPI_STATUS_IGNORE);
+}
 
 llvm::Expected<std::unique_ptr<MpiCommunicator>> MpiCommunicator::create(const MpiSession &session, int meshDp,
-                                                                         int meshTp) {
-  if (session.worldSize() != meshDp * meshTp)
+                                                                         int meshTp, int meshPp) {
+  if (session.worldSize() != meshDp * meshTp * meshPp) {
+    std::string pp = meshPp > 1 ? llvm::formatv(" x pp {0}", meshPp).str() : "";
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    llvm::formatv("mpirun started {0} processes but the plans are for {1} ranks "
-                                                 "(dp {2} x tp {3})",
-                                                 session.worldSize(), meshDp * meshTp, meshDp, meshTp)
+                                                 "(dp {2}{3} x tp {4})",
+                                                 session.worldSize(), meshDp * meshTp * meshPp, meshDp, pp, meshTp)
                                        .str());
+  }
   int rank = session.worldRank();
   auto groups = std::make_unique<Groups>();
-  // Color = the coordinate the group shares, key = the coordinate along the axis (so group rank = axis rank).
+  // Color = the coordinate the group shares, key = the coordinate along the axis (so group rank = axis rank); the
+  // groups lie within a pipeline stage.
+  int stage = rank / (meshDp * meshTp);
   if (auto err = mpiError(MPI_Comm_split(MPI_COMM_WORLD, rank / meshTp, rank % meshTp, &groups->tp), "split tp"))
     return err;
-  if (auto err = mpiError(MPI_Comm_split(MPI_COMM_WORLD, rank % meshTp, rank / meshTp, &groups->dp), "split dp"))
+  if (auto err = mpiError(MPI_Comm_split(MPI_COMM_WORLD, stage * meshTp + rank % meshTp, (rank / meshTp) % meshDp,
+                                         &groups->dp),
+                          "split dp"))
     return err;
   return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(meshDp, meshTp, rank, std::move(groups), session.watch()));
+      new MpiCommunicator(meshDp, meshTp, meshPp, rank, std::move(groups), session.watch()));
+}
+
+static constexpr int kPipelineTag = 23;
+
+llvm::Error MpiCommunicator::reapSends() {
+  for (size_t i = 0; i < pending.size();) {
+    int done = 0;
+    if (auto err = mpiError(MPI_Test(&pending[i]->request, &done, MPI_STATUS_IGNORE), "send"))
+      return err;
+    if (done) {
+      pending[i] = std::move(pending.back());
+      pending.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error MpiCommunicator::send(int peer, const void *data, int64_t bytes) {
+  if (peer < 0 || peer >= worldSize() || bytes > int64_t(INT32_MAX))
+    return Communicator::send(peer, data, bytes);
+  if (auto err = reapSends())
+    return err;
+  auto s = std::make_unique<PendingSend>();
+  const uint8_t *p = static_cast<const uint8_t *>(data);
+  s->data.assign(p, p + bytes);
+  if (auto err = mpiError(MPI_Isend(s->data.data(), int(bytes), MPI_BYTE, peer, kPipelineTag, MPI_COMM_WORLD,
+                                    &s->request),
+                          "send"))
+    return err;
+  pending.push_back(std::move(s));
+  return llvm::Error::success();
+}
+
+llvm::Error MpiCommunicator::recv(int peer, void *data, int64_t bytes) {
+  if (peer < 0 || peer >= worldSize() || bytes > int64_t(INT32_MAX))
+    return Communicator::recv(peer, data, bytes);
+  if (auto err = reapSends())
+    return err;
+  MPI_Request request;
+  int rc = MPI_Irecv(data, int(bytes), MPI_BYTE, peer, kPipelineTag, MPI_COMM_WORLD, &request);
+  return await(watcher, watchState, rc, request, kWatchWorld, 0, bytes, {peer, myRank}, "recv");
 }
 
 llvm::Error MpiCommunicator::allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) {

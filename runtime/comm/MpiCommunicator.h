@@ -16,6 +16,7 @@
 #include "llvm/Support/Error.h"
 
 #include <memory>
+#include <vector>
 
 namespace meg::runtime {
 
@@ -52,8 +53,9 @@ private:
 /// Collectives over the tp and dp groups of a dp x tp mesh laid on MPI_COMM_WORLD (rank = dpRank * tp + tpRank).
 class MpiCommunicator final : public Communicator {
 public:
-  /// Errors if the job's world size differs from meshDp * meshTp.
-  static llvm::Expected<std::unique_ptr<MpiCommunicator>> create(const MpiSession &session, int meshDp, int meshTp);
+  /// Errors if the job's world size differs from meshDp * meshTp * meshPp.
+  static llvm::Expected<std::unique_ptr<MpiCommunicator>> create(const MpiSession &session, int meshDp, int meshTp,
+                                                                 int meshPp = 1);
   ~MpiCommunicator() override;
 
   llvm::Error allReduce(CommAxis axis, CommReduce op, float *data, int64_t count) override;
@@ -62,14 +64,22 @@ public:
   void barrier() override;
   llvm::Error gatherToRoot(llvm::ArrayRef<float> in, std::vector<float> &out, std::vector<int64_t> &counts) override;
   llvm::Error broadcastFromRoot(float *data, int64_t count) override;
+  /// Pipeline messages: a send copies the data and posts it (MPI_Isend), completed sends are reaped later (and
+  /// all of them when the communicator ends); a recv waits for its message under the watchdog.
+  llvm::Error send(int peer, const void *data, int64_t bytes) override;
+  llvm::Error recv(int peer, void *data, int64_t bytes) override;
 
 private:
   struct Groups;
-  MpiCommunicator(int meshDp, int meshTp, int rank, std::unique_ptr<Groups> groups, MpiWatch &watcher);
+  struct PendingSend;
+  MpiCommunicator(int meshDp, int meshTp, int meshPp, int rank, std::unique_ptr<Groups> groups, MpiWatch &watcher);
+  /// Frees the posted sends that have completed.
+  llvm::Error reapSends();
   /// The world ranks of this rank's group on watched axis `axis` (kWatchWorld: every rank).
   std::vector<int> groupOf(unsigned axis) const;
   std::unique_ptr<Groups> groups;
   MpiWatch &watcher;
+  std::vector<std::unique_ptr<PendingSend>> pending;
 };
 
 } // namespace meg::runtime

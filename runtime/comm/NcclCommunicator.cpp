@@ -48,8 +48,8 @@ ncclRedOp_t ncclOp(CommReduce op) { return op == CommReduce::Max ? ncclMax : ncc
 
 class NcclCommunicator final : public CudaCommunicator {
 public:
-  NcclCommunicator(int meshDp, int meshTp, int rank, int device, cudaStream_t stream)
-      : CudaCommunicator(meshDp, meshTp, rank, stream), device(device) {}
+  NcclCommunicator(int meshDp, int meshTp, int meshPp, int rank, int device, cudaStream_t stream)
+      : CudaCommunicator(meshDp, meshTp, rank, stream, meshPp), device(device) {}
   ~NcclCommunicator() override {
     for (ncclComm_t c : {tpComm, dpComm, worldComm})
       if (c)
@@ -75,6 +75,18 @@ public:
   llvm::Error reduceScatterOn(cudaStream_t stream, CommAxis axis, CommReduce op, const float *in, int64_t count,
                               float *out) override {
     MEG_NCCL_TRY(ncclReduceScatter(in, out, size_t(count), ncclFloat, ncclOp(op), comm(axis), stream));
+    return llvm::Error::success();
+  }
+
+  // Pipeline messages over the world communicator, as bytes. Unlike the CPU communicators' sends these are not
+  // buffered: a large ncclSend completes only with its ncclRecv, which 1F1B's crossing messages need grouped (not
+  // run on a GPU yet).
+  llvm::Error sendOn(cudaStream_t stream, int peer, const void *data, int64_t bytes) override {
+    MEG_NCCL_TRY(ncclSend(data, size_t(bytes), ncclUint8, peer, worldComm, stream));
+    return llvm::Error::success();
+  }
+  llvm::Error recvOn(cudaStream_t stream, int peer, void *data, int64_t bytes) override {
+    MEG_NCCL_TRY(ncclRecv(data, size_t(bytes), ncclUint8, peer, worldComm, stream));
     return llvm::Error::success();
   }
 
@@ -149,7 +161,10 @@ public:
   }
 
 private:
-  int axisColor(CommAxis axis) const { return axis == CommAxis::TP ? myRank / meshTp : myRank % meshTp; }
+  // Groups lie within a pipeline stage.
+  int axisColor(CommAxis axis) const {
+    return axis == CommAxis::TP ? myRank / meshTp : myRank / (meshDp * meshTp) * meshTp + myRank % meshTp;
+  }
   ncclComm_t comm(CommAxis axis) const { return axis == CommAxis::TP ? tpComm : dpComm; }
 
   /// Copies inBytes of `in` to a device buffer of devBytes at inOffset, runs `call` on it and copies the whole
@@ -204,10 +219,10 @@ llvm::Error meg::runtime::cuda::checkRankDevice(int rank, int localRank) {
 
 llvm::Expected<std::unique_ptr<CudaCommunicator>>
 meg::runtime::cuda::createNcclCommunicator(const NcclId &id, int meshDp, int meshTp, int rank, int device,
-                                           cudaStream_t stream) {
+                                           cudaStream_t stream, int meshPp) {
   ncclUniqueId nid;
   std::memcpy(&nid, id.data(), sizeof(nid));
-  auto comm = std::make_unique<NcclCommunicator>(meshDp, meshTp, rank, device, stream);
+  auto comm = std::make_unique<NcclCommunicator>(meshDp, meshTp, meshPp, rank, device, stream);
   if (auto err = comm->join(nid))
     return std::move(err);
   return std::unique_ptr<CudaCommunicator>(std::move(comm));

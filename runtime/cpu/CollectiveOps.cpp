@@ -68,3 +68,19 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const ReduceScatterArgs &a, 
     return s.error(run.comm.reduceScatter(a.axis, a.reduce, blocks, a.count, s.fout()));
   };
 }
+
+// Pipeline point-to-point: the send is buffered by the communicator; the result of a send is its operand (the
+// same bytes, or a copy where the memory plan gave it a buffer of its own).
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const SendArgs &a, CpuStep &s) {
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    if (s.out[0] != s.in[0])
+      std::memcpy(s.out[0], s.in[0], size_t(a.bytes));
+    return s.error(run.comm.send(a.peer, s.in[0], a.bytes));
+  };
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const RecvArgs &a, CpuStep &s) {
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    return s.error(run.comm.recv(a.peer, s.out[0], a.bytes));
+  };
+}

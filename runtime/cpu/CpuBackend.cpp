@@ -93,7 +93,19 @@ public:
     return kernels[index](CpuRunArgs{ctx, comm, scratch.empty() ? nullptr : scratch.data()});
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) override;
+  llvm::Error saveActivations(int slot) override {
+    if (size_t(slot) >= stash.size())
+      stash.resize(size_t(slot) + 1);
+    stash[size_t(slot)].assign(arena.get(), arena.get() + arena.bytes());
+    return llvm::Error::success();
+  }
+  llvm::Error restoreActivations(int slot) override {
+    assert(size_t(slot) < stash.size() && int64_t(stash[size_t(slot)].size()) == arena.bytes() &&
+           "restore of an unsaved slot");
+    std::memcpy(arena.get(), stash[size_t(slot)].data(), size_t(arena.bytes()));
+    return llvm::Error::success();
+  }
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     std::memcpy(bytes.data(), resolve(slot), bytes.size());
@@ -110,6 +122,7 @@ private:
 
   const LoadedPlan *plan = nullptr;
   HostBuffer arena;
+  std::vector<std::vector<uint8_t>> stash; ///< pipeline: activation slots (saveActivations)
   std::vector<HostBuffer> params, grads, inputs, states;
   std::vector<std::unique_ptr<CpuStep>> steps;
   std::vector<CpuKernel> kernels;
@@ -180,10 +193,10 @@ llvm::Error CpuBackend::prepare(const LoadedPlan &p) {
 extern "C" void openblas_set_num_threads(int);
 
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CpuBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
+CpuBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) {
   std::vector<std::unique_ptr<Communicator>> comms;
   openblas_set_num_threads(1);
-  std::shared_ptr<InProcessWorld> world = InProcessCommunicator::createWorld(meshDp, meshTp);
+  std::shared_ptr<InProcessWorld> world = InProcessCommunicator::createWorld(meshDp, meshTp, meshPp);
   for (int r = 0; r < int(peers.size()); ++r)
     comms.push_back(std::make_unique<InProcessCommunicator>(world, r));
   return comms;

@@ -117,3 +117,24 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ReduceScatterArgs &a
     return s.error((*comm)->reduceScatterOn(run.stream, a.axis, a.reduce, blocks, a.count, s.fout()));
   };
 }
+
+// Pipeline point-to-point on the backend's stream (NCCL: ncclSend / ncclRecv).
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const SendArgs &a, CudaStep &s) {
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    if (auto err = copy(s, s.out[0], s.in[0], a.bytes, run.stream))
+      return err;
+    auto comm = deviceComm(s, run);
+    if (!comm)
+      return comm.takeError();
+    return s.error((*comm)->sendOn(run.stream, a.peer, s.in[0], a.bytes));
+  };
+}
+
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const RecvArgs &a, CudaStep &s) {
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    auto comm = deviceComm(s, run);
+    if (!comm)
+      return comm.takeError();
+    return s.error((*comm)->recvOn(run.stream, a.peer, s.out[0], a.bytes));
+  };
+}

@@ -151,7 +151,9 @@ public:
   }
   llvm::Error runSteps(const LoadedPlan &p, const StepContext &ctx, Communicator &comm) override;
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) override;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) override;
+  llvm::Error saveActivations(int slot) override;
+  llvm::Error restoreActivations(int slot) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
@@ -206,6 +208,7 @@ private:
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   DeviceBuffer arena, scratch, workspace;
+  std::vector<DeviceBuffer> stash; ///< pipeline: activation slots (saveActivations)
   DeviceBuffer wide; ///< fp32 copies of the 16-bit slots of the running step
   /// The per-step parameter block: the Philox step word (StepContext::rngStep, uint32 at 0), then each step's hostParam
   /// slot.
@@ -353,8 +356,12 @@ bool meg::runtime::cudaGraphCaptured(const Backend &backend) {
 
 // CUDA ranks as threads: every rank on one device, a stream each, collectives as device kernels (one-GPU mode).
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
+CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) {
   std::vector<std::unique_ptr<Communicator>> comms;
+  if (meshPp > 1)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "cuda backend: pipeline stages as threads on one GPU are not supported (run one "
+                                   "process per rank: --ranks mpi|env with NCCL)");
   auto world = cuda::createOneGpuWorld(meshDp, meshTp, place.device);
   if (!world)
     return world.takeError();
@@ -371,6 +378,26 @@ CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp
     peer->graph.setGroup(*group, r);
   }
   return comms;
+}
+
+llvm::Error CudaBackend::saveActivations(int slot) {
+  while (stash.size() <= size_t(slot)) {
+    stash.emplace_back();
+    if (auto err = stash.back().allocate(arena.bytes(), "a pipeline activation slot"))
+      return err;
+  }
+  if (cudaError_t err = cudaMemcpyAsync(stash[size_t(slot)].get(), arena.get(), size_t(arena.bytes()),
+                                        cudaMemcpyDeviceToDevice, stream))
+    return cudaFailure("cuda backend: saving the activations", err);
+  return llvm::Error::success();
+}
+
+llvm::Error CudaBackend::restoreActivations(int slot) {
+  assert(size_t(slot) < stash.size() && "restore of an unsaved slot");
+  if (cudaError_t err = cudaMemcpyAsync(arena.get(), stash[size_t(slot)].get(), size_t(arena.bytes()),
+                                        cudaMemcpyDeviceToDevice, stream))
+    return cudaFailure("cuda backend: restoring the activations", err);
+  return llvm::Error::success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -46,8 +46,9 @@ struct StepContext {
   /// The Philox counter word of dropout masks: the step, or with micro-batches the step's micro-batch
   /// (step x m + micro-batch), so every micro-batch draws fresh masks (one micro-batch: the step, as before).
   uint32_t rngStep() const { return step * microBatches + microBatch; }
-  /// Which steps Executor::run runs: all in order, the per-micro-batch body, or the once-per-step update.
-  enum class Part : uint8_t { All, Body, Update };
+  /// Which steps Executor::run runs: all in order, the per-micro-batch body, or the once-per-step update; with
+  /// pipeline stages, a phase of the 1F1B schedule: the body's Forward steps, or its other (Backward) steps.
+  enum class Part : uint8_t { All, Body, Update, Forward, Backward };
   Part part = Part::All;
   /// Called after each step that runs (not owned; null: none). The CUDA backend then runs the steps one by one.
   StepObserver *observer = nullptr;
@@ -86,13 +87,19 @@ public:
   /// rank r, every peer is of this backend's kind and this backend is one of them. The CPU's pass buffers through
   /// shared memory; CUDA's run device collectives between the peers' streams on one GPU. One rank: collectives
   /// are no-ops. (Ranks in separate processes get MPI or NCCL communicators from the job instead.)
+  /// With meshPp > 1 the peers are meshPp pipeline stages of meshDp x meshTp ranks each.
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp);
+  createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp = 1);
+
+  /// Pipeline parallelism: copies the activation arena into slot `slot` (save) or back from it (restore), so the
+  /// backward of a micro-batch finds the activations of its forward while later forwards ran in between.
+  virtual llvm::Error saveActivations(int slot) = 0;
+  virtual llvm::Error restoreActivations(int slot) = 0;
 
 protected:
   /// createThreadCommunicators for two or more peers.
   virtual llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) = 0;
+  createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) = 0;
 };
 
 /// Where a backend instance runs: its mesh rank, the ranks this process hosts, and the device it should use

@@ -6,6 +6,7 @@
 // shard {axis, dim}: replicated -> split, this rank keeps its block of the dim (no communication).
 // all_reduce_bucket {axis, reduce}: result i is the reduction of every group member's operand i, in one collective.
 // all_gather and shard move 4-byte words without looking at them: f32 or i32 (ids, labels, masks).
+// send {peer} / recv {peer}: the bytes of one value to / from the same dp and tp rank of pipeline stage `peer`.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/StepBinder.h"
@@ -167,4 +168,37 @@ llvm::Expected<SliceArgs> meg::runtime::bindShard(const StepBinder &s) {
   if (auto err = s.expectKernelRank(x, "operand 0"))
     return err;
   return SliceArgs{x.shape, d, start, length};
+}
+
+namespace {
+
+/// send / recv {peer}: the world rank of stage `peer` with this rank's dp and tp coordinates, and the bytes moved.
+llvm::Expected<SendArgs> bindPointToPoint(const StepBinder &s, const TensorSlot &x) {
+  auto stage = s.intAttr("peer");
+  if (!stage)
+    return stage.takeError();
+  if (*stage < 0 || *stage >= s.plan.meshPp)
+    return s.error(llvm::formatv("peer stage {0} is outside the pipeline of {1} stages", *stage, s.plan.meshPp));
+  int stageRanks = s.plan.meshDp * s.plan.meshTp;
+  return SendArgs{s.plan.rank + (int(*stage) - s.plan.stage()) * stageRanks, x.bytes()};
+}
+
+} // namespace
+
+llvm::Expected<SendArgs> meg::runtime::bindSend(const StepBinder &s) {
+  if (s.result().bytes() != s.operand(0).bytes())
+    return s.error("the result must be the operand (a send's result is its operand's bytes)");
+  return bindPointToPoint(s, s.operand(0));
+}
+
+// In a plan a recv has no operand (the IR's operand is its send's token, on the peer's plan).
+llvm::Expected<RecvArgs> meg::runtime::bindRecv(const StepBinder &s) {
+  if (s.numOperands() != 0)
+    return s.error("a recv step has no operands in a plan");
+  auto a = bindPointToPoint(s, s.result());
+  if (!a)
+    return a.takeError();
+  RecvArgs r;
+  static_cast<SendArgs &>(r) = *a;
+  return r;
 }

@@ -12,24 +12,28 @@ Backend::~Backend() = default;
 StepObserver::~StepObserver() = default;
 
 llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
-Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp) {
-  assert(int(peers.size()) == meshDp * meshTp && "one peer per rank");
+Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) {
+  assert(int(peers.size()) == meshDp * meshTp * meshPp && "one peer per rank");
   if (peers.size() > 1)
-    return createPeerCommunicators(peers, meshDp, meshTp);
+    return createPeerCommunicators(peers, meshDp, meshTp, meshPp);
   std::vector<std::unique_ptr<Communicator>> comms;
   comms.push_back(std::make_unique<SingleRankCommunicator>());
   return comms;
 }
 
 llvm::Error Backend::runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm) {
+  using Part = StepContext::Part;
   size_t begin = 0, end = plan.steps.size();
-  if (ctx.part == StepContext::Part::Body)
+  if (ctx.part == Part::Body || ctx.part == Part::Forward || ctx.part == Part::Backward)
     end = plan.updateBegin;
-  else if (ctx.part == StepContext::Part::Update)
+  else if (ctx.part == Part::Update)
     begin = plan.updateBegin;
   for (size_t i = begin; i < end; ++i) {
     const PlanStep &step = plan.steps[i];
-    if (ctx.evaluation && step.phase != StepPhase::Forward)
+    bool forward = step.phase == StepPhase::Forward;
+    if ((ctx.evaluation || ctx.part == Part::Forward) && !forward)
+      continue;
+    if (ctx.part == Part::Backward && forward)
       continue;
     if (auto err = injectFault(plan.rank, i))
       return err;

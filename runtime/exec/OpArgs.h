@@ -281,6 +281,14 @@ struct AccumulateArgs {
   int64_t n = 0;
 };
 
+/// Pipeline point-to-point (send / recv): `bytes` bytes to or from world rank `peer` (the same dp and tp coordinates
+/// on the pipeline stage the `peer` attribute names).
+struct SendArgs {
+  int peer = 0;
+  int64_t bytes = 0;
+};
+struct RecvArgs : SendArgs {};
+
 /// The arguments of one bound step: alternative i + 1 is the Args of op kind i.
 using OpArgs = std::variant<std::monostate
 #define OP(Enum, ...) , Enum##Args

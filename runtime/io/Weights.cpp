@@ -107,7 +107,7 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
                                       bool withConfig, SafetensorsDType dtype, int shards) {
   assert(!plans.empty() && "no plans");
   bool folder = llvm::sys::fs::is_directory(path) || path.endswith("/");
-  const std::vector<PlanParam> &params = plans[0].params;
+  const std::vector<PlanParam> params = planSetParams(plans);
   if (shards < 1 || size_t(shards) > params.size() || (shards > 1 && !folder))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    llvm::formatv("{0}: cannot write {1} shards of {2} tensors (more than one shard "
@@ -193,10 +193,11 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     return file.takeError();
 
   // Check every name and shape first, so that a bad file changes nothing.
-  std::vector<std::string> missing, unexpected, misShaped, stored(plans[0].params.size());
+  const std::vector<PlanParam> params = planSetParams(plans);
+  std::vector<std::string> missing, unexpected, misShaped, stored(params.size());
   std::set<std::string, std::less<>> used;
-  for (size_t i = 0; i < plans[0].params.size(); ++i) {
-    const PlanParam &param = plans[0].params[i];
+  for (size_t i = 0; i < params.size(); ++i) {
+    const PlanParam &param = params[i];
     stored[i] = checkpointName(*file, param.name);
     const SafetensorsTensor *t = stored[i].empty() ? nullptr : file->lookup(stored[i]);
     if (!t) {
@@ -229,8 +230,8 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     return llvm::createStringError(llvm::inconvertibleErrorCode(), file->path() + ": " + llvm::join(problems, "; "));
 
   std::vector<float> full, shard;
-  for (size_t i = 0; i < plans[0].params.size(); ++i) {
-    const PlanParam &param = plans[0].params[i];
+  for (size_t i = 0; i < params.size(); ++i) {
+    const PlanParam &param = params[i];
     auto values = file->toFloats(stored[i]);
     if (!values)
       return values.takeError();

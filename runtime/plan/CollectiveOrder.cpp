@@ -11,7 +11,9 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 
 using namespace meg;
 using namespace meg::runtime;
@@ -44,42 +46,77 @@ std::string meg::runtime::describe(const CommEvent &e) {
       .str();
 }
 
+/// The communication event of step `i`, if it communicates.
+static std::optional<CommEvent> commEvent(const LoadedPlan &plan, size_t i) {
+  const PlanStep &s = plan.steps[i];
+  CommEvent e;
+  e.step = i;
+  e.op = s.op;
+  e.value = s.value;
+  if (s.kind == ir::OpKind::Send || s.kind == ir::OpKind::Recv) {
+    // Pipeline point-to-point: `peer` is a stage; the partner is the rank of the same dp and tp coordinates there.
+    const TensorSlot *x = s.kind == ir::OpKind::Send ? (s.operands.empty() ? nullptr : &s.operands[0])
+                                                      : (s.results.empty() ? nullptr : &s.results[0]);
+    const StepAttr *peer = s.attr("peer");
+    if (!x || !peer)
+      return std::nullopt;
+    e.kind = s.kind == ir::OpKind::Send ? CommEvent::Kind::Send : CommEvent::Kind::Recv;
+    int64_t stageRanks = int64_t(plan.meshDp) * plan.meshTp;
+    e.peer = int(std::clamp<int64_t>(plan.rank + (peer->i - plan.stage()) * stageRanks, -1, plan.world()));
+    e.count = x->numel();
+    e.dtype = x->dtype;
+    return e;
+  }
+  // `shard` is a collective of the IR (it changes a value's sharding over an axis) that moves nothing.
+  if (!ir::isCollective(s.kind) || s.kind == ir::OpKind::Shard || s.operands.empty())
+    return std::nullopt;
+  e.kind = s.kind == ir::OpKind::AllGather       ? CommEvent::Kind::AllGather
+           : s.kind == ir::OpKind::ReduceScatter ? CommEvent::Kind::ReduceScatter
+                                                 : CommEvent::Kind::AllReduce;
+  if (const StepAttr *axis = s.attr("axis"))
+    e.axis = axis->s;
+  if (const StepAttr *reduce = s.attr("reduce"))
+    e.reduce = reduce->s;
+  // all_reduce_bucket reduces its operands as one buffer.
+  for (const TensorSlot &x : s.operands)
+    e.count += x.numel();
+  e.dtype = s.operands[0].dtype;
+  return e;
+}
+
 std::vector<CommEvent> meg::runtime::commEvents(const LoadedPlan &plan) {
   std::vector<CommEvent> events;
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    const PlanStep &s = plan.steps[i];
-    // `shard` is a collective of the IR (it changes a value's sharding over an axis) that moves nothing.
-    if (!ir::isCollective(s.kind) || s.kind == ir::OpKind::Shard || s.operands.empty())
-      continue;
-    CommEvent e;
-    e.kind = s.kind == ir::OpKind::AllGather       ? CommEvent::Kind::AllGather
-             : s.kind == ir::OpKind::ReduceScatter ? CommEvent::Kind::ReduceScatter
-                                                   : CommEvent::Kind::AllReduce;
-    if (const StepAttr *axis = s.attr("axis"))
-      e.axis = axis->s;
-    if (const StepAttr *reduce = s.attr("reduce"))
-      e.reduce = reduce->s;
-    // all_reduce_bucket reduces its operands as one buffer.
-    for (const TensorSlot &x : s.operands)
-      e.count += x.numel();
-    e.dtype = s.operands[0].dtype;
-    e.step = i;
-    e.op = s.op;
-    e.value = s.value;
-    events.push_back(std::move(e));
+  auto add = [&](size_t begin, size_t end, std::optional<StepPhase> only) {
+    for (size_t i = begin; i < end; ++i) {
+      bool forward = plan.steps[i].phase == StepPhase::Forward;
+      if (only && (*only == StepPhase::Forward) != forward)
+        continue;
+      if (auto e = commEvent(plan, i))
+        events.push_back(std::move(*e));
+    }
+  };
+  if (plan.meshPp == 1) {
+    add(0, plan.steps.size(), std::nullopt);
+    return events;
   }
+  // A pipeline stage issues its body's events phase by phase (the 1F1B schedule), then the update's once.
+  for (const PipePhase &phase : plan.schedule)
+    add(0, plan.updateBegin, phase.backward ? StepPhase::Backward : StepPhase::Forward);
+  add(plan.updateBegin, plan.steps.size(), std::nullopt);
   return events;
 }
 
 std::vector<int> meg::runtime::axisGroup(llvm::StringRef axis, int rank, int meshDp, int meshTp) {
+  // Groups lie within a pipeline stage (rank = (stage * dp + dpRank) * tp + tpRank).
   std::vector<int> members;
-  int dpRank = rank / meshTp, tpRank = rank % meshTp;
+  int base = rank / (meshDp * meshTp) * (meshDp * meshTp);
+  int dpRank = (rank - base) / meshTp, tpRank = rank % meshTp;
   if (axis == "tp")
     for (int t = 0; t < meshTp; ++t)
-      members.push_back(dpRank * meshTp + t);
+      members.push_back(base + dpRank * meshTp + t);
   else if (axis == "dp")
     for (int d = 0; d < meshDp; ++d)
-      members.push_back(d * meshTp + tpRank);
+      members.push_back(base + d * meshTp + tpRank);
   return members;
 }
 
@@ -191,14 +228,16 @@ llvm::Error checkProgress(llvm::ArrayRef<std::vector<CommEvent>> ranks, int mesh
   auto current = [&](int r) -> const CommEvent * {
     return pc[size_t(r)] < ranks[size_t(r)].size() ? &ranks[size_t(r)][pc[size_t(r)]] : nullptr;
   };
+  // Sends are buffered (the communicators copy or post them and return): a send never waits, a receive waits for
+  // its send. Messages issued and received so far per (from, to).
+  std::map<std::pair<int, int>, size_t> sent, received;
   // Who `r` waits for in its current event, when that peer is not there (-1 when the event can complete).
   auto blocker = [&](int r) {
     const CommEvent &e = *current(r);
-    if (e.isPointToPoint()) {
-      const CommEvent *p = current(e.peer);
-      CommEvent::Kind want = e.kind == CommEvent::Kind::Send ? CommEvent::Kind::Recv : CommEvent::Kind::Send;
-      return p && p->kind == want && p->peer == r ? -1 : e.peer;
-    }
+    if (e.kind == CommEvent::Kind::Send)
+      return -1;
+    if (e.kind == CommEvent::Kind::Recv)
+      return sent[{e.peer, r}] > received[{e.peer, r}] ? -1 : e.peer;
     for (int m : axisGroup(e.axis, r, meshDp, meshTp)) {
       const CommEvent *p = current(m);
       if (!p || p->isPointToPoint() || p->axis != e.axis)
@@ -211,9 +250,11 @@ llvm::Error checkProgress(llvm::ArrayRef<std::vector<CommEvent>> ranks, int mesh
     for (int r = 0; r < world; ++r) {
       while (current(r) && blocker(r) < 0) {
         const CommEvent &e = *current(r);
-        // The event completes for every participant at once.
-        if (e.isPointToPoint())
-          ++pc[size_t(e.peer)];
+        // A collective completes for every participant at once.
+        if (e.kind == CommEvent::Kind::Send)
+          ++sent[{r, e.peer}];
+        else if (e.kind == CommEvent::Kind::Recv)
+          ++received[{e.peer, r}];
         else
           for (int m : axisGroup(e.axis, r, meshDp, meshTp))
             if (m != r)
@@ -239,7 +280,7 @@ llvm::Error checkProgress(llvm::ArrayRef<std::vector<CommEvent>> ranks, int mesh
 
 llvm::Error meg::runtime::verifyCommOrder(llvm::ArrayRef<std::vector<CommEvent>> ranks, int meshDp, int meshTp,
                                           llvm::StringRef name) {
-  assert(int(ranks.size()) == meshDp * meshTp && "one sequence per rank");
+  assert(ranks.size() % size_t(meshDp * meshTp) == 0 && "one sequence per rank of every pipeline stage");
   for (size_t r = 0; r < ranks.size(); ++r)
     for (const CommEvent &e : ranks[r])
       if (!e.isPointToPoint() && e.axis != "tp" && e.axis != "dp")

@@ -6,15 +6,16 @@
 //   2. every point-to-point send has its matching receive (same pair, count and dtype) in the same order on the
 //      peer;
 //   3. blocking in that order cannot deadlock across groups: a simulation in which a collective completes when all
-//      members have reached it, and a send when its receiver has, completes every rank's sequence.
+//      members have reached it, a send at once (communicators buffer sends) and a receive once its send has been
+//      issued, completes every rank's sequence.
 // The first violation is one error naming both ranks, each one's step index, op and IR name (`%N` in megc --emit
 // ir). megc runs the check on the plans it writes, `megc verify PLAN_DIR` on a directory, and loadPlanSet (so
 // megrun) on every set it loads.
 //
 // The check works on CommEvent sequences, one per rank, so it is independent of how the events were found:
 // commEvents() reads them from a plan (all_reduce, all_reduce_bucket, all_gather, reduce_scatter; `shard` moves
-// nothing). Point-to-point events have no op yet; pipeline parallelism maps its send/recv steps onto
-// CommEvent::Send / Recv with the peer's world rank.
+// nothing) in the order the rank issues them: a pipeline stage's body phase by phase of its 1F1B schedule, its
+// `send` / `recv` steps as CommEvent::Send / Recv with the peer stage's rank of the same dp and tp coordinates.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_PLAN_COLLECTIVEORDER_H
@@ -56,10 +57,11 @@ std::string describe(const CommEvent &e);
 /// The communication events of a plan, in step order.
 std::vector<CommEvent> commEvents(const LoadedPlan &plan);
 
-/// The world ranks of `rank`'s group along `axis` ("tp" or "dp") of a dp x tp mesh, in group order.
+/// The world ranks of `rank`'s group along `axis` ("tp" or "dp") of a dp x tp mesh (within rank's pipeline stage
+/// when the world holds several dp x tp stages), in group order.
 std::vector<int> axisGroup(llvm::StringRef axis, int rank, int meshDp, int meshTp);
 
-/// Checks rules 1-3 above on the event sequences of ranks 0 .. world-1 of a dp x tp mesh. `name` prefixes the
+/// Checks rules 1-3 above on the event sequences of ranks 0 .. world-1 of a dp x tp mesh (or pp stages of one). `name` prefixes the
 /// error: `<name>: collective order: <what>`.
 llvm::Error verifyCommOrder(llvm::ArrayRef<std::vector<CommEvent>> ranks, int meshDp, int meshTp,
                             llvm::StringRef name);

@@ -1,5 +1,6 @@
 //===- Plan.cpp - loading and checking execution plans ----------------------===//
 #include "runtime/plan/Plan.h"
+#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/plan/CollectiveOrder.h"
 
 #include "ir/File.h"
@@ -9,6 +10,7 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -100,6 +102,23 @@ std::string LoadedPlan::stepLabel(size_t step) const {
 static_assert(FLATBUFFERS_LITTLEENDIAN, "the decoder copies little-endian plan vectors bytewise");
 
 namespace {
+
+/// ` x pp P` in mesh descriptions, or nothing without pipeline stages.
+std::string ppText(int pp) { return pp == 1 ? "" : " x pp " + std::to_string(pp); }
+
+/// The pipeline fields: a schedule exactly when the mesh has more than one stage, and a valid 1F1B-shaped one.
+llvm::Error decodeSchedule(const fb::Plan &p, LoadedPlan &out) {
+  if (p.schedule())
+    for (const fb::PipePhase *phase : *p.schedule())
+      out.schedule.push_back({phase->backward(), phase->micro_batch()});
+  if (out.meshPp == 1) {
+    if (!out.schedule.empty())
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), "a pipeline schedule without pipeline stages");
+    return llvm::Error::success();
+  }
+  return checkSchedule(out.schedule, out.microBatches, activationSlots(out.meshPp, out.stage(), out.microBatches));
+}
+
 
 using ir::kMaxElements;
 
@@ -415,11 +434,14 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
                       kPlanSchemaVersion));
   out.meshDp = p.mesh_dp();
   out.meshTp = p.mesh_tp();
+  out.meshPp = p.mesh_pp();
   out.rank = p.rank();
-  if (out.meshDp < 1 || out.meshTp < 1 || int64_t(out.meshDp) * out.meshTp > ir::kMaxWorld)
-    fail(llvm::formatv("invalid mesh dp {0} x tp {1}", out.meshDp, out.meshTp));
-  else if (out.rank < 0 || out.rank >= out.meshDp * out.meshTp)
-    fail(llvm::formatv("rank {0} is outside the mesh dp {1} x tp {2}", out.rank, out.meshDp, out.meshTp));
+  if (out.meshDp < 1 || out.meshTp < 1 || out.meshPp < 1 ||
+      int64_t(out.meshDp) * out.meshTp * out.meshPp > ir::kMaxWorld)
+    fail(llvm::formatv("invalid mesh dp {0}{1} x tp {2}", out.meshDp, ppText(out.meshPp), out.meshTp));
+  else if (out.rank < 0 || out.rank >= out.world())
+    fail(llvm::formatv("rank {0} is outside the mesh dp {1}{2} x tp {3}", out.rank, out.meshDp, ppText(out.meshPp),
+                       out.meshTp));
   if (!error.empty())
     return finish();
   out.model = p.model() ? p.model()->str() : "";
@@ -468,6 +490,8 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
                                    i, out.updateBegin - 1, out.microBatches)),
                 finish());
   }
+  if (auto err = decodeSchedule(p, out))
+    return (fail(llvm::toString(std::move(err))), finish());
   if (p.outputs()) {
     for (size_t i = 0; i < p.outputs()->size(); ++i) {
       const fb::Output *o = p.outputs()->Get(i);
@@ -557,7 +581,7 @@ llvm::Expected<std::vector<LoadedPlan>> meg::runtime::loadPlanSet(llvm::StringRe
     auto plan = loadPlan(path);
     if (!plan)
       return plan.takeError();
-    if (plan->meshDp != plans[0].meshDp || plan->meshTp != plans[0].meshTp)
+    if (plan->meshDp != plans[0].meshDp || plan->meshTp != plans[0].meshTp || plan->meshPp != plans[0].meshPp)
       return planError(path, llvm::formatv("mesh dp {0} x tp {1} differs from rank 0's dp {2} x tp {3}",
                                            plan->meshDp, plan->meshTp, plans[0].meshDp, plans[0].meshTp));
     if (plan->mode != plans[0].mode || plan->model != plans[0].model)
@@ -571,4 +595,30 @@ llvm::Expected<std::vector<LoadedPlan>> meg::runtime::loadPlanSet(llvm::StringRe
   if (auto err = verifyCollectiveOrder(plans, dir))
     return err;
   return plans;
+}
+
+std::vector<PlanParam> meg::runtime::planSetParams(llvm::ArrayRef<LoadedPlan> plans) {
+  std::vector<PlanParam> params;
+  if (plans.empty())
+    return params;
+  llvm::StringSet<> seen;
+  int stageRanks = plans[0].meshDp * plans[0].meshTp;
+  for (size_t r = 0; r < plans.size(); r += size_t(stageRanks))
+    for (const PlanParam &p : plans[r].params)
+      if (seen.insert(p.name).second)
+        params.push_back(p);
+  return params;
+}
+
+LoadedPlan meg::runtime::planSetDataView(llvm::ArrayRef<LoadedPlan> plans) {
+  LoadedPlan view = plans[0];
+  if (view.meshPp == 1)
+    return view;
+  view.params = planSetParams(plans);
+  int stageRanks = view.meshDp * view.meshTp;
+  for (size_t r = size_t(stageRanks); r < plans.size(); r += size_t(stageRanks))
+    for (const PlanInput &in : plans[r].inputs)
+      if (!view.findInput(in.name))
+        view.inputs.push_back(in);
+  return view;
 }

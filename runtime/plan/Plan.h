@@ -128,6 +128,12 @@ struct PlanOutput {
   TensorSlot tensor;
 };
 
+/// One phase of a pipeline stage's schedule (plan.fbs PipePhase).
+struct PipePhase {
+  bool backward = false;
+  int microBatch = 0;
+};
+
 /// A verified, decoded plan.
 struct LoadedPlan {
   std::string path;
@@ -146,10 +152,14 @@ struct LoadedPlan {
   /// steps [updateBegin, steps.size()) once per step. 1: every step once, in order.
   int microBatches = 1;
   size_t updateBegin = 0;
+  /// Pipeline parallelism (meshPp > 1): this rank's stage and its 1F1B schedule over the micro-batches.
+  int meshPp = 1;
+  std::vector<PipePhase> schedule;
 
-  int world() const { return meshDp * meshTp; }
-  int dpRank() const { return rank / meshTp; }
+  int world() const { return meshDp * meshTp * meshPp; }
+  int dpRank() const { return (rank / meshTp) % meshDp; }
   int tpRank() const { return rank % meshTp; }
+  int stage() const { return rank / (meshDp * meshTp); }
   /// Index of the named input / param / output, or nullopt.
   std::optional<size_t> findInput(llvm::StringRef name) const;
   std::optional<size_t> findParam(llvm::StringRef name) const;
@@ -157,6 +167,13 @@ struct LoadedPlan {
   /// `<path>: step N ('op')` for diagnostics.
   std::string stepLabel(size_t step) const;
 };
+
+/// The parameters of a plan set, each name once: rank 0's, then those only later pipeline stages hold, in stage
+/// order (without pipeline stages: rank 0's).
+std::vector<PlanParam> planSetParams(llvm::ArrayRef<LoadedPlan> plans);
+/// What the data of a plan set is read for: rank 0's plan, with pipeline stages also holding the inputs and
+/// parameters only later stages have (the labels of the last stage's loss).
+LoadedPlan planSetDataView(llvm::ArrayRef<LoadedPlan> plans);
 
 /// Verifies and decodes a plan held in memory; `name` prefixes every error.
 llvm::Expected<LoadedPlan> parsePlan(llvm::ArrayRef<uint8_t> bytes, llvm::StringRef name);

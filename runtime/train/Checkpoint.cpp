@@ -103,6 +103,8 @@ static std::map<std::string, int64_t> vocabRowsOf(const LoadedPlan &plan) {
 
 llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<LoadedPlan> plans) {
   assert(!plans.empty() && "no plans");
+  if (plans[0].meshPp > 1)
+    return error(plans[0].path, "checkpoints (--save, --resume) of pipeline-parallel plans are not supported yet");
   PlanSetIdentity id;
   id.dp = plans[0].meshDp;
   id.tp = plans[0].meshTp;

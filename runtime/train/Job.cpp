@@ -179,7 +179,8 @@ static llvm::Expected<std::unique_ptr<Session>> createNcclSession(std::vector<Lo
   if (auto err = broadcast(llvm::MutableArrayRef<uint8_t>(id.data(), id.size())))
     return std::move(err);
   const LoadedPlan &first = plans[0];
-  auto comm = cuda::createNcclCommunicator(id, first.meshDp, first.meshTp, rank, local, /*stream=*/nullptr);
+  auto comm = cuda::createNcclCommunicator(id, first.meshDp, first.meshTp, rank, local, /*stream=*/nullptr,
+                                           first.meshPp);
   if (!comm)
     return comm.takeError();
   return Session::createRank(std::move(plans), "cuda", std::move(*comm), local);
@@ -219,17 +220,18 @@ llvm::Expected<std::unique_ptr<Session>> Job::createSessionOf(std::vector<Loaded
   if (started != first.world())
     return llvm::createStringError(
         llvm::inconvertibleErrorCode(),
-        llvm::formatv("{0}: the plans are for a mesh of dp {1} x tp {2} = {3} ranks, {4}", planDir, first.meshDp,
+        llvm::formatv("{0}: the plans are for a mesh of dp {1}{5} x tp {2} = {3} ranks, {4}", planDir, first.meshDp,
                       first.meshTp, first.world(),
                       started == 1 ? "but megrun runs as a single MPI process (start it with mpirun -np " +
                                          std::to_string(first.world()) + ")"
-                                   : "mpirun started " + std::to_string(started))
+                                   : "mpirun started " + std::to_string(started),
+                      first.meshPp > 1 ? " x pp " + std::to_string(first.meshPp) : std::string())
             .str());
   // MPI moves host buffers; CUDA ranks talk over NCCL, bootstrapped over MPI.
   if (backend == "cuda")
     return createNcclSession(std::move(plans), mpi->session->worldRank(), mpi->session->localRank(), agreeFn,
                              [&](llvm::MutableArrayRef<uint8_t> data) { return mpi->session->broadcast(data); });
-  auto comm = MpiCommunicator::create(*mpi->session, first.meshDp, first.meshTp);
+  auto comm = MpiCommunicator::create(*mpi->session, first.meshDp, first.meshTp, first.meshPp);
   if (!comm)
     return comm.takeError();
   return Session::createRank(std::move(plans), backend, std::move(*comm), mpi->session->localRank());

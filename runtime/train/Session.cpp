@@ -2,6 +2,7 @@
 #include "runtime/train/Session.h"
 
 #include "runtime/io/Weights.h"
+#include "runtime/plan/PipelineSchedule.h"
 #include "runtime/plan/ShardCopy.h"
 #include "runtime/train/BackendRegistry.h"
 #include "runtime/train/Init.h"
@@ -53,7 +54,8 @@ llvm::Expected<std::unique_ptr<Session>> Session::create(std::vector<LoadedPlan>
     return err;
   for (int r = 0; r < world; ++r)
     peers.push_back(s->backends[size_t(r)].get());
-  auto comms = peers[0]->createThreadCommunicators(peers, s->plans[0].meshDp, s->plans[0].meshTp);
+  auto comms = peers[0]->createThreadCommunicators(peers, s->plans[0].meshDp, s->plans[0].meshTp,
+                                                  s->plans[0].meshPp);
   if (!comms)
     return comms.takeError();
   s->comms = std::move(*comms);
@@ -207,7 +209,8 @@ llvm::Error Session::withShards(llvm::ArrayRef<ShardKind> kinds, bool replicas,
       }
   }
   return use([&](ShardKind kind, int r, size_t i, llvm::MutableArrayRef<float> out) {
-    int source = sends(r) || r == 0 ? r : r % tp;
+    int stageRanks = plans[0].meshDp * tp;
+    int source = sends(r) || r == 0 ? r : r / stageRanks * stageRanks + r % tp;
     assert(shardList(plans[size_t(source)], kind)[i].name == shardList(plans[size_t(r)], kind)[i].name &&
            "dp replicas list their shards in another order");
     if (source == 0) {
@@ -338,21 +341,26 @@ std::optional<float> Session::scalarOutput(llvm::StringRef name) {
 //===----------------------------------------------------------------------===//
 
 llvm::Error Session::feed(const GlobalBatch &batch) {
+  for (int r : hosted)
+    if (auto err = feedRank(r, batch))
+      return err;
+  return llvm::Error::success();
+}
+
+llvm::Error Session::feedRank(int r, const GlobalBatch &batch) {
   std::vector<int32_t> shard;
-  for (int r : hosted) {
-    for (size_t i = 0; i < plans[r].inputs.size(); ++i) {
-      const PlanInput &in = plans[r].inputs[i];
-      auto it = batch.tensors.find(in.name);
-      if (it == batch.tensors.end())
-        return error("the batch has no tensor for plan input '" + in.name + "'");
-      if (llvm::ArrayRef<int64_t>(it->second.shape) != llvm::ArrayRef<int64_t>(in.globalShape) ||
-          in.dtype != DType::I32)
-        return error("batch tensor '" + in.name + "' does not match the plan input's shape");
-      shard.resize(size_t(in.numel()));
-      extractShard(it->second.data.data(), in.globalShape, in.offset, in.shape, shard.data());
-      backends[r]->writeInput(i, llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(shard.data()),
-                                                         shard.size() * sizeof(int32_t)));
-    }
+  for (size_t i = 0; i < plans[r].inputs.size(); ++i) {
+    const PlanInput &in = plans[r].inputs[i];
+    auto it = batch.tensors.find(in.name);
+    if (it == batch.tensors.end())
+      return error("the batch has no tensor for plan input '" + in.name + "'");
+    if (llvm::ArrayRef<int64_t>(it->second.shape) != llvm::ArrayRef<int64_t>(in.globalShape) ||
+        in.dtype != DType::I32)
+      return error("batch tensor '" + in.name + "' does not match the plan input's shape");
+    shard.resize(size_t(in.numel()));
+    extractShard(it->second.data.data(), in.globalShape, in.offset, in.shape, shard.data());
+    backends[r]->writeInput(i, llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(shard.data()),
+                                                       shard.size() * sizeof(int32_t)));
   }
   return llvm::Error::success();
 }
@@ -367,6 +375,8 @@ llvm::Expected<std::optional<double>> Session::step(const StepContext &ctx, llvm
   int m = microBatches();
   if (int(batches.size()) != m)
     return error(llvm::formatv("{0}: a step takes {1} micro-batches, got {2}", plans[0].path, m, batches.size()));
+  if (plans[0].meshPp > 1)
+    return pipelineStep(ctx, batches);
   if (m == 1) {
     if (auto err = feed(batches[0]))
       return err;
@@ -392,7 +402,98 @@ llvm::Expected<std::optional<double>> Session::step(const StepContext &ctx, llvm
   return averageLoss();
 }
 
+// Pipeline stages: each hosted rank runs its stage's 1F1B schedule (PipelineSchedule.h) on its own thread, the
+// stages handing activations and gradients to each other by the plan's send/recv steps. A forward leaves its
+// micro-batch's activations in the arena; when another forward runs before that micro-batch's backward, they are
+// saved to slot mb % slots after the forward and restored before the backward. Every phase is fed its micro-batch
+// (inputs are read by forwards and backwards alike). Evaluation runs the forward phases only.
+llvm::Expected<std::optional<double>> Session::pipelineStep(const StepContext &ctx,
+                                                            llvm::ArrayRef<GlobalBatch> batches) {
+  int m = microBatches();
+  if (auto err = onHosted([&](int r) -> llvm::Error {
+        const LoadedPlan &plan = plans[size_t(r)];
+        Backend &b = *backends[size_t(r)];
+        Executor exec(plan, b, *comms[size_t(r)]);
+        int slots = activationSlots(plan.meshPp, plan.stage(), m);
+        std::optional<int> inArena; // the micro-batch whose forward activations the arena holds
+        for (size_t k = 0; k < plan.schedule.size(); ++k) {
+          const PipePhase &phase = plan.schedule[k];
+          if (phase.backward && ctx.evaluation)
+            continue;
+          if (auto err = feedRank(r, batches[size_t(phase.microBatch)]))
+            return err;
+          int slot = phase.microBatch % slots;
+          if (phase.backward && inArena != phase.microBatch)
+            if (auto err = b.restoreActivations(slot))
+              return err;
+          StepContext c = ctx;
+          c.microBatch = uint32_t(phase.microBatch);
+          c.microBatches = uint32_t(m);
+          c.part = phase.backward ? StepContext::Part::Backward : StepContext::Part::Forward;
+          if (auto err = exec.run(c))
+            return err;
+          inArena = phase.backward ? std::nullopt : std::optional<int>(phase.microBatch);
+          bool backwardNext = k + 1 < plan.schedule.size() && plan.schedule[k + 1].backward &&
+                              plan.schedule[k + 1].microBatch == phase.microBatch;
+          if (!phase.backward && !ctx.evaluation && !backwardNext)
+            if (auto err = b.saveActivations(slot))
+              return err;
+        }
+        if (ctx.evaluation || plan.updateBegin == plan.steps.size())
+          return llvm::Error::success();
+        StepContext update = ctx;
+        update.part = StepContext::Part::Update;
+        return exec.run(update);
+      }))
+    return err;
+  return averageLoss();
+}
+
+/// The pipeline's loss: the last stage's ranks hold it; the dp groups' losses are averaged in dp order.
+llvm::Expected<std::optional<double>> Session::pipelineLoss() {
+  const LoadedPlan &last = plans.back();
+  int stageRanks = last.meshDp * last.meshTp, base = world() - stageRanks;
+  std::vector<float> perGroup;
+  auto lossOf = [&](int r) -> llvm::Expected<float> {
+    return Executor(plans[size_t(r)], *backends[size_t(r)], *comms[size_t(r)]).scalarOutput("loss");
+  };
+  if (hostsAll()) {
+    for (int d = 0; d < last.meshDp; ++d) {
+      auto loss = lossOf(base + d * last.meshTp);
+      if (!loss)
+        return loss.takeError();
+      perGroup.push_back(*loss);
+    }
+  } else {
+    // tp rank 0 of each dp group of the last stage sends its loss to the root, which shares them.
+    int me = hosted[0];
+    std::vector<float> mine, all;
+    std::vector<int64_t> counts;
+    if (me >= base && plans[size_t(me)].tpRank() == 0) {
+      auto loss = lossOf(me);
+      if (!loss)
+        return loss.takeError();
+      mine.push_back(*loss);
+    }
+    if (auto err = comms[size_t(me)]->gatherToRoot(mine, all, counts))
+      return err;
+    all.resize(size_t(last.meshDp));
+    if (auto err = comms[size_t(me)]->broadcastFromRoot(all.data(), int64_t(all.size())))
+      return err;
+    perGroup = all;
+  }
+  double sum = 0;
+  for (float loss : perGroup)
+    sum += double(loss);
+  return std::optional<double>(sum / last.meshDp);
+}
+
 llvm::Expected<std::optional<double>> Session::averageLoss() {
+  if (plans[0].meshPp > 1) {
+    if (!plans.back().findOutput("loss"))
+      return std::nullopt;
+    return pipelineLoss();
+  }
   if (!plans[0].findOutput("loss"))
     return std::nullopt;
   std::vector<float> losses(size_t(world()), 0.0f);

@@ -108,6 +108,11 @@ private:
   Session() = default;
   /// Collective. The scalar output "loss" of the last run, averaged over the dp ranks (nullopt: no such output).
   llvm::Expected<std::optional<double>> averageLoss();
+  /// Pipeline stages: step() as the ranks' 1F1B schedules, and the loss of the last stage.
+  llvm::Expected<std::optional<double>> pipelineStep(const StepContext &ctx, llvm::ArrayRef<GlobalBatch> batches);
+  llvm::Expected<std::optional<double>> pipelineLoss();
+  /// Feeds hosted rank `r` its shard of each plan input.
+  llvm::Error feedRank(int r, const GlobalBatch &batch);
   llvm::Error prepare(llvm::StringRef backend, llvm::ArrayRef<int> ranks, int device);
   /// Runs fn(rank) for every hosted rank, each on its thread.
   llvm::Error onHosted(llvm::function_ref<llvm::Error(int rank)> fn);

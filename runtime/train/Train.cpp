@@ -132,7 +132,7 @@ llvm::Expected<std::unique_ptr<Trainer>> Trainer::create(Job &job, const TrainOp
   std::optional<Checkpoint> resumeFrom;
   if (auto err = job.agree(trainer->checkResume(*plans, resumeFrom)))
     return err;
-  if (auto err = job.agree(trainer->makeSources((*plans)[0], resumeFrom)))
+  if (auto err = job.agree(trainer->makeSources(planSetDataView(*plans), resumeFrom)))
     return err;
   auto session = job.createSession(std::move(*plans), options.backend, options.planDir);
   if (auto err = job.agree(session.takeError()))

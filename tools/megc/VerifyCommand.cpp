@@ -2,7 +2,7 @@
 //
 // Loads a plan directory the way megrun does (runtime/plan/Plan.h loadPlanSet: every rank's plan verified, then the
 // set's collective order proven, runtime/plan/CollectiveOrder.h) and prints one line:
-//   <dir>: ok: dp D x tp T = N ranks, C collectives and P point-to-point messages per rank in a proven order
+//   <dir>: ok: dp D [x pp P] x tp T = N ranks, C collectives and P point-to-point messages per rank in a proven order
 // or the first problem as `megc: error: <what>` with exit code 1.
 //
 //===----------------------------------------------------------------------===//
@@ -32,8 +32,10 @@ int meg::runVerifyCommand(int argc, char **argv) {
     return fail(llvm::StringRef(llvm::toString(plans.takeError())).split('\n').first);
   const runtime::LoadedPlan &first = plans->front();
   runtime::CommOrderSummary s = runtime::summarize(runtime::commEvents(first));
-  llvm::outs() << llvm::formatv("{0}: ok: dp {1} x tp {2} = {3} ranks, {4} collectives and {5} point-to-point "
+  // Pipeline stages: the mesh is dp x pp x tp, and the messages are rank 0's over a step (every micro-batch).
+  std::string pp = first.meshPp > 1 ? llvm::formatv(" x pp {0}", first.meshPp).str() : "";
+  llvm::outs() << llvm::formatv("{0}: ok: dp {1}{2} x tp {3} = {4} ranks, {5} collectives and {6} point-to-point "
                                 "messages per rank in a proven order\n",
-                                dir, first.meshDp, first.meshTp, first.world(), s.collectives, s.pointToPoint);
+                                dir, first.meshDp, pp, first.meshTp, first.world(), s.collectives, s.pointToPoint);
   return 0;
 }

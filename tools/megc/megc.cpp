@@ -154,6 +154,14 @@ cl::opt<bool> useDistributedOptimizer(
     cl::desc("ZeRO-1 (Megatron's distributed optimizer): fp32 masters and Adam state split over dp, gradients "
              "reduce-scattered, parameters all-gathered (optimizer{distributed=true}; dp = 1: no change)"),
     cl::cat(optCategory));
+cl::opt<int> ppSize("pipeline-model-parallel-size",
+                    cl::desc("Pipeline-parallel size P: the layers in P stages run with the 1F1B schedule over the "
+                             "micro-batches of --global-batch-size (mesh dp x pp x tp)"),
+                    cl::value_desc("P"), cl::init(1), cl::cat(optCategory));
+cl::alias ppAlias("pp", cl::desc("Alias for --pipeline-model-parallel-size"), cl::aliasopt(ppSize));
+cl::list<int> layersPerStage("num-layers-per-stage",
+                             cl::desc("With --pp: the layers of each stage, first to last (default: an even split)"),
+                             cl::value_desc("N,N,..."), cl::CommaSeparated, cl::cat(optCategory));
 cl::alias microBatchSize("micro-batch-size", cl::desc("Alias for --micro-batch"), cl::aliasopt(microBatch));
 cl::alias seqLength("seq-length", cl::desc("Alias for --seq"), cl::aliasopt(seqLen));
 
@@ -303,12 +311,39 @@ llvm::Error writeOutput(llvm::StringRef path, llvm::StringRef text) {
   return llvm::Error::success();
 }
 
+/// Checks --pipeline-model-parallel-size and --num-layers-per-stage.
+llvm::Error checkPipelineFlags(bool isModel) {
+  if (ppSize < 1)
+    return makeError("--pipeline-model-parallel-size must be positive (got " + llvm::Twine(int(ppSize)) + ")");
+  if (layersPerStage.getNumOccurrences() && ppSize == 1)
+    return makeError("--num-layers-per-stage needs --pipeline-model-parallel-size > 1");
+  if (ppSize == 1)
+    return llvm::Error::success();
+  if (!isModel)
+    return makeError("--pipeline-model-parallel-size applies only to a model description (.json input)");
+  if (mode != "train")
+    return makeError("--pipeline-model-parallel-size needs --mode train (the 1F1B training schedule)");
+  if (bf16 || fp16)
+    return makeError("--pipeline-model-parallel-size with --bf16 or --fp16 is not supported yet");
+  if (recomputeGranularity.getNumOccurrences())
+    return makeError("--pipeline-model-parallel-size with --recompute-granularity is not supported yet");
+  if (useDistributedOptimizer)
+    return makeError("--pipeline-model-parallel-size with --use-distributed-optimizer is not supported yet");
+  if (layersPerStage.getNumOccurrences() && int(layersPerStage.size()) != ppSize)
+    return makeError(llvm::formatv("--num-layers-per-stage gives {0} stages, --pipeline-model-parallel-size {1}",
+                                   layersPerStage.size(), int(ppSize))
+                         .str());
+  return llvm::Error::success();
+}
+
 /// Checks the flags that do not depend on the input.
 llvm::Error checkFlags(bool isModel) {
   if (tpSize < 1)
     return makeError("--tp must be positive (got " + llvm::Twine(int(tpSize)) + ")");
   if (dpSize < 1)
     return makeError("--dp must be positive (got " + llvm::Twine(int(dpSize)) + ")");
+  if (auto err = checkPipelineFlags(isModel))
+    return err;
   if (microBatch.getNumOccurrences() && microBatch < 1)
     return makeError("--micro-batch must be positive (got " + llvm::Twine(int(microBatch)) + ")");
   if (globalBatchSize.getNumOccurrences() && globalBatchSize < 1)
@@ -418,6 +453,12 @@ llvm::Expected<std::string> run() {
     pipelineOptions.shardParams.strategy = "megatron-sp";
   if (microBatchesPerStep > 1)
     pipelineOptions.gradAccum = passes::GradAccumOptions{.microBatches = microBatchesPerStep};
+  if (ppSize > 1) {
+    passes::PipelineStagesOptions &stages = pipelineOptions.pipeline.emplace();
+    stages.stages = ppSize;
+    for (int n : layersPerStage)
+      stages.layers += (stages.layers.empty() ? "" : ":") + std::to_string(n);
+  }
   if (dpBucketBytes == 0)
     pipelineOptions.bucketDp.reset();
   else

@@ -846,6 +846,9 @@ const std::set<OpKind> kExempt = {
     OpKind::LossScaleUpdate,
     // Gradient accumulation: built by the grad-accum pass, after autodiff (test/lit/equivalence/grad-accum.test).
     OpKind::Accumulate,
+    // Pipeline point-to-point: built by pipeline-split, after autodiff (test/lit/pipeline).
+    OpKind::Send,
+    OpKind::Recv,
 };
 
 TEST(AutodiffCoverage, EveryOpHasAGradientTestOrIsExempt) {

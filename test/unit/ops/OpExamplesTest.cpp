@@ -128,6 +128,7 @@ const std::map<std::string, std::function<double(const Node &)>> kFlops = {
     {"nonfinite", [](const Node &n) { return numel(n.getOperand(0)); }},
     {"loss_scale_update", zero},
     {"accumulate", [](const Node &n) { return 2 * numel(n.getOperand(0)); }},
+    {"send", zero},           {"recv", zero},
 };
 
 // --- known gaps of the CPU backend -------------------------------------------------------------------------------

@@ -108,18 +108,37 @@ TEST(CollectiveOrder, ReceiveWithoutSendAndSizeMismatch) {
             std::string::npos);
 }
 
-TEST(CollectiveOrder, BothSendFirstDeadlocks) {
-  // Each pair's messages match, but both ranks send before they receive: blocking sends never complete.
+TEST(CollectiveOrder, BothSendFirstIsBuffered) {
+  // Sends are buffered (the communicators copy or post them): both ranks sending before they receive completes, as
+  // 1F1B's crossing activations and gradients need.
   std::vector<CommEvent> r0 = {send(1, 8, 1), recv(1, 8, 2)}, r1 = {send(0, 8, 1), recv(0, 8, 2)};
-  EXPECT_EQ(check({r0, r1}, 1, 2), "set: collective order: deadlock: rank 0 waits in step 1 'send' %101 (send to "
-                                   "rank 1, 8 x f32) for rank 1, which waits in step 1 'send' %101 (send to rank 0, 8 "
+  EXPECT_EQ(check({r0, r1}, 1, 2), "ok");
+}
+
+TEST(CollectiveOrder, BothReceiveFirstDeadlocks) {
+  // Each pair's messages match, but both ranks receive before they send: neither message is ever sent.
+  std::vector<CommEvent> r0 = {recv(1, 8, 1), send(1, 8, 2)}, r1 = {recv(0, 8, 1), send(0, 8, 2)};
+  EXPECT_EQ(check({r0, r1}, 1, 2), "set: collective order: deadlock: rank 0 waits in step 1 'recv' %101 (recv from "
+                                   "rank 1, 8 x f32) for rank 1, which waits in step 1 'recv' %101 (recv from rank 0, 8 "
                                    "x f32)");
 }
 
-TEST(CollectiveOrder, SendAndCollectiveInterleaveDeadlock) {
-  // Rank 0 sends before the tp collective, rank 1 receives after it: 0 waits in send, 1 in the collective.
-  std::vector<CommEvent> r0 = {send(1, 8, 1), coll("tp", 4, 2)}, r1 = {coll("tp", 4, 1), recv(0, 8, 2)};
-  EXPECT_NE(check({r0, r1}, 1, 2).find("deadlock: rank 0 waits in step 1 'send'"), std::string::npos);
+TEST(CollectiveOrder, ReceiveAndCollectiveInterleaveDeadlock) {
+  // Rank 0 receives before the tp collective, rank 1 sends after it: 0 waits in recv, 1 in the collective.
+  std::vector<CommEvent> r0 = {recv(1, 8, 1), coll("tp", 4, 2)}, r1 = {coll("tp", 4, 1), send(0, 8, 2)};
+  EXPECT_NE(check({r0, r1}, 1, 2).find("deadlock: rank 0 waits in step 1 'recv'"), std::string::npos);
+}
+
+TEST(CollectiveOrder, PipelineStagesHaveTheirOwnGroups) {
+  // dp 1 x tp 2 x 2 pipeline stages: tp groups {0,1} and {2,3}; stage 0 sends to stage 1 rank by rank.
+  std::vector<CommEvent> s0 = {coll("tp", 8, 1), send(2, 64, 2)}, s1 = {coll("tp", 8, 1), send(3, 64, 2)};
+  std::vector<CommEvent> s2 = {recv(0, 64, 1), coll("tp", 4, 2)}, s3 = {recv(1, 64, 1), coll("tp", 4, 2)};
+  EXPECT_EQ(check({s0, s1, s2, s3}, 1, 2), "ok");
+  EXPECT_EQ(axisGroup("tp", 3, 1, 2), (std::vector<int>{2, 3}));
+  EXPECT_EQ(axisGroup("dp", 3, 2, 1), (std::vector<int>{2, 3}));
+  s3[1].count = 8;
+  EXPECT_NE(check({s0, s1, s2, s3}, 1, 2).find("rank 2 and rank 3 differ at tp group {2,3} collective #0"),
+            std::string::npos);
 }
 
 TEST(CollectiveOrder, BadPeerAndAxis) {
