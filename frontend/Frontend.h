@@ -27,7 +27,9 @@
 
 namespace meg::frontend {
 
-enum class BuildMode { Train, Infer };
+/// Train: loss; Infer: logits of a whole sequence; Decode (GPT only): logits of one new token per sequence at input
+/// `position`, keys and values of earlier tokens kept in KV-cache states of --seq positions (frontend/Gpt.cpp).
+enum class BuildMode { Train, Infer, Decode };
 
 llvm::StringRef buildModeName(BuildMode m);
 std::optional<BuildMode> parseBuildMode(llvm::StringRef s);

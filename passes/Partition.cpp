@@ -6,6 +6,8 @@
 //   partial -> split on that axis reduce_scatter(axis, sum, dim)
 //   split   -> replicated        all_gather(axis, dim)
 //   replicated -> split          shard(axis, dim): keep the local block, no communication
+// An operand the op writes in place (Ops.def's WritesMask: optimizer state, a KV cache) is never converted: the write
+// would land in the collective's copy. Such a layout is an error.
 // A (value, target sharding) pair is converted once and shared by every consumer that needs it. Result shardings are
 // set from the same decision, so running sharding-propagation first is optional (it shows the analysis alone).
 //
@@ -54,6 +56,12 @@ public:
         want.canonicalize();
         if (v->getType().sharding == want)
           continue;
+        if (writtenOperands(n->getKind()) & (1u << i)) {
+          TensorType t = v->getType();
+          t.sharding = want;
+          return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " + llvm::Twine(i) +
+                      " is written in place and cannot be converted from " + v->getType().str() + " to " + t.str());
+        }
         auto key = std::make_pair(static_cast<const Value *>(v), shardingKey(want));
         auto it = converted.find(key);
         if (it == converted.end()) {

@@ -80,6 +80,7 @@ constexpr std::pair<OpKind, Native16> kRules[] = {
     {OpKind::Nonfinite, Native16::Widen},
     {OpKind::LossScaleUpdate, Native16::Widen},
     {OpKind::Accumulate, Native16::Widen},
+    {OpKind::DecodeAttention, Native16::Widen},
 };
 
 static_assert(std::size(kRules) == ir::kNumOpKinds, "one native16 rule per op of ir/Ops.def");

@@ -281,6 +281,11 @@ struct AccumulateArgs {
   int64_t n = 0;
 };
 
+/// decode_attention (kernels/cpu/Attention.h): local shapes; heads are this rank's.
+struct DecodeAttentionArgs {
+  kernels::cpu::DecodeAttentionParams params;
+};
+
 /// The arguments of one bound step: alternative i + 1 is the Args of op kind i.
 using OpArgs = std::variant<std::monostate
 #define OP(Enum, ...) , Enum##Args

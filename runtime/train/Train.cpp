@@ -206,7 +206,7 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
   return llvm::Error::success();
 }
 
-llvm::Expected<std::string> Trainer::generate(const GenerateOptions &generateOptions) {
+llvm::Expected<GenerateResult> Trainer::generate(const GenerateOptions &generateOptions) {
   auto text = runtime::generate(session(), generateOptions);
   if (!text)
     return Job::unagreed(text.takeError());

@@ -1,6 +1,6 @@
 //===- megc.cpp - the meg compiler driver -----------------------------------===//
 //
-//   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
+//   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer|decode]
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
@@ -64,8 +64,10 @@ cl::opt<int> vocabDivisibleBy("make-vocab-size-divisible-by",
                               cl::desc("Pad the vocabulary to a multiple of N x tp (Megatron-LM's flag; overrides the "
                                        "description's meg.vocab_divisible_by, default 128)"),
                               cl::value_desc("N"), cl::cat(megCategory));
-cl::opt<std::string> mode("mode", cl::desc("Graph to build: train (loss) or infer (logits, no dropout)"),
-                          cl::value_desc("train|infer"), cl::init("train"), cl::cat(megCategory));
+cl::opt<std::string> mode("mode",
+                          cl::desc("Graph to build: train (loss), infer (logits, no dropout) or decode (GPT: one new "
+                                   "token per pass against a KV cache of --seq positions)"),
+                          cl::value_desc("train|infer|decode"), cl::init("train"), cl::cat(megCategory));
 cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or dot"),
                           cl::value_desc("ir|plan|report|dot"), cl::init("ir"), cl::cat(megCategory));
 cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"), cl::value_desc("PATH"),
@@ -317,7 +319,10 @@ llvm::Error checkFlags(bool isModel) {
   if (dpBucketBytes < 0)
     return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
   if (!frontend::parseBuildMode(mode))
-    return makeError("unknown --mode '" + mode + "' (expected train or infer)");
+    return makeError("unknown --mode '" + mode + "' (expected train, infer or decode)");
+  if (mode == "decode" && (dpSize > 1 || bf16 || fp16 || sequenceParallel))
+    return makeError("--mode decode runs in fp32 on dp 1 without --sequence-parallel (the KV cache is split over tp "
+                     "only)");
   if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
     return makeError("unknown --emit '" + emit + "' (expected ir, plan, report or dot)");
   if (auto err = checkRecomputeFlags())
@@ -423,7 +428,9 @@ llvm::Expected<std::string> run() {
       lower.mode = frontend::buildModeName(buildMode).str();
       lower.model = frontend::modelDescriptionPath(inputPath);
     } else {
-      lower.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
+      lower.mode = graph->findNamed(ir::OpKind::Output, "loss")                 ? "train"
+                   : graph->nodesOfKind(ir::OpKind::DecodeAttention).empty() ? "infer"
+                                                                             : "decode";
     }
   }
 
