@@ -43,10 +43,11 @@ seconds() { # PLAN TOKENS OUT: wall seconds of one generation
 for kind in infer decode; do
   base=$(seconds "$TMP/$kind" 1 "$TMP/$kind-1.txt")
   full=$(seconds "$TMP/$kind" "$NEW" "$TMP/$kind.txt")
+  echo "$kind: --max-new-tokens 1 in $base s, --max-new-tokens $NEW in $full s (wall, whole megrun)"
   eval "${kind}_s=\$(/usr/bin/python3 -c \"print('%.3f' % ($full - $base))\")"
 done
 cmp -s "$TMP/infer.txt" "$TMP/decode.txt" || { echo "decode_throughput: the two texts differ" >&2; exit 1; }
 echo "$(basename "$MODEL" .json), tp $TP, $THREADS thread(s), prompt ${#PROMPT} bytes + $NEW new tokens, window/cache $SEQ"
-echo "infer plan (full window per token):   $infer_s s"
-echo "decode plan (KV cache, 1 token/pass): $decode_s s"
+echo "infer plan (full window per token):   $infer_s s for the last $((NEW - 1)) tokens"
+echo "decode plan (KV cache, 1 token/pass): $decode_s s for the last $((NEW - 1)) tokens"
 /usr/bin/python3 -c "print('speed-up: %.1fx' % ($infer_s / max($decode_s, 1e-9)))"
