@@ -84,6 +84,7 @@ struct PlanReport {
   int64_t totalParamElements = 0;            ///< global, every parameter once
   int64_t gradientBytes = 0;                 ///< per rank
   int64_t optimizerStateBytes = 0;           ///< per rank
+  int64_t kvCacheBytes = 0;                  ///< per rank: decode plans' KV-cache states (kv_cache.*)
   /// Gradient accumulation (passes/GradAccum.cpp): micro-batches per step and the fp32 accumulators per rank.
   int64_t microBatches = 1, accumulatorBytes = 0;
   MemoryPlanStats memory;
