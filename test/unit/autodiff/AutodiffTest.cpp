@@ -846,6 +846,8 @@ const std::set<OpKind> kExempt = {
     OpKind::LossScaleUpdate,
     // Gradient accumulation: built by the grad-accum pass, after autodiff (test/lit/equivalence/grad-accum.test).
     OpKind::Accumulate,
+    // Inference only (megc --mode decode builds no loss); its rule is an error (test/lit/passes/decode-attention.mir).
+    OpKind::DecodeAttention,
 };
 
 TEST(AutodiffCoverage, EveryOpHasAGradientTestOrIsExempt) {
