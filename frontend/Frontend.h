@@ -39,6 +39,8 @@ struct BuildOptions {
   /// The tensor-parallel size the graph is built for: the vocabulary is padded to ModelConfig::paddedVocab(tp)
   /// (the padded rows exist only inside meg: vocab_rows on the parameters, mask_padding on the logits).
   int64_t tp = 1;
+  /// Decode mode: new tokens per sequence per pass (1 to generate; more to prefill a prompt that many at a time).
+  int64_t decodeTokens = 1;
 };
 
 /// Builds the graph of any supported family.

@@ -4,9 +4,10 @@
 // word embedding (vocabulary padded for tp, padding logits masked), mean cross-entropy over the (already shifted)
 // labels. Parameters carry HF's names; the fused
 // QKV weight is [h, 3, heads, head_dim] (HF Conv1D [h, 3h], same element order) so the heads dim can be split.
-// Decode mode: one new token per sequence (input_ids [b, 1]) at `position` [b, 1] (its position embedding row, and
-// the cache slot its keys and values are written to); each layer's attention is decode_attention against that
-// layer's KV-cache states of `seq` positions, so the logits [b, 1, V] equal the infer graph's at that position.
+// Decode mode: t new tokens per sequence (input_ids [b, t], 1 to generate, more to prefill a prompt) at `position`
+// [b, t] (their position embedding rows, and the cache slots their keys and values are written to); each layer's
+// attention is decode_attention against that layer's KV-cache states of `seq` positions, so the logits [b, t, V]
+// equal the infer graph's at those positions.
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Builder.h"
@@ -22,7 +23,7 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelCo
   assert(c.family == ModelFamily::GPT2 && "not a GPT-2 config");
   const int64_t b = c.microBatch, s = c.seq, h = c.hidden, n = c.numHeads, d = c.headDim(), f = c.ffnHidden;
   const bool train = opts.mode == BuildMode::Train, decode = opts.mode == BuildMode::Decode;
-  const int64_t t = decode ? 1 : s; // positions computed per pass
+  const int64_t t = decode ? opts.decodeTokens : s; // positions computed per pass
   // Megatron / GPT-2 init: N(0, std) everywhere, each residual branch's output projection scaled by 1/sqrt(2L).
   const double std = c.initStd, outStd = c.initStd / std::sqrt(2.0 * double(c.numLayers));
 

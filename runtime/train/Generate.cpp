@@ -5,6 +5,7 @@
 #include "runtime/data/Tokenizer.h"
 #include "runtime/io/Safetensors.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <algorithm>
@@ -116,8 +117,72 @@ std::optional<int64_t> cacheLength(const LoadedPlan &plan) {
   return std::nullopt;
 }
 
-/// A decode plan: one pass per token, prompt included.
-llvm::Expected<GenerateResult> generateDecode(Generation &g) {
+/// The decode plan's inputs input_ids and position [1, T] and output logits (checked), or an error naming what.
+llvm::Expected<const PlanOutput *> decodeInterface(const LoadedPlan &plan, llvm::StringRef flag, int64_t &tokens) {
+  std::optional<size_t> ids = plan.findInput("input_ids"), position = plan.findInput("position");
+  const PlanOutput *logits = plan.findOutput("logits");
+  if (plan.mode != "decode" || !ids || !position || !logits || plan.inputs.size() != 2 ||
+      plan.inputs[*ids].globalShape.size() != 2 || plan.inputs[*ids].globalShape[0] != 1 ||
+      plan.inputs[*position].globalShape != plan.inputs[*ids].globalShape)
+    return fail(plan.path + ": " + flag + " needs a GPT decode plan of micro-batch 1 (megc --mode decode " +
+                "--micro-batch 1: input_ids and position [1, T] in, logits out)");
+  tokens = plan.inputs[*ids].globalShape[1];
+  return logits;
+}
+
+/// Runs the prompt through the prefill session T positions a pass, keeps its rows, chooses the first new token and
+/// hands the caches to the decode session (same plan states, rank by rank).
+llvm::Error prefillPrompt(Generation &g, Session &prefill) {
+  const LoadedPlan &plan = prefill.plan(), &decode = g.session.plan();
+  int64_t t = 0;
+  auto logits = decodeInterface(plan, "--prefill-plan", t);
+  if (!logits)
+    return logits.takeError();
+  if ((*logits)->tensor.globalShape.size() != 3 || (*logits)->tensor.globalShape[2] != g.width ||
+      prefill.world() != g.session.world() || plan.states.size() != decode.states.size() ||
+      !llvm::all_of(llvm::zip(plan.states, decode.states), [](auto pair) {
+        return std::get<0>(pair).name == std::get<1>(pair).name &&
+               std::get<0>(pair).globalShape == std::get<1>(pair).globalShape;
+      }))
+    return fail(plan.path + ": the prefill plan is not of the decode plan's model, mesh and KV cache");
+  int64_t prompt = int64_t(g.tokens.size());
+  for (int64_t start = 0; start < prompt; start += t) {
+    GlobalBatch batch;
+    IntTensor &ids = batch.tensors["input_ids"], &position = batch.tensors["position"];
+    ids.shape = position.shape = {1, t};
+    for (int64_t i = 0; i < t; ++i) {
+      bool real = start + i < prompt;
+      ids.data.push_back(real ? g.tokens[size_t(start + i)] : 0);
+      position.data.push_back(real ? int32_t(start + i) : -1);
+    }
+    if (auto err = prefill.feed(batch))
+      return err;
+    if (auto ran = prefill.forward(g.ctx); !ran)
+      return ran.takeError();
+    ++g.result.passes;
+    auto all = prefill.assembleOutput("logits");
+    if (!all)
+      return all.takeError();
+    int64_t rows = std::min(t, prompt - start);
+    for (int64_t row = 0; row < rows; ++row)
+      g.keep(*all, size_t(row));
+    if (start + t >= prompt)
+      g.choose(*all, size_t(rows - 1));
+  }
+  for (int r = 0; r < prefill.world(); ++r) {
+    if (!prefill.hosts(r))
+      continue;
+    for (size_t i = 0; i < plan.states.size(); ++i) {
+      std::vector<float> values(size_t(prefill.plan(r).states[i].numel()));
+      prefill.backend(r).readState(i, values);
+      g.session.backend(r).writeState(i, values);
+    }
+  }
+  return llvm::Error::success();
+}
+
+/// A decode plan: one pass per token, prompt included (or the prompt from a prefill session).
+llvm::Expected<GenerateResult> generateDecode(Generation &g, Session *prefill) {
   const LoadedPlan &plan = g.session.plan();
   std::optional<int64_t> cache = cacheLength(plan);
   if (!cache)
@@ -127,7 +192,13 @@ llvm::Expected<GenerateResult> generateDecode(Generation &g) {
     return fail(llvm::formatv("{0}: the prompt ({1} tokens) and --max-new-tokens {2} need {3} positions, but the "
                               "decode plan's KV cache holds {4} (megc --mode decode --seq)",
                               plan.path, prompt, g.options.newTokens, needed, *cache));
-  for (int64_t p = 0; p < needed; ++p) {
+  int64_t first = 0;
+  if (prefill) {
+    if (auto err = prefillPrompt(g, *prefill))
+      return err;
+    first = prompt;
+  }
+  for (int64_t p = first; p < needed; ++p) {
     GlobalBatch batch;
     batch.tensors["input_ids"] = IntTensor{{1, 1}, {g.tokens[size_t(p)]}};
     batch.tensors["position"] = IntTensor{{1, 1}, {int32_t(p)}};
@@ -143,21 +214,27 @@ llvm::Expected<GenerateResult> generateDecode(Generation &g) {
 
 } // namespace
 
-llvm::Expected<GenerateResult> meg::runtime::generate(Session &session, const GenerateOptions &options) {
+llvm::Expected<GenerateResult> meg::runtime::generate(Session &session, const GenerateOptions &options,
+                                                      Session *prefill) {
   const LoadedPlan &plan = session.plan();
   std::optional<size_t> ids = plan.findInput("input_ids");
   const PlanOutput *logits = plan.findOutput("logits");
   Generation g(session, options);
   if (plan.mode == "decode") {
-    std::optional<size_t> position = plan.findInput("position");
-    if (!ids || !position || !logits || plan.inputs.size() != 2 || plan.inputs[*ids].globalShape != Shape{1, 1} ||
-        plan.inputs[*position].globalShape != Shape{1, 1})
-      return fail(plan.path + ": --generate needs a GPT decode plan of micro-batch 1 (megc --mode decode "
-                              "--micro-batch 1: input_ids and position [1, 1] in, logits out)");
-    if (auto err = g.start(*logits))
+    int64_t t = 0;
+    auto decodeLogits = decodeInterface(plan, "--generate", t);
+    if (!decodeLogits)
+      return decodeLogits.takeError();
+    if (t != 1)
+      return fail(llvm::formatv("{0}: --generate needs a decode plan of one token per pass (this one takes {1}: "
+                                "give it as --prefill-plan)",
+                                plan.path, t));
+    if (auto err = g.start(**decodeLogits))
       return err;
-    return generateDecode(g);
+    return generateDecode(g, prefill);
   }
+  if (prefill)
+    return fail(plan.path + ": --prefill-plan goes with a decode plan (megc --mode decode)");
   if (plan.mode != "infer" || !ids || !logits || plan.inputs.size() != 1)
     return fail(plan.path + ": --generate needs a GPT inference plan (megc --mode infer: input_ids in, logits out)");
   const Shape &in = plan.inputs[*ids].globalShape;

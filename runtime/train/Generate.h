@@ -8,10 +8,13 @@
 //     over S positions.
 //   - a decode plan (megc --mode decode: inputs input_ids [1, 1] and position [1, 1], output logits [1, 1, V], KV-cache
 //     states `kv_cache.{k,v}:<layer>` [1, C, heads, head_dim]): one pass per token, each writing its keys and values
-//     into the caches at its position and attending to the positions before it. The prompt is fed one token per
-//     pass too (its prefill: C is small enough that a pass per prompt token costs no more than the generation), so n
-//     new tokens after a prompt of p cost p + n - 1 one-token passes. The text must fit the cache: p + n - 1 <= C
-//     (megc --seq), checked before any pass. A new generation overwrites the caches from position 0.
+//     into the caches at its position and attending to the positions before it. The prompt (its prefill) is fed one
+//     token per pass too, so n new tokens after a prompt of p cost p + n - 1 one-token passes; or, with a prefill
+//     plan (a decode plan of T tokens per pass: megc --mode decode --decode-tokens T, same model, mesh and cache), in
+//     ceil(p / T) passes of T positions (the last one padded with position -1: nothing written, rows ignored),
+//     after which its caches are copied into the decode plan's and n - 1 one-token passes follow. The text must fit
+//     the cache: p + n - 1 <= C (megc --seq), checked before any pass. A generation overwrites the caches from
+//     position 0.
 // Both give the same logits at every position (within float rounding) and, greedily, the same text.
 //
 //===----------------------------------------------------------------------===//
@@ -34,6 +37,9 @@ struct GenerateOptions {
   SamplingOptions sampling; ///< greedy unless told otherwise
   /// --dump-logits FILE: keep the logits of every position computed (GenerateResult::logits) for writeLogits.
   std::string logitsPath;
+  /// --prefill-plan DIR: a decode plan of several tokens per pass that computes the prompt (Trainer::generate loads it
+  /// into a second session with the same weights).
+  std::string prefillPlan;
 
   /// Errors (as megrun words them): no new token, bad sampling options (SamplingOptions::check).
   llvm::Error check() const;
@@ -49,8 +55,9 @@ struct GenerateResult {
   int64_t passes = 0; ///< forward passes run
 };
 
-/// Collective. Generates `options.newTokens` bytes after the prompt.
-llvm::Expected<GenerateResult> generate(Session &session, const GenerateOptions &options);
+/// Collective. Generates `options.newTokens` bytes after the prompt; with a decode plan, `prefill` (a session of a
+/// prefill plan, or null) computes the prompt.
+llvm::Expected<GenerateResult> generate(Session &session, const GenerateOptions &options, Session *prefill = nullptr);
 
 /// Writes result.logits to `path` as safetensors: one f32 tensor "logits" [positions, vocab].
 llvm::Error writeLogits(const GenerateResult &result, llvm::StringRef path);

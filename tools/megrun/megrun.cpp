@@ -138,6 +138,12 @@ static cl::opt<std::string, true> dumpLogits("dump-logits",
                                                       "(safetensors, f32 \"logits\" [positions, vocab])"),
                                              cl::value_desc("FILE"), cl::location(generateOptions.logitsPath),
                                              cl::cat(megrunCategory));
+static cl::opt<std::string, true> prefillPlan("prefill-plan",
+                                              cl::desc("With --generate and a decode plan: compute the prompt with "
+                                                       "this decode plan of several tokens per pass (megc --mode "
+                                                       "decode --decode-tokens T)"),
+                                              cl::value_desc("DIR"), cl::location(generateOptions.prefillPlan),
+                                              cl::cat(megrunCategory));
 static cl::opt<int> maxNewTokens("max-new-tokens", cl::desc("Tokens --generate adds (default 100)"), cl::init(100),
                                  cl::cat(megrunCategory));
 static cl::opt<std::string> temperatureText("temperature",
@@ -326,8 +332,8 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
     return error(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
   if (!s.greedy && o.mode != TrainOptions::Mode::Generate)
     return error("--temperature, --top-k and --top-p apply to --generate only");
-  if (!g.logitsPath.empty() && o.mode != TrainOptions::Mode::Generate)
-    return error("--dump-logits applies to --generate only");
+  if ((!g.logitsPath.empty() || !g.prefillPlan.empty()) && o.mode != TrainOptions::Mode::Generate)
+    return error("--dump-logits and --prefill-plan apply to --generate only");
   return o.mode == TrainOptions::Mode::Generate ? g.check() : llvm::Error::success();
 }
 
