@@ -9,6 +9,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <algorithm>
+#include <chrono>
 
 using namespace meg::runtime;
 
@@ -58,13 +59,17 @@ struct Generation {
   }
 
   /// Feeds `batch`, runs a pass and returns the logits (every row of the output).
-  llvm::Expected<std::vector<float>> pass(const GlobalBatch &batch) {
-    if (auto err = session.feed(batch))
+  llvm::Expected<std::vector<float>> pass(const GlobalBatch &batch) { return pass(session, batch); }
+  llvm::Expected<std::vector<float>> pass(Session &on, const GlobalBatch &batch) {
+    auto start = std::chrono::steady_clock::now();
+    if (auto err = on.feed(batch))
       return err;
-    if (auto ran = session.forward(ctx); !ran)
+    if (auto ran = on.forward(ctx); !ran)
       return ran.takeError();
     ++result.passes;
-    return session.assembleOutput("logits");
+    auto logits = on.assembleOutput("logits");
+    result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return logits;
   }
 
   void keep(const std::vector<float> &all, size_t row) {
@@ -155,12 +160,7 @@ llvm::Error prefillPrompt(Generation &g, Session &prefill) {
       ids.data.push_back(real ? g.tokens[size_t(start + i)] : 0);
       position.data.push_back(real ? int32_t(start + i) : -1);
     }
-    if (auto err = prefill.feed(batch))
-      return err;
-    if (auto ran = prefill.forward(g.ctx); !ran)
-      return ran.takeError();
-    ++g.result.passes;
-    auto all = prefill.assembleOutput("logits");
+    auto all = g.pass(prefill, batch);
     if (!all)
       return all.takeError();
     int64_t rows = std::min(t, prompt - start);
@@ -251,5 +251,7 @@ llvm::Error meg::runtime::writeLogits(const GenerateResult &result, llvm::String
   int64_t rows = result.vocab ? int64_t(result.logits.size()) / result.vocab : 0;
   if (auto err = writer.addF32("logits", {rows, result.vocab}, result.logits))
     return err;
+  writer.setMetadata("passes", std::to_string(result.passes));
+  writer.setMetadata("seconds", llvm::formatv("{0:F6}", result.seconds).str());
   return writer.write(path);
 }

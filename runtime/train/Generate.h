@@ -52,14 +52,16 @@ struct GenerateResult {
   /// prompt's rows in its first pass (positions of the first window) and one row per later pass.
   std::vector<float> logits;
   int64_t vocab = 0;
-  int64_t passes = 0; ///< forward passes run
+  int64_t passes = 0;  ///< forward passes run
+  double seconds = 0;  ///< wall time of the passes (feeding and reading the logits included)
 };
 
 /// Collective. Generates `options.newTokens` bytes after the prompt; with a decode plan, `prefill` (a session of a
 /// prefill plan, or null) computes the prompt.
 llvm::Expected<GenerateResult> generate(Session &session, const GenerateOptions &options, Session *prefill = nullptr);
 
-/// Writes result.logits to `path` as safetensors: one f32 tensor "logits" [positions, vocab].
+/// Writes result.logits to `path` as safetensors: one f32 tensor "logits" [positions, vocab], and the metadata
+/// "passes" and "seconds" (for test/bench/decode_throughput.sh).
 llvm::Error writeLogits(const GenerateResult &result, llvm::StringRef path);
 
 } // namespace meg::runtime
