@@ -164,6 +164,22 @@ Value *Builder::attention(Value *q, Value *k, Value *v, Value *mask, bool causal
   return op(OpKind::Attention, operands, std::move(a));
 }
 
+Value *Builder::decodeAttention(Value *q, Value *k, Value *v, Value *position, const llvm::Twine &prefix,
+                                int64_t cache) {
+  if (!q || q->getType().rank() != 4)
+    return op(OpKind::DecodeAttention, {q, k, v}); // reports the shape problem (or propagates null)
+  const auto &s = q->getType().shape;
+  ir::TensorType cacheType(q->getType().dtype, {s[0], cache, s[2], s[3]});
+  auto state = [&](llvm::StringRef which) {
+    AttrDict a = attrs({{"name", ("kv_cache." + which + ":" + prefix).str()}});
+    a.set("axes", std::string("batch,cache,heads,head_dim"));
+    return graph.append(OpKind::State, {}, std::move(a), {cacheType})->getResult();
+  };
+  Value *kCache = state("k"), *vCache = state("v");
+  double scale = 1.0 / std::sqrt(double(s[3]));
+  return op(OpKind::DecodeAttention, {q, k, v, kCache, vCache, position}, attrs({{"scale", scale}}));
+}
+
 Value *Builder::maskVocabPadding(Value *logits, int64_t vocab) {
   if (!logits || logits->getType().rank() == 0 || logits->getType().shape.back() == vocab)
     return logits;

@@ -81,6 +81,10 @@ public:
   Value *layerNorm(Value *x, const llvm::Twine &prefix, double eps);
   /// Fused attention over q, k, v [b,s,n,d] (mask i32[b,s] or null); scale = 1/sqrt(d).
   Value *attention(Value *q, Value *k, Value *v, Value *mask, bool causal, double dropoutP);
+  /// Decoding with a KV cache: q, k, v [b,t,n,d] of the new tokens at `position` i32[b,t] against the states
+  /// `kv_cache.k:<prefix>` and `kv_cache.v:<prefix>` [b,cache,n,d] (logical axes batch, cache, heads, head_dim: split
+  /// over tp on heads like the QKV weight); scale = 1/sqrt(d).
+  Value *decodeAttention(Value *q, Value *k, Value *v, Value *position, const llvm::Twine &prefix, int64_t cache);
 
   /// Logits [..., Vp] of a padded vocabulary with the columns at or beyond `vocab` set to -inf (no node when
   /// Vp == vocab).

@@ -27,7 +27,9 @@
 
 namespace meg::frontend {
 
-enum class BuildMode { Train, Infer };
+/// Train: loss; Infer: logits of a whole sequence; Decode (GPT only): logits of one new token per sequence at input
+/// `position`, keys and values of earlier tokens kept in KV-cache states of --seq positions (frontend/Gpt.cpp).
+enum class BuildMode { Train, Infer, Decode };
 
 llvm::StringRef buildModeName(BuildMode m);
 std::optional<BuildMode> parseBuildMode(llvm::StringRef s);
@@ -37,6 +39,8 @@ struct BuildOptions {
   /// The tensor-parallel size the graph is built for: the vocabulary is padded to ModelConfig::paddedVocab(tp)
   /// (the padded rows exist only inside meg: vocab_rows on the parameters, mask_padding on the logits).
   int64_t tp = 1;
+  /// Decode mode: new tokens per sequence per pass (1 to generate; more to prefill a prompt that many at a time).
+  int64_t decodeTokens = 1;
 };
 
 /// Builds the graph of any supported family.

@@ -4,6 +4,10 @@
 // word embedding (vocabulary padded for tp, padding logits masked), mean cross-entropy over the (already shifted)
 // labels. Parameters carry HF's names; the fused
 // QKV weight is [h, 3, heads, head_dim] (HF Conv1D [h, 3h], same element order) so the heads dim can be split.
+// Decode mode: t new tokens per sequence (input_ids [b, t], 1 to generate, more to prefill a prompt) at `position`
+// [b, t] (their position embedding rows, and the cache slots their keys and values are written to); each layer's
+// attention is decode_attention against that layer's KV-cache states of `seq` positions, so the logits [b, t, V]
+// equal the infer graph's at those positions.
 //
 //===----------------------------------------------------------------------===//
 #include "frontend/Builder.h"
@@ -18,14 +22,16 @@ using ir::Value;
 llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelConfig &c, const BuildOptions &opts) {
   assert(c.family == ModelFamily::GPT2 && "not a GPT-2 config");
   const int64_t b = c.microBatch, s = c.seq, h = c.hidden, n = c.numHeads, d = c.headDim(), f = c.ffnHidden;
-  const bool train = opts.mode == BuildMode::Train;
+  const bool train = opts.mode == BuildMode::Train, decode = opts.mode == BuildMode::Decode;
+  const int64_t t = decode ? opts.decodeTokens : s; // positions computed per pass
   // Megatron / GPT-2 init: N(0, std) everywhere, each residual branch's output projection scaled by 1/sqrt(2L).
   const double std = c.initStd, outStd = c.initStd / std::sqrt(2.0 * double(c.numLayers));
 
   auto graph = std::make_unique<ir::Graph>(graphNameFor(c.name));
   Builder B(*graph, /*dropoutEnabled=*/train);
 
-  Value *ids = B.input("input_ids", ir::DType::I32, {b, s});
+  Value *ids = B.input("input_ids", ir::DType::I32, {b, t});
+  Value *position = decode ? B.input("position", ir::DType::I32, {b, t}) : nullptr;
   Value *labels = train ? B.input("labels", ir::DType::I32, {b, s}) : nullptr;
 
   // Embeddings: word + position (rows 0..s-1, broadcast over the batch).
@@ -34,7 +40,7 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelCo
   Value *wte = B.param("transformer.wte.weight", {vp, h}, ParamInit::normal(std), "vh", {}, c.vocabSize);
   Value *wpe = B.param("transformer.wpe.weight", {c.maxPositions, h}, ParamInit::normal(std), "ph");
   Value *tokens = B.embedding(wte, ids);
-  Value *positions = B.slice(wpe, 0, 0, s);
+  Value *positions = decode ? B.embedding(wpe, position) : B.slice(wpe, 0, 0, s);
   Value *x = B.add(tokens, positions);
   x = B.dropout(x, c.embdDropout);
 
@@ -47,7 +53,8 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildGpt(const ModelCo
     Value *q = B.select(qkv, 2, 0);
     Value *k = B.select(qkv, 2, 1);
     Value *v = B.select(qkv, 2, 2);
-    Value *o = B.attention(q, k, v, /*mask=*/nullptr, /*causal=*/true, c.attnDropout);
+    Value *o = decode ? B.decodeAttention(q, k, v, position, p + "attn", s)
+                      : B.attention(q, k, v, /*mask=*/nullptr, /*causal=*/true, c.attnDropout);
     Value *proj = B.dense(o, p + "attn.c_proj", "bsnd,ndo->bso", {n, d, h}, {h}, outStd, {h, h});
     x = B.add(x, B.dropout(proj, c.residDropout));
 

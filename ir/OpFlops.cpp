@@ -112,6 +112,14 @@ double countAccumulate(const Node &n) { return 2.0 * perOperand(n); }
 double countSend(const Node &n) { return none(n); }
 double countRecv(const Node &n) { return none(n); }
 
+// Each of the t queries against the whole cache (as attention counts the full square): QK^T, PV and the softmax.
+double countDecodeAttention(const Node &n) {
+  const auto &q = n.getOperand(0)->getType().shape;     // [b, t, n, d]
+  double cache = double(n.getOperand(3)->getType().shape[1]);
+  double rows = double(q[0]) * double(q[1]) * double(q[2]);
+  return 4.0 * rows * cache * double(q[3]) + 4.0 * rows * cache;
+}
+
 constexpr FlopRule kFlopRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &count##Enum,
 #include "ir/Ops.def"

@@ -273,6 +273,11 @@ Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { retur
 Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradAdamW(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradLossScaleUpdate(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+// Inference only: a decode graph is never differentiated (megc --mode decode builds no loss).
+Grads gradDecodeAttention(GradBuilder &b, const Node &n, ArrayRef<Value *>) {
+  b.fail("'" + n.getName() + "' has no gradient rule: it decodes with a KV cache (inference only)");
+  return Grads(n.getNumOperands(), nullptr);
+}
 // A step function: zero almost everywhere.
 Grads gradNonfinite(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return none(b, n, d); }
 // Combines flags; the subgradient would need a comparison op, which nothing needs yet.

@@ -720,6 +720,36 @@ Expected<Types> pointToPoint(ArrayRef<TensorType> ops, const AttrDict &a) {
 }
 Expected<Types> inferSend(ArrayRef<TensorType> ops, const AttrDict &a) { return pointToPoint(ops, a); }
 Expected<Types> inferRecv(ArrayRef<TensorType> ops, const AttrDict &a) { return pointToPoint(ops, a); }
+//===-- decoding ---------------------------------------------------------------===//
+
+// q, k, v [b, t, n, d] (one type), caches [b, cache, n, d] of q's dtype, position i32[b, t], scale.
+Expected<Types> inferDecodeAttention(ArrayRef<TensorType> ops, const AttrDict &a) {
+  const TensorType &q = ops[0];
+  if (auto e = needFloat(q, "q"))
+    return e;
+  if (q.rank() != 4)
+    return fail("q must be [batch, tokens, heads, head_dim], got " + shapeStr(q.shape));
+  for (unsigned i = 1; i < 3; ++i)
+    if (ops[i].shape != q.shape || ops[i].dtype != q.dtype)
+      return fail(llvm::formatv("{0} must have q's type {1}, got {2}", i == 1 ? "k" : "v", q.str(), ops[i].str()));
+  for (unsigned i = 3; i < 5; ++i) {
+    const TensorType &c = ops[i];
+    if (c.dtype != q.dtype || c.rank() != 4 || c.shape[0] != q.shape[0] || c.shape[2] != q.shape[2] ||
+        c.shape[3] != q.shape[3] || c.shape[1] < 1)
+      return fail(llvm::formatv("{0} must be {1}[{2},cache,{3},{4}], got {5}", i == 3 ? "k_cache" : "v_cache",
+                                dtypeName(q.dtype), q.shape[0], q.shape[2], q.shape[3], c.str()));
+  }
+  if (ops[4].shape != ops[3].shape)
+    return fail("v_cache " + ops[4].str() + " must have k_cache's shape " + ops[3].str());
+  if (auto e = needInt(ops[5], "the position"))
+    return e;
+  if (ops[5].shape != Shape{q.shape[0], q.shape[1]})
+    return fail("the position must be [batch, tokens] = " + shapeStr({q.shape[0], q.shape[1]}) + ", got " +
+                shapeStr(ops[5].shape));
+  if (auto s = floatAttr(a, "scale"); !s)
+    return s.takeError();
+  return one(q);
+}
 
 constexpr ShapeRule kShapeRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &infer##Enum,

@@ -411,6 +411,17 @@ ShardingSpec specSelectGrad(const Node &n) {
   return s;
 }
 
+// Loops b, t, n, d of q and the cache position c: batch and heads are parallel (each rank owns whole heads, as
+// attention); the new tokens (every query sees every token written in the step), head dims and cache positions are
+// whole. The caches are written in place, so partition never reshards them (a cache split on a whole loop is refused).
+ShardingSpec specDecodeAttention(const Node &n) {
+  ShardingSpec s;
+  s.loops = {Loop::Parallel, Loop::Whole, Loop::Parallel, Loop::Whole, Loop::Whole};
+  s.operandDims = {iota(4), iota(4), iota(4), {0, 4, 2, 3}, {0, 4, 2, 3}, {0, 1}};
+  s.resultDims = {iota(4)};
+  return s;
+}
+
 constexpr ShardingRule kShardingRules[] = {
 #define OP(Enum, Name, MinOperands, MaxOperands, NumResults, Traits, WritesMask, Summary) &spec##Enum,
 #include "ir/Ops.def"

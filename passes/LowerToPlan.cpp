@@ -1,6 +1,6 @@
 //===- LowerToPlan.cpp - per-rank FlatBuffers plans ---------------------------===//
 //
-// lower-to-plan{dir=PATH,mode=train|infer}: writes the plans of the graph (writePlans) and leaves it unchanged.
+// lower-to-plan{dir=PATH,mode=train|infer|decode}: writes the plans of the graph (writePlans) and leaves it unchanged.
 // The mapping is documented in passes/LowerToPlan.h.
 //
 //===----------------------------------------------------------------------===//
@@ -165,7 +165,9 @@ private:
       return oncePerStep.contains(&n)    ? plan::Phase::Update
              : forward.contains(&n) ? plan::Phase::Forward
                                     : plan::Phase::Backward;
-    if (ir::writtenOperands(n.getKind()))
+    // The optimizer's in-place updates; an op the loss needs (or, without a loss, any op: decode_attention writing
+    // its KV cache) is part of the forward.
+    if (ir::writtenOperands(n.getKind()) && !forward.contains(&n))
       return plan::Phase::Update;
     return forward.contains(&n) ? plan::Phase::Forward : plan::Phase::Backward;
   }
@@ -448,7 +450,7 @@ private:
 llvm::Expected<std::unique_ptr<Pass>> meg::passes::createLowerToPlanPass(const LowerToPlanOptions &options) {
   if (options.dir.empty())
     return fail("lower-to-plan: option 'dir' is required");
-  if (options.mode != "train" && options.mode != "infer")
-    return fail("lower-to-plan: option 'mode' must be train or infer, got '" + options.mode + "'");
+  if (options.mode != "train" && options.mode != "infer" && options.mode != "decode")
+    return fail("lower-to-plan: option 'mode' must be train, infer or decode, got '" + options.mode + "'");
   return std::make_unique<LowerToPlanPass>(options);
 }

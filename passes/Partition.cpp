@@ -6,6 +6,8 @@
 //   partial -> split on that axis reduce_scatter(axis, sum, dim)
 //   split   -> replicated        all_gather(axis, dim)
 //   replicated -> split          shard(axis, dim): keep the local block, no communication
+// An operand the op writes in place (Ops.def's WritesMask: optimizer state, a KV cache) is never converted: the write
+// would land in the collective's copy. Such a layout is an error.
 // A (value, target sharding) pair is converted once and shared by every consumer that needs it. Result shardings are
 // set from the same decision, so running sharding-propagation first is optional (it shows the analysis alone).
 // The distributed optimizer: where a later user that writes operands (adamw on a dp shard) wants a value's pending
@@ -60,6 +62,12 @@ public:
         want.canonicalize();
         if (v->getType().sharding == want)
           continue;
+        if (writtenOperands(n->getKind()) & (1u << i)) {
+          TensorType t = v->getType();
+          t.sharding = want;
+          return fail("'" + n->getName() + "' (node #" + llvm::Twine(index - 1) + ") operand " + llvm::Twine(i) +
+                      " is written in place and cannot be converted from " + v->getType().str() + " to " + t.str());
+        }
         // A pending sum that an optimizer update wants reduce-scattered: this reader takes the shard if its rule
         // accepts it (then the update finds the same conversion and no all-reduce is made).
         if (std::optional<Sharding> shard = updateShard(walk, users, n, v, want)) {

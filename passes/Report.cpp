@@ -154,7 +154,9 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
                                                                                    : r.dpWholeParams);
       continue;
     case OpKind::State:
-      (accumulators.contains(n.getResult()) ? r.accumulatorBytes : r.optimizerStateBytes) +=
+      (accumulators.contains(n.getResult()) ? r.accumulatorBytes
+       : n.getAttrs().getString("name").value_or("").startswith("kv_cache.") ? r.kvCacheBytes
+                                                                              : r.optimizerStateBytes) +=
           localBytes(*n.getResult(), r.mesh);
       continue;
     case OpKind::Output:
@@ -222,6 +224,8 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
                        "{2}, their gradients reduce-scattered and the parameters all-gathered; {3} whole (no dim "
                        "that dp divides and no other axis splits: gradients all-reduced)",
                        r.dpSplitParams, r.dpSplitParams + r.dpWholeParams, r.mesh.dp(), r.dpWholeParams));
+  if (r.kvCacheBytes)
+    line(llvm::formatv("KV cache bytes per rank: {0}", r.kvCacheBytes));
   if (r.microBatches > 1)
     line(llvm::formatv("gradient accumulation: {0} micro-batches per step, fp32 accumulator bytes per rank: {1} "
                        "(the body's FLOPs and collectives below count {0} times)",
@@ -239,10 +243,10 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
   line(llvm::formatv("arena at its live peak: {0} bytes = {1} gradients + {2} 16-bit parameter copies + {3} "
                      "activations and temporaries",
                      r.memory.lowerBound, r.gradientBytesAtPeak, r.paramCopyBytesAtPeak, activations));
-  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + {1}arena bytes; the arena holds the "
+  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + {1}{2}arena bytes; the arena holds the "
                      "gradients and the 16-bit parameter copies)",
-                     r.paramBytes + r.optimizerStateBytes + r.accumulatorBytes + r.memory.arenaBytes,
-                     r.microBatches > 1 ? "gradient accumulator + " : ""));
+                     r.paramBytes + r.optimizerStateBytes + r.kvCacheBytes + r.accumulatorBytes + r.memory.arenaBytes,
+                     r.kvCacheBytes ? "KV cache + " : "", r.microBatches > 1 ? "gradient accumulator + " : ""));
   if (r.layers) {
     const LayerProbe &m = *r.layers;
     int64_t t = r.mesh.size[unsigned(MeshAxis::TP)];

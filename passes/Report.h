@@ -86,6 +86,7 @@ struct PlanReport {
   int64_t optimizerStateBytes = 0;           ///< per rank
   /// The distributed optimizer: parameters (masters, with their Adam states) split over dp, and those left whole.
   int64_t dpSplitParams = 0, dpWholeParams = 0;
+  int64_t kvCacheBytes = 0;                  ///< per rank: decode plans' KV-cache states (kv_cache.*)
   /// Gradient accumulation (passes/GradAccum.cpp): micro-batches per step and the fp32 accumulators per rank.
   int64_t microBatches = 1, accumulatorBytes = 0;
   MemoryPlanStats memory;

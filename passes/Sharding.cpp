@@ -103,6 +103,22 @@ ShardingDecision meg::passes::decideSharding(const Node &n, llvm::ArrayRef<Shard
         loopAnchored[l] = true;
     }
   }
+  // An operand the op writes in place keeps its layout (partition never converts it): the loops it leaves whole stay
+  // unsplit (the other operands are gathered) and the loops it splits win their axis.
+  for (unsigned i = 0; i < spec.operandDims.size(); ++i) {
+    if (!(writtenOperands(n.getKind()) >> i & 1))
+      continue;
+    for (unsigned d = 0; d < spec.operandDims[i].size(); ++d) {
+      int l = spec.operandDims[i][d];
+      std::optional<MeshAxis> axis = in[i].dimAxis(d);
+      if (l < 0)
+        continue;
+      if (!axis || mesh.size[unsigned(*axis)] == 1)
+        loopBlocked[l] = true;
+      else
+        loopAnchored[l] = true;
+    }
+  }
   auto dividesAll = [&](unsigned l, int64_t size) {
     for (unsigned i = 0; i < spec.operandDims.size(); ++i)
       for (unsigned d = 0; d < spec.operandDims[i].size(); ++d)

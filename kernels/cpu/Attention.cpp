@@ -99,6 +99,52 @@ void attentionForward(const AttentionParams &params, const float *q, const float
   });
 }
 
+void decodeAttention(const DecodeAttentionParams &p, const float *q, const float *k, const float *v, float *kCache,
+                     float *vCache, const int32_t *position, float *out) {
+  const int64_t dim = p.headDim, row = p.heads * p.headDim;
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t t = 0; t < p.tokens; ++t) {
+      int64_t pos = position[b * p.tokens + t];
+      if (pos < 0 || pos >= p.cache)
+        continue;
+      std::memcpy(kCache + (b * p.cache + pos) * row, k + (b * p.tokens + t) * row, sizeof(float) * row);
+      std::memcpy(vCache + (b * p.cache + pos) * row, v + (b * p.tokens + t) * row, sizeof(float) * row);
+    }
+  parallelFor(p.batch * p.tokens * p.heads, grainFor(2 * p.cache * dim), [&](int64_t begin, int64_t end) {
+    std::vector<float> prob(p.cache);
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t h = r % p.heads, bt = r / p.heads, b = bt / p.tokens;
+      int64_t pos = position[bt];
+      float *o = out + bt * row + h * dim;
+      std::memset(o, 0, sizeof(float) * dim);
+      if (pos < 0 || pos >= p.cache)
+        continue;
+      const float *qi = q + bt * row + h * dim;
+      auto at = [&](int64_t j) { return (b * p.cache + j) * row + h * dim; };
+      // attention's HeadView::probabilities and attentionForward, over keys 0..pos of the cache.
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j <= pos; ++j) {
+        prob[j] = p.scale * dotProduct(qi, kCache + at(j), dim);
+        mx = std::fmax(mx, prob[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j <= pos; ++j) {
+        prob[j] = std::exp(prob[j] - mx);
+        sum += prob[j];
+      }
+      float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j <= pos; ++j) {
+        float pj = prob[j] * inv;
+        if (pj == 0)
+          continue;
+        const float *vj = vCache + at(j);
+        for (int64_t d = 0; d < dim; ++d)
+          o[d] += pj * vj[d];
+      }
+    }
+  });
+}
+
 void attentionBackward(const AttentionParams &params, const float *q, const float *k, const float *v, const float *dout,
                        float *dq, float *dk, float *dv) {
   const int64_t seq = params.seq, dim = params.headDim;

@@ -38,6 +38,22 @@ void attentionForward(const AttentionParams &params, const float *q, const float
 void attentionBackward(const AttentionParams &params, const float *q, const float *k, const float *v, const float *dout,
                        float *dq, float *dk, float *dv);
 
+/// decode_attention: new tokens against a KV cache, BSHD (q, k, v, out: [batch, tokens, heads, headDim]; caches:
+/// [batch, cache, heads, headDim]; position: i32[batch, tokens]). First every token t with 0 <= position[b, t] <
+/// cache writes its k and v rows at that cache position; then each query (b, t, h) attends to the cache positions
+/// j <= position[b, t] exactly as causal attention does (s_j = scale q . k_j, softmax, out = sum_j P_j v_j, in j
+/// order: a row equals attention's row of the full sequence, up to float rounding, when the cache holds its keys). A
+/// token whose position is outside the cache writes nothing and gets out = 0 (the host checks positions first).
+/// Positions of one sequence's tokens are distinct (with duplicates the last token's k, v win).
+struct DecodeAttentionParams {
+  int64_t batch = 1, tokens = 1, heads = 1, headDim = 1, cache = 1;
+  float scale = 1.0f;
+};
+
+/// kCache and vCache are updated in place; out is overwritten.
+void decodeAttention(const DecodeAttentionParams &params, const float *q, const float *k, const float *v,
+                     float *kCache, float *vCache, const int32_t *position, float *out);
+
 } // namespace meg::kernels::cpu
 
 #endif // MEG_KERNELS_CPU_ATTENTION_H

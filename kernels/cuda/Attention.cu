@@ -267,6 +267,81 @@ cudaError_t attentionBackward(const cpu::AttentionParams &params, const T *q, co
   return launched();
 }
 
+namespace {
+
+/// decode_attention, part 1: token (b, t)'s k and v rows into the caches at position[b, t] (one thread per element).
+__global__ void decodeWriteKernel(cpu::DecodeAttentionParams p, const float *k, const float *v, float *kCache,
+                                  float *vCache, const int32_t *position) {
+  int64_t row = p.heads * p.headDim, n = p.batch * p.tokens * row;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+    int64_t bt = e / row, b = bt / p.tokens, c = e % row;
+    int64_t pos = position[bt];
+    if (pos < 0 || pos >= p.cache)
+      continue;
+    kCache[(b * p.cache + pos) * row + c] = k[e];
+    vCache[(b * p.cache + pos) * row + c] = v[e];
+  }
+}
+
+/// decode_attention, part 2: one warp per query row (b, t, h) over cache positions 0..position[b, t], online softmax
+/// as forwardKernel.
+__global__ void decodeAttendKernel(cpu::DecodeAttentionParams p, const float *q, const float *kCache,
+                                   const float *vCache, const int32_t *position, float *out) {
+  int lane = threadIdx.x & 31;
+  int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
+  int64_t rows = p.batch * p.tokens * p.heads, stride = p.heads * p.headDim;
+  for (int64_t r = warp; r < rows; r += warps) {
+    int64_t h = r % p.heads, bt = r / p.heads, b = bt / p.tokens;
+    int64_t pos = position[bt];
+    float qr[kSlots], acc[kSlots];
+    loadRow(q + bt * stride + h * p.headDim, p.headDim, lane, qr);
+#pragma unroll
+    for (int t = 0; t < kSlots; ++t)
+      acc[t] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    int64_t limit = pos < 0 || pos >= p.cache ? 0 : pos + 1;
+    for (int64_t j = 0; j < limit; ++j) {
+      int64_t at = (b * p.cache + j) * stride + h * p.headDim;
+      float s = p.scale * dotRow(qr, kCache + at, p.headDim, lane);
+      float mNew = fmaxf(m, s);
+      float corr = expf(m - mNew), e = expf(s - mNew);
+      l = l * corr + e;
+#pragma unroll
+      for (int t = 0; t < kSlots; ++t) {
+        int64_t d = lane + 32 * t;
+        acc[t] = acc[t] * corr + (d < p.headDim ? e * vCache[at + d] : 0.0f);
+      }
+      m = mNew;
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float *o = out + bt * stride + h * p.headDim;
+#pragma unroll
+    for (int t = 0; t < kSlots; ++t) {
+      int64_t d = lane + 32 * t;
+      if (d < p.headDim)
+        o[d] = acc[t] * inv;
+    }
+  }
+}
+
+} // namespace
+
+cudaError_t decodeAttention(const cpu::DecodeAttentionParams &params, const float *q, const float *k, const float *v,
+                            float *kCache, float *vCache, const int32_t *position, float *out, cudaStream_t stream) {
+  if (params.headDim > kAttentionMaxHeadDim || params.headDim < 1 || params.cache < 1 || !position)
+    return cudaErrorInvalidValue;
+  int64_t elements = params.batch * params.tokens * params.heads * params.headDim;
+  if (elements == 0)
+    return cudaSuccess;
+  // The writes complete before any row reads the caches: two launches on one stream.
+  decodeWriteKernel<<<blocksFor(elements), kThreads, 0, stream>>>(params, k, v, kCache, vCache, position);
+  MEG_CUDA_TRY(launched());
+  int64_t rows = params.batch * params.tokens * params.heads;
+  decodeAttendKernel<<<blocksFor(rows * 32), kThreads, 0, stream>>>(params, q, kCache, vCache, position, out);
+  return launched();
+}
+
 #define MEG_INSTANTIATE(T)                                                                                             \
   template cudaError_t attentionForward<T>(const cpu::AttentionParams &, const T *, const T *, const T *, T *,          \
                                            cudaStream_t, const uint32_t *);                                            \

@@ -126,6 +126,11 @@ cudaError_t attentionBackward(const cpu::AttentionParams &params, const T *q, co
                               T *dq, T *dk, T *dv, float *scratch, cudaStream_t stream,
                               const uint32_t *stepCounter = nullptr);
 
+/// decode_attention (math as kernels/cpu/Attention.h), fp32; kCache and vCache updated in place. position is a device
+/// pointer; head_dim at most kAttentionMaxHeadDim.
+cudaError_t decodeAttention(const cpu::DecodeAttentionParams &params, const float *q, const float *k, const float *v,
+                            float *kCache, float *vCache, const int32_t *position, float *out, cudaStream_t stream);
+
 //===-- Layout.cu (moves of elemBytes-byte elements: 4 for f32 or i32, 2 for bf16 or f16) ----------------------===//
 /// y = x transposed by perm (numpy.transpose; host arrays, shape is x's).
 cudaError_t transpose(const void *x, const int64_t *shape, int rank, const int *perm, void *y, cudaStream_t stream,

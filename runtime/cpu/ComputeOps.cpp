@@ -118,6 +118,12 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AttentionArgs &a, CpuS
   });
 }
 
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const DecodeAttentionArgs &a, CpuStep &s) {
+  return infallible([a, &s](const CpuRunArgs &) {
+    k::decodeAttention(a.params, s.f(0), s.f(1), s.f(2), s.f(3), s.f(4), s.i32(5), s.fout());
+  });
+}
+
 llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AttentionGradArgs &a, CpuStep &s) {
   return infallible([a, &s](const CpuRunArgs &run) {
     const int32_t *mask = a.maskOperand ? s.i32(*a.maskOperand) : nullptr;

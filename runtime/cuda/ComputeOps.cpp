@@ -182,6 +182,16 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AttentionArgs &a, Cu
   });
 }
 
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const DecodeAttentionArgs &a, CudaStep &s) {
+  if (a.params.headDim > k::kAttentionMaxHeadDim)
+    return s.error(llvm::formatv("head_dim {0} is above the cuda attention kernel's limit {1}", a.params.headDim,
+                                 k::kAttentionMaxHeadDim));
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    return s.check(k::decodeAttention(a.params, s.f(0), s.f(1), s.f(2), s.f(3), s.f(4), s.i32(5), s.fout(),
+                                      run.stream));
+  };
+}
+
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AttentionGradArgs &a, CudaStep &s) {
   if (auto err = checkHeadDim(s, a))
     return err;

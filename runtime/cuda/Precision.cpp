@@ -82,6 +82,7 @@ constexpr std::pair<OpKind, Native16> kRules[] = {
     {OpKind::Accumulate, Native16::Widen},
     {OpKind::Send, Native16::Uniform},
     {OpKind::Recv, Native16::Uniform},
+    {OpKind::DecodeAttention, Native16::Widen},
 };
 
 static_assert(std::size(kRules) == ir::kNumOpKinds, "one native16 rule per op of ir/Ops.def");

@@ -131,6 +131,42 @@ llvm::Expected<AttentionArgs> meg::runtime::bindAttention(const StepBinder &s) {
   return bindAttentionCommon(s, s.numOperands() == 4 ? std::optional<size_t>(3) : std::nullopt);
 }
 
+llvm::Expected<DecodeAttentionArgs> meg::runtime::bindDecodeAttention(const StepBinder &s) {
+  auto scale = s.floatAttr("scale");
+  if (!scale)
+    return scale.takeError();
+  const TensorSlot &q = s.operand(0), &cache = s.operand(3);
+  static const char *names[] = {"q", "k", "v", "k_cache", "v_cache"};
+  for (size_t i = 0; i < 5; ++i)
+    if (auto err = s.expectDType(s.operand(i), names[i], DType::F32))
+      return err;
+  if (auto err = s.expectDType(s.operand(5), "position", DType::I32))
+    return err;
+  if (auto err = s.expectDType(s.result(), "result", DType::F32))
+    return err;
+  if (q.shape.size() != 4 || s.operand(1).shape != q.shape || s.operand(2).shape != q.shape)
+    return s.error(llvm::formatv("q, k and v must have one BSHD shape, got {0}, {1}, {2}", shapeStr(q.shape),
+                                 shapeStr(s.operand(1).shape), shapeStr(s.operand(2).shape)));
+  if (cache.shape.size() != 4 || s.operand(4).shape != cache.shape || cache.shape[0] != q.shape[0] ||
+      cache.shape[2] != q.shape[2] || cache.shape[3] != q.shape[3])
+    return s.error(llvm::formatv("the caches {0}, {1} do not match q {2} (batch, heads, head_dim)",
+                                 shapeStr(cache.shape), shapeStr(s.operand(4).shape), shapeStr(q.shape)));
+  if (s.operand(5).shape != Shape{q.shape[0], q.shape[1]})
+    return s.error("position shape " + shapeStr(s.operand(5).shape) + " does not match q's batch and tokens " +
+                   shapeStr(q.shape));
+  if (auto err = s.expectResultShape(q.shape))
+    return err;
+  if (auto err = s.expectWholeDim(0, 1, "decode_attention needs every new token"))
+    return err;
+  if (auto err = s.expectWholeDim(0, 3, "decode_attention needs whole heads"))
+    return err;
+  if (auto err = s.expectWholeDim(3, 1, "decode_attention needs the whole cache"))
+    return err;
+  DecodeAttentionArgs a;
+  a.params = {q.shape[0], q.shape[1], q.shape[2], q.shape[3], cache.shape[1], float(*scale)};
+  return a;
+}
+
 llvm::Expected<AttentionGradArgs> meg::runtime::bindAttentionGrad(const StepBinder &s) {
   if (auto err = s.expectDType(s.operand(3), "dout", DType::F32))
     return err;

@@ -288,6 +288,10 @@ struct SendArgs {
   int64_t bytes = 0;
 };
 struct RecvArgs : SendArgs {};
+/// decode_attention (kernels/cpu/Attention.h): local shapes; heads are this rank's.
+struct DecodeAttentionArgs {
+  kernels::cpu::DecodeAttentionParams params;
+};
 
 /// The arguments of one bound step: alternative i + 1 is the Args of op kind i.
 using OpArgs = std::variant<std::monostate

@@ -453,8 +453,8 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
       return (fail("the embedded model description is not a JSON object"), finish());
   }
   out.mode = p.mode() ? p.mode()->str() : "";
-  if (out.mode != "train" && out.mode != "infer")
-    return (fail("unknown mode '" + out.mode + "' (expected train or infer)"), finish());
+  if (out.mode != "train" && out.mode != "infer" && out.mode != "decode")
+    return (fail("unknown mode '" + out.mode + "' (expected train, infer or decode)"), finish());
   out.arenaBytes = p.arena_bytes();
   if (out.arenaBytes < 0 || out.arenaBytes > kMaxElements * 8)
     return (fail("invalid arena size " + llvm::Twine(out.arenaBytes)), finish());

@@ -140,7 +140,7 @@ struct LoadedPlan {
   uint32_t version = 0;
   int meshDp = 1, meshTp = 1, rank = 0;
   std::string model; ///< the model description JSON
-  std::string mode;  ///< "train" | "infer"
+  std::string mode;  ///< "train" | "infer" | "decode"
   int64_t arenaBytes = 0;
   std::vector<PlanParam> params;
   std::vector<PlanInput> inputs;

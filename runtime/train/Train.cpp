@@ -215,8 +215,22 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
   return llvm::Error::success();
 }
 
-llvm::Expected<std::string> Trainer::generate(const GenerateOptions &generateOptions) {
-  auto text = runtime::generate(session(), generateOptions);
+llvm::Expected<GenerateResult> Trainer::generate(const GenerateOptions &generateOptions) {
+  // --prefill-plan: a second session of the same weights (seeded or loaded), on the same ranks.
+  std::unique_ptr<Session> prefill;
+  if (!generateOptions.prefillPlan.empty()) {
+    auto plans = loadPlanSet(generateOptions.prefillPlan);
+    if (auto err = job.agree(plans.takeError()))
+      return err;
+    auto created = job.createSession(std::move(*plans), options.backend, generateOptions.prefillPlan);
+    if (auto err = job.agree(created.takeError()))
+      return err;
+    prefill = std::move(*created);
+    if (auto err = job.agree(options.loadWeights.empty() ? prefill->initWeights(options.seed)
+                                                         : prefill->loadWeights(options.loadWeights)))
+      return err;
+  }
+  auto text = runtime::generate(session(), generateOptions, prefill.get());
   if (!text)
     return Job::unagreed(text.takeError());
   return text;

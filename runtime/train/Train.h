@@ -78,7 +78,7 @@ public:
 
   Session &session() { return *runSession; }
   /// Collective (Generate mode); errors unagreed. The prompt and its continuation.
-  llvm::Expected<std::string> generate(const GenerateOptions &options);
+  llvm::Expected<GenerateResult> generate(const GenerateOptions &options);
   /// Collective (Evaluate mode); errors unagreed. Forward-only over --eval-batches batches of the valid split.
   llvm::Expected<EvalResult> evaluate();
   /// Collective (ZeroShot mode); errors unagreed. A zero-shot task (runtime/train/ZeroShot.h).

@@ -1,6 +1,7 @@
 //===- OpExamples.cpp - the op examples of docs/ir.md, compiled and run -------===//
 #include "OpExamples.h"
 
+#include "ir/OpRules.h"
 #include "ir/Parser.h"
 #include "passes/LowerToPlan.h"
 #include "passes/Pass.h"
@@ -111,6 +112,8 @@ HostTensor sourceValues(const Node &n, const llvm::DenseMap<const Value *, llvm:
       const Value *last = u->getOperand(u->getNumOperands() - 1);
       if (k == OpKind::Embedding || k == OpKind::EmbeddingGrad)
         bound(u->getOperand(0)->getType().shape[0]);
+      if (k == OpKind::DecodeAttention) // positions inside the cache
+        bound(u->getOperand(3)->getType().shape[1]);
       // pick: the last quarter of the vocabulary may be padding (mask_padding -inf), so labels avoid it.
       if (k == OpKind::Pick || k == OpKind::PickGrad)
         bound(u->getOperand(0)->getType().shape.back() * 3 / 4);
@@ -287,6 +290,21 @@ std::vector<Layout> meg::optest::tpLayouts(const ir::Graph &g) {
   if (g.getMesh().world() != 1)
     return {};
   auto users = g.computeUsers();
+  // Partition never converts an operand an op writes in place (passes/Partition.cpp): splitting one on a dim its
+  // writer needs whole (decode_attention's cache positions) is a layout the compiler refuses, not one to run.
+  auto wholeForWriter = [&](const Value *v, unsigned d) {
+    for (Node *u : users.lookup(v)) {
+      unsigned written = ir::writtenOperands(u->getKind());
+      if (!written)
+        continue;
+      ir::ShardingSpec spec = ir::shardingSpec(*u);
+      for (unsigned i = 0; i < u->getNumOperands(); ++i)
+        if ((written >> i & 1) && u->getOperand(i) == v && d < spec.operandDims[i].size() &&
+            spec.operandDims[i][d] >= 0 && spec.loops[unsigned(spec.operandDims[i][d])] == ir::ShardingSpec::Loop::Whole)
+          return true;
+    }
+    return false;
+  };
   std::vector<Layout> layouts;
   std::set<std::string> seen;
   for (Node *n : g.getNodes()) {
@@ -294,7 +312,7 @@ std::vector<Layout> meg::optest::tpLayouts(const ir::Graph &g) {
       continue;
     const ir::TensorType &t = n->getResult()->getType();
     for (unsigned d = 0; d < t.rank(); ++d) {
-      if (t.shape[d] % 2)
+      if (t.shape[d] % 2 || wholeForWriter(n->getResult(), d))
         continue;
       std::set<std::string> group = {nameOf(*n).str()};
       for (Node *u : users.lookup(n->getResult()))

@@ -1,6 +1,6 @@
 //===- megc.cpp - the meg compiler driver -----------------------------------===//
 //
-//   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer]
+//   megc MODEL.json|FILE.mir [--tp N] [--dp N] [--micro-batch B] [--seq S] [--mode train|infer|decode]
 //        [--emit ir|plan|report|dot] [-o PATH] [--passes P] [--print-ir-after-all] [--print-ir-after=NAME]
 //        [--time-passes] [--dp-bucket-bytes N] [--make-vocab-size-divisible-by N]
 //        [--recompute-granularity full|selective [--recompute-method uniform|block] [--recompute-num-layers N]]
@@ -60,12 +60,18 @@ cl::opt<int> microBatch("micro-batch", cl::desc("Micro-batch size (overrides the
                         cl::value_desc("B"), cl::cat(megCategory));
 cl::opt<int> seqLen("seq", cl::desc("Sequence length (overrides the model description)"), cl::value_desc("S"),
                     cl::cat(megCategory));
+cl::opt<int> decodeTokens("decode-tokens",
+                          cl::desc("--mode decode: new tokens per pass (default 1; a plan of more prefills prompts "
+                                   "that many tokens at a time: megrun --prefill-plan)"),
+                          cl::value_desc("T"), cl::init(1), cl::cat(megCategory));
 cl::opt<int> vocabDivisibleBy("make-vocab-size-divisible-by",
                               cl::desc("Pad the vocabulary to a multiple of N x tp (Megatron-LM's flag; overrides the "
                                        "description's meg.vocab_divisible_by, default 128)"),
                               cl::value_desc("N"), cl::cat(megCategory));
-cl::opt<std::string> mode("mode", cl::desc("Graph to build: train (loss) or infer (logits, no dropout)"),
-                          cl::value_desc("train|infer"), cl::init("train"), cl::cat(megCategory));
+cl::opt<std::string> mode("mode",
+                          cl::desc("Graph to build: train (loss), infer (logits, no dropout) or decode (GPT: one new "
+                                   "token per pass against a KV cache of --seq positions, default n_positions)"),
+                          cl::value_desc("train|infer|decode"), cl::init("train"), cl::cat(megCategory));
 cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or dot"),
                           cl::value_desc("ir|plan|report|dot"), cl::init("ir"), cl::cat(megCategory));
 cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"), cl::value_desc("PATH"),
@@ -360,7 +366,13 @@ llvm::Error checkFlags(bool isModel) {
   if (dpBucketBytes < 0)
     return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
   if (!frontend::parseBuildMode(mode))
-    return makeError("unknown --mode '" + mode + "' (expected train or infer)");
+    return makeError("unknown --mode '" + mode + "' (expected train, infer or decode)");
+  if (decodeTokens.getNumOccurrences() && (mode != "decode" || decodeTokens < 1))
+    return makeError("--decode-tokens needs --mode decode and a positive count (got " + llvm::Twine(int(decodeTokens)) +
+                     ")");
+  if (mode == "decode" && (dpSize > 1 || bf16 || fp16 || sequenceParallel))
+    return makeError("--mode decode runs in fp32 on dp 1 without --sequence-parallel (the KV cache is split over tp "
+                     "only)");
   if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
     return makeError("unknown --emit '" + emit + "' (expected ir, plan, report or dot)");
   if (auto err = checkRecomputeFlags())
@@ -405,6 +417,13 @@ llvm::Expected<std::string> run() {
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
+    // A decode plan's KV cache holds the whole context the model has positions for, unless --seq says otherwise.
+    if (buildMode == frontend::BuildMode::Decode && !seqLen.getNumOccurrences())
+      config->seq = config->maxPositions;
+    if (decodeTokens > config->seq)
+      return makeError(llvm::formatv("--decode-tokens {0} exceeds the KV cache's {1} positions (--seq)",
+                                     int(decodeTokens), config->seq)
+                           .str());
     // --global-batch-size G: the graph is one micro-batch of B rows per dp rank (B x dp rows), run m times a step.
     if (globalBatchSize.getNumOccurrences()) {
       int64_t rows = config->microBatch * int64_t(dpSize);
@@ -420,7 +439,7 @@ llvm::Expected<std::string> run() {
       return makeError("--recompute-num-layers " + llvm::Twine(int(recomputeNumLayers)) + " exceeds the " +
                        llvm::Twine(config->numLayers) + " layers of the model");
     // The vocabulary is padded for this tp (Megatron: to a multiple of vocab_divisible_by x tp).
-    auto built = frontend::buildModel(*config, {buildMode, tpSize});
+    auto built = frontend::buildModel(*config, {buildMode, tpSize, decodeTokens});
     if (!built)
       return built.takeError();
     graph = std::move(*built);
@@ -473,7 +492,9 @@ llvm::Expected<std::string> run() {
       lower.mode = frontend::buildModeName(buildMode).str();
       lower.model = frontend::modelDescriptionPath(inputPath);
     } else {
-      lower.mode = graph->findNamed(ir::OpKind::Output, "loss") ? "train" : "infer";
+      lower.mode = graph->findNamed(ir::OpKind::Output, "loss")                 ? "train"
+                   : graph->nodesOfKind(ir::OpKind::DecodeAttention).empty() ? "infer"
+                                                                             : "decode";
     }
   }
 
@@ -527,7 +548,7 @@ llvm::Expected<std::string> run() {
     if (config && pipelineOptions.differentiate && config->numLayers >= 2 * group) {
       frontend::ModelConfig half = *config;
       half.numLayers = config->numLayers / 2 / group * group;
-      auto built = frontend::buildModel(half, {buildMode, tpSize});
+      auto built = frontend::buildModel(half, {buildMode, tpSize, decodeTokens});
       if (!built)
         return built.takeError();
       fewer = std::move(*built);

@@ -137,10 +137,22 @@ static cl::opt<bool> noDropout("no-dropout", cl::desc("Run steps with dropout of
                                cl::cat(megrunCategory));
 static cl::opt<std::string, true> generatePrompt("generate",
                                                  cl::desc("Continue PROMPT (a GPT infer plan: megc --mode infer "
-                                                          "--micro-batch 1), byte-level tokens: greedily, or sampled "
-                                                          "with --temperature, --top-k or --top-p"),
+                                                          "--micro-batch 1, or a decode plan with a KV cache: megc "
+                                                          "--mode decode --micro-batch 1), byte-level tokens: "
+                                                          "greedily, or sampled with --temperature, --top-k or --top-p"),
                                                  cl::value_desc("PROMPT"), cl::location(generateOptions.prompt),
                                                  cl::cat(megrunCategory));
+static cl::opt<std::string, true> dumpLogits("dump-logits",
+                                             cl::desc("With --generate: write the logits of every position computed "
+                                                      "(safetensors, f32 \"logits\" [positions, vocab])"),
+                                             cl::value_desc("FILE"), cl::location(generateOptions.logitsPath),
+                                             cl::cat(megrunCategory));
+static cl::opt<std::string, true> prefillPlan("prefill-plan",
+                                              cl::desc("With --generate and a decode plan: compute the prompt with "
+                                                       "this decode plan of several tokens per pass (megc --mode "
+                                                       "decode --decode-tokens T)"),
+                                              cl::value_desc("DIR"), cl::location(generateOptions.prefillPlan),
+                                              cl::cat(megrunCategory));
 static cl::opt<int> maxNewTokens("max-new-tokens", cl::desc("Tokens --generate adds (default 100)"), cl::init(100),
                                  cl::cat(megrunCategory));
 static cl::opt<std::string> temperatureText("temperature",
@@ -332,6 +344,8 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
     return error(llvm::formatv("--valid-fraction must be in [0, 1) (got {0})", validFractionText));
   if (!s.greedy && o.mode != TrainOptions::Mode::Generate)
     return error("--temperature, --top-k and --top-p apply to --generate only");
+  if ((!g.logitsPath.empty() || !g.prefillPlan.empty()) && o.mode != TrainOptions::Mode::Generate)
+    return error("--dump-logits and --prefill-plan apply to --generate only");
   return o.mode == TrainOptions::Mode::Generate ? g.check() : llvm::Error::success();
 }
 
@@ -344,11 +358,13 @@ static llvm::Error run(Job &job) {
   if (!trainer)
     return trainer.takeError();
   if (trainOptions.mode == TrainOptions::Mode::Generate) {
-    auto text = (*trainer)->generate(generateOptions);
-    if (!text)
-      return text.takeError();
+    auto generated = (*trainer)->generate(generateOptions);
+    if (!generated)
+      return generated.takeError();
     if (job.isRoot())
-      llvm::outs() << "sample: " << *text << "\n";
+      llvm::outs() << "sample: " << generated->text << "\n";
+    if (job.isRoot() && !generateOptions.logitsPath.empty())
+      return writeLogits(*generated, generateOptions.logitsPath);
     return llvm::Error::success();
   }
   if (trainOptions.mode == TrainOptions::Mode::ZeroShot) {

@@ -224,5 +224,68 @@ TEST(Attention, IsThreadCountInvariant) {
       "attention backward");
 }
 
+// decode_attention, one token per step at positions 0..S-1 into caches of C > S positions filled with garbage,
+// reproduces causal attention over the whole sequence row by row; the caches then hold k and v at 0..S-1 and the
+// garbage beyond; a position outside the cache writes nothing and gives zeros.
+TEST(DecodeAttention, OneTokenStepsReproduceCausalAttention) {
+  const int64_t B = 2, S = 9, H = 3, D = 16, C = S + 4;
+  AttentionParams p = baseParams(B, S, H, D);
+  p.causal = true;
+  Inputs in = makeInputs(p, 41);
+  std::vector<float> full = runForward(p, in);
+
+  DecodeAttentionParams dp;
+  dp.batch = B, dp.tokens = 1, dp.heads = H, dp.headDim = D, dp.cache = C, dp.scale = p.scale;
+  std::vector<float> kCache = randomFloats(B * C * H * D, 7, -3.0f, 3.0f), vCache = randomFloats(B * C * H * D, 8);
+  std::vector<float> garbageK = kCache;
+  const int64_t row = H * D;
+  std::vector<float> decoded(full.size());
+  for (int64_t t = 0; t < S; ++t) {
+    std::vector<float> q(B * row), k(B * row), v(B * row), out(B * row, std::nanf(""));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < row; ++c) {
+        q[b * row + c] = in.q[(b * S + t) * row + c];
+        k[b * row + c] = in.k[(b * S + t) * row + c];
+        v[b * row + c] = in.v[(b * S + t) * row + c];
+      }
+    std::vector<int32_t> position(B, int32_t(t));
+    decodeAttention(dp, q.data(), k.data(), v.data(), kCache.data(), vCache.data(), position.data(), out.data());
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(out.begin() + b * row, out.begin() + (b + 1) * row, decoded.begin() + (b * S + t) * row);
+  }
+  expectNear(decoded, toDouble(full), 1e-6, "decode steps vs causal attention");
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < C; ++j)
+      for (int64_t c = 0; c < row; ++c) {
+        float expected = j < S ? in.k[(b * S + j) * row + c] : garbageK[(b * C + j) * row + c];
+        ASSERT_EQ(kCache[(b * C + j) * row + c], expected) << "k cache b " << b << " position " << j;
+      }
+
+  // Out of range: position -1 and C. Nothing is written, the rows are zero; a valid row in the same call is not.
+  std::vector<float> before = kCache, out(B * row, std::nanf(""));
+  std::vector<int32_t> position = {-1, int32_t(C)};
+  decodeAttention(dp, in.q.data(), in.k.data(), in.v.data(), kCache.data(), vCache.data(), position.data(),
+                  out.data());
+  EXPECT_TRUE(test::bitEqual(kCache, before));
+  EXPECT_TRUE(test::bitEqual(out, std::vector<float>(B * row, 0.0f)));
+}
+
+TEST(DecodeAttention, IsThreadCountInvariant) {
+  DecodeAttentionParams dp;
+  dp.batch = 2, dp.tokens = 2, dp.heads = 4, dp.headDim = 8, dp.cache = 33, dp.scale = 0.3f;
+  int64_t n = dp.batch * dp.tokens * dp.heads * dp.headDim, cache = dp.batch * dp.cache * dp.heads * dp.headDim;
+  std::vector<float> q = randomFloats(n, 1), k = randomFloats(n, 2), v = randomFloats(n, 3);
+  std::vector<int32_t> position = {30, 31, 5, 17};
+  expectThreadInvariant(
+      [&] {
+        std::vector<float> kc = randomFloats(cache, 4), vc = randomFloats(cache, 5), out(n);
+        decodeAttention(dp, q.data(), k.data(), v.data(), kc.data(), vc.data(), position.data(), out.data());
+        out.insert(out.end(), kc.begin(), kc.end());
+        out.insert(out.end(), vc.begin(), vc.end());
+        return out;
+      },
+      "decode attention");
+}
+
 } // namespace
 } // namespace meg::kernels::cpu

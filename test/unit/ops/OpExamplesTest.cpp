@@ -129,6 +129,13 @@ const std::map<std::string, std::function<double(const Node &)>> kFlops = {
     {"loss_scale_update", zero},
     {"accumulate", [](const Node &n) { return 2 * numel(n.getOperand(0)); }},
     {"send", zero},           {"recv", zero},
+    // Every query against the whole cache: q.k and p.v (2 each per multiply-add) plus ~4 per score.
+    {"decode_attention",
+     [](const Node &n) {
+       const auto &q = n.getOperand(0)->getType().shape;
+       double scores = double(q[0] * q[1] * q[2]) * double(n.getOperand(3)->getType().shape[1]);
+       return 2 * 2 * scores * double(q[3]) + 4 * scores;
+     }},
 };
 
 // --- known gaps of the CPU backend -------------------------------------------------------------------------------

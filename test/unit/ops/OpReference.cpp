@@ -574,6 +574,51 @@ Outs refAccumulate(const Node &n, const Ins &in, const Ctx &ctx) {
   return {acc, acc};
 }
 
+// --- decoding ----------------------------------------------------------------------------------------------------
+
+// decode_attention: each new token's k, v stored at its cache position (in token order), then softmax attention of
+// each query over cache positions 0..position; a position outside the cache writes nothing and gives 0. Returns the
+// new caches, then the result.
+Outs refDecodeAttention(const Node &n, const Ins &in, const Ctx &) {
+  const Shape &qs = in[0]->shape; // [b, t, heads, d]
+  int64_t B = qs[0], T = qs[1], H = qs[2], D = qs[3], C = in[3]->shape[1];
+  HostTensor kc = *in[3], vc = *in[4], out = resultLike(n);
+  auto pos = [&](int64_t b, int64_t t) { return int64_t(in[5]->data[size_t(b * T + t)]); };
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      if (int64_t p = pos(b, t); p >= 0 && p < C)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t d = 0; d < D; ++d) {
+            kc.data[size_t(ravel({b, p, h, d}, kc.shape))] = in[1]->data[size_t(ravel({b, t, h, d}, qs))];
+            vc.data[size_t(ravel({b, p, h, d}, vc.shape))] = in[2]->data[size_t(ravel({b, t, h, d}, qs))];
+          }
+  double scale = attrFloat(n, "scale");
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        int64_t p = pos(b, t);
+        if (p < 0 || p >= C)
+          continue;
+        std::vector<double> s(size_t(p + 1));
+        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j <= p; ++j) {
+          for (int64_t d = 0; d < D; ++d)
+            s[size_t(j)] += in[0]->data[size_t(ravel({b, t, h, d}, qs))] * kc.data[size_t(ravel({b, j, h, d}, kc.shape))];
+          s[size_t(j)] *= scale;
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        for (double &x : s)
+          sum += (x = std::exp(x - mx));
+        for (int64_t d = 0; d < D; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j <= p; ++j)
+            acc += s[size_t(j)] / sum * vc.data[size_t(ravel({b, j, h, d}, vc.shape))];
+          out.data[size_t(ravel({b, t, h, d}, qs))] = acc;
+        }
+      }
+  return {kc, vc, out};
+}
+
 // --- loss scaling ------------------------------------------------------------------------------------------------
 
 Outs refNonfinite(const Node &n, const Ins &in, const Ctx &) {
@@ -661,6 +706,7 @@ const std::map<std::string, ReferenceFn> &meg::optest::referenceTable() {
       {"accumulate", &refAccumulate},
       {"send", &refIdentity},
       {"recv", &refIdentity},
+      {"decode_attention", &refDecodeAttention},
   };
   return table;
 }

@@ -112,7 +112,7 @@ TEST(PlanTest, VersionMeshAndRank) {
   EXPECT_EQ(loadError(p), "p.megplan: rank -1 is outside the mesh dp 1 x tp 2");
   p = basePlan();
   p.mode = "fly";
-  EXPECT_EQ(loadError(p), "p.megplan: unknown mode 'fly' (expected train or infer)");
+  EXPECT_EQ(loadError(p), "p.megplan: unknown mode 'fly' (expected train, infer or decode)");
 }
 
 TEST(PlanTest, ArenaSlices) {
