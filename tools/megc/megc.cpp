@@ -64,6 +64,11 @@ cl::opt<int> vocabDivisibleBy("make-vocab-size-divisible-by",
                               cl::desc("Pad the vocabulary to a multiple of N x tp (Megatron-LM's flag; overrides the "
                                        "description's meg.vocab_divisible_by, default 128)"),
                               cl::value_desc("N"), cl::cat(megCategory));
+cl::opt<std::string> head("head",
+                          cl::desc("BERT's head: pretraining (MLM + NSP), multiple-choice (BertForMultipleChoice) or "
+                                   "classification (BertForSequenceClassification); overrides the description's "
+                                   "architectures and meg.head"),
+                          cl::value_desc("pretraining|multiple-choice|classification"), cl::cat(megCategory));
 cl::opt<std::string> mode("mode", cl::desc("Graph to build: train (loss) or infer (logits, no dropout)"),
                           cl::value_desc("train|infer"), cl::init("train"), cl::cat(megCategory));
 cl::opt<std::string> emit("emit", cl::desc("What to write: ir, plan, report or dot"),
@@ -316,6 +321,10 @@ llvm::Error checkFlags(bool isModel) {
                      ")");
   if (dpBucketBytes < 0)
     return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
+  if (head.getNumOccurrences() && !frontend::parseBertHead(head))
+    return makeError("unknown --head '" + head + "' (expected pretraining, multiple-choice or classification)");
+  if (head.getNumOccurrences() && !isModel)
+    return makeError("--head applies only to a model description (.json input)");
   if (!frontend::parseBuildMode(mode))
     return makeError("unknown --mode '" + mode + "' (expected train or infer)");
   if (!llvm::is_contained(llvm::ArrayRef<llvm::StringRef>{"ir", "plan", "report", "dot"}, emit.getValue()))
@@ -357,6 +366,8 @@ llvm::Expected<std::string> run() {
       overrides.seq = seqLen;
     if (vocabDivisibleBy.getNumOccurrences())
       overrides.vocabDivisibleBy = vocabDivisibleBy;
+    if (head.getNumOccurrences())
+      overrides.head = frontend::parseBertHead(head);
     auto loaded = frontend::loadModelConfig(inputPath, overrides);
     if (!loaded)
       return loaded.takeError();
