@@ -2,8 +2,9 @@
 """Writes a small generated fine-tuning task (no download), seeded, as jsonl.
 
 race:  {"article": "<animal> <verb>", "question": "who?", "options": 4 words, "answer": "A".."D"}
-       the answer is the article's animal; the three other options are objects (never animals), drawn at random, so
-       the task is learnt from which options are animals. Chance: 25%.
+       the answer is the animal the article names; the three other options are objects, drawn at random. The task
+       can be learnt from the options' kind alone (the article is not needed): it checks that fine-tuning trains the
+       head and the encoder end to end, not reading comprehension. Chance: 25%.
 pair:  {"text_a": "<word> <verb>", "text_b": "<word>", "label": 1 if both words are animals, else 0}, half each.
        Chance: 50%.
 """
