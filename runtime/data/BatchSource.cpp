@@ -84,6 +84,8 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::createTask(const Loade
 llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPlan &plan, const DataOptions &o) {
   if (!o.task.empty())
     return createTask(plan, o);
+  if (plan.findParam("classifier.weight"))
+    return dataError(plan.path, "the plan has a fine-tuning head: train it with --task race|pair --task-data FILE");
   std::unique_ptr<BatchSource> src(new BatchSource());
   src->seed = o.seed;
   auto ids = plan.findInput("input_ids");
