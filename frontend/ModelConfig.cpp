@@ -30,7 +30,9 @@ llvm::StringRef meg::frontend::layerNormPlacementName(LayerNormPlacement p) {
 llvm::StringRef meg::frontend::activationName(Activation a) { return a == Activation::GeluTanh ? "tanh" : "erf"; }
 
 llvm::StringRef meg::frontend::bertHeadName(BertHead h) {
-  return h == BertHead::PreTraining ? "pretraining" : h == BertHead::MultipleChoice ? "multiple-choice" : "classification";
+  return h == BertHead::PreTraining      ? "pretraining"
+         : h == BertHead::MultipleChoice ? "multiple-choice"
+                                         : "classification";
 }
 
 std::optional<BertHead> meg::frontend::parseBertHead(llvm::StringRef s) {

@@ -86,7 +86,8 @@ public:
   llvm::Expected<EvalResult> evaluate();
   /// Collective (ZeroShot mode); errors unagreed. A zero-shot task (runtime/train/ZeroShot.h).
   llvm::Expected<ZeroShotResult> zeroShot(const ZeroShotOptions &task);
-  /// Collective (fine-tuning, after train()); errors unagreed. Accuracy on the held-out file (runtime/train/TaskEval.h).
+  /// Collective (fine-tuning, after train()); errors unagreed. Accuracy on the held-out file
+  /// (runtime/train/TaskEval.h).
   llvm::Expected<TaskAccuracy> taskAccuracy();
   /// The task head's parameters --load-weights did not hold (seeded init instead).
   llvm::ArrayRef<std::string> initializedHead() const { return headInitialized; }

@@ -285,7 +285,9 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
     o.task = taskOptions.task;
     o.dataPath = taskOptions.dataPath;
     o.evalData = evalData;
-    o.vocabFile = taskOptions.vocabFile, o.mergeFile = taskOptions.mergeFile, o.tokenizerFile = taskOptions.tokenizerFile;
+    o.vocabFile = taskOptions.vocabFile;
+    o.mergeFile = taskOptions.mergeFile;
+    o.tokenizerFile = taskOptions.tokenizerFile;
     if (overlappingEvalText.getNumOccurrences() || strictLambada || dataPath.getNumOccurrences() ||
         dataPrefix.getNumOccurrences())
       return error("--task " + taskOptions.task + " takes its data from --task-data (not --data, --data-path, "
