@@ -59,7 +59,8 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::createTask(const Loade
                                                "--head classification)");
   const Shape &shape = plan.inputs[*ids].globalShape;
   src->batchRows = shape[0];
-  src->seq = shape.back();
+  // Positions per example (tokens/s counts every option's row).
+  src->seq = src->choices ? shape[1] * shape[2] : shape[1];
   src->modelVocab = modelVocabSize(plan);
   for (const PlanInput &in : plan.inputs)
     src->inputNames.push_back(in.name);
@@ -68,7 +69,7 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::createTask(const Loade
     return tok.takeError();
   TaskDataOptions options;
   options.kind = *kind;
-  options.seq = src->seq;
+  options.seq = shape.back();
   options.choices = src->choices ? shape[1] : 1;
   options.numLabels = logits->tensor.globalShape[1];
   options.ids = bertSpecialIds(src->modelVocab);

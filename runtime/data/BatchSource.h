@@ -59,6 +59,7 @@ public:
   ~BatchSource();
 
   int64_t microBatch() const { return batchRows; }
+  /// Positions of a row (a multiple-choice example: its C rows of S).
   int64_t seqLen() const { return seq; }
   bool isBert() const { return bert; }
   /// Windows in this split (one epoch); a task's examples.

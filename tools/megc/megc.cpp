@@ -372,6 +372,9 @@ llvm::Expected<std::string> run() {
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
+    if (sequenceParallel && config->head == frontend::BertHead::MultipleChoice)
+      return makeError("--sequence-parallel does not apply to the multiple-choice head (its inputs are [b, choices, "
+                       "s], not [b, s])");
     // --global-batch-size G: the graph is one micro-batch of B rows per dp rank (B x dp rows), run m times a step.
     if (globalBatchSize.getNumOccurrences()) {
       int64_t rows = config->microBatch * int64_t(dpSize);
