@@ -9,6 +9,14 @@
 // the tp-padded vocabulary with the padding logits masked) and NSP (dense to 2 classes); loss = CE(MLM) + CE(NSP).
 // Attention is bidirectional with the padding mask.
 //
+// Fine-tuning heads (ModelConfig::head) replace MLM + NSP, on the pooler, as Hugging Face's classes:
+//   multiple-choice (BertForMultipleChoice): inputs [b, C, s] (C = meg.num_choices options per example) are run as
+//     b*C rows; score = classifier(dropout(pooled)) with classifier [1, h]; logits = scores as [b, C];
+//     loss = CE(logits, labels[b]);
+//   classification (BertForSequenceClassification): logits = classifier(dropout(pooled)) [b, num_labels];
+//     loss = CE(logits, labels[b]).
+// Both keep the output "logits" in train mode too (evaluation reads it: accuracy).
+//
 // Parameter names are the HF state_dict keys of the class named above. nn.Linear weights are [out, in]; the IR
 // names the heads: query/key/value [heads, head_dim, h], attention output [h, heads, head_dim].
 //
@@ -34,11 +42,17 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildBert(const ModelC
   auto graph = std::make_unique<ir::Graph>(graphNameFor(c.name));
   Builder B(*graph, /*dropoutEnabled=*/train);
 
-  Value *ids = B.input("input_ids", ir::DType::I32, {b, s});
-  Value *typeIds = B.input("token_type_ids", ir::DType::I32, {b, s});
-  Value *mask = B.input("attention_mask", ir::DType::I32, {b, s});
-  Value *labels = train ? B.input("labels", ir::DType::I32, {b, s}) : nullptr;
-  Value *nspLabels = train ? B.input("next_sentence_label", ir::DType::I32, {b}) : nullptr;
+  const bool choices = c.head == BertHead::MultipleChoice;
+  const int64_t C = c.numChoices;
+  // Multiple choice: [b, C, s] inputs, run as b*C rows of s.
+  auto rowsInput = [&](llvm::StringRef name) {
+    if (!choices)
+      return B.input(name, ir::DType::I32, {b, s});
+    return B.reshape(B.input(name, ir::DType::I32, {b, C, s}), {b * C, s});
+  };
+  Value *ids = rowsInput("input_ids");
+  Value *typeIds = rowsInput("token_type_ids");
+  Value *mask = rowsInput("attention_mask");
 
   // Embeddings: word + token type + position (rows 0..s-1), in HF's order of addition.
   // Megatron's padded vocabulary (only the first vocab_size rows exist in HF files).
@@ -90,6 +104,23 @@ llvm::Expected<std::unique_ptr<ir::Graph>> meg::frontend::buildBert(const ModelC
   // Pooler: tanh(dense(x[:, 0])).
   Value *first = B.select(x, 1, 0);
   Value *pooled = B.tanh(B.dense(first, "bert.pooler.dense", "bi,oi->bo", {h, h}, {h}, std));
+
+  if (c.head != BertHead::PreTraining) {
+    const int64_t classes = choices ? 1 : c.numLabels;
+    Value *labels = train ? B.input("labels", ir::DType::I32, {b}) : nullptr;
+    Value *logits =
+        B.dense(B.dropout(pooled, c.classifierDropout), "classifier", "bh,ch->bc", {classes, h}, {classes}, std);
+    if (choices)
+      logits = B.reshape(logits, {b, C});
+    B.output(logits, "logits");
+    if (train)
+      B.output(B.crossEntropy(logits, labels), "loss");
+    if (auto err = B.finish())
+      return err;
+    return graph;
+  }
+  Value *labels = train ? B.input("labels", ir::DType::I32, {b, s}) : nullptr;
+  Value *nspLabels = train ? B.input("next_sentence_label", ir::DType::I32, {b}) : nullptr;
 
   // MLM head: LN(gelu(dense(x))) . word_embeddings^T + bias (decoder weight tied: no parameter).
   Value *t = B.gelu(B.dense(x, "cls.predictions.transform.dense", "bsi,oi->bso", {h, h}, {h}, std), c.activation);

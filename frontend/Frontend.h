@@ -12,6 +12,7 @@
 //   train: inputs + labels -> output "loss" (f32[])
 //   infer: inputs only -> output "logits" (GPT-2), "prediction_logits" + "seq_relationship_logits" (BERT); no
 //          dropout nodes
+//   BERT with a fine-tuning head (frontend/Bert.cpp): output "logits" in both modes, plus "loss" in train mode
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_FRONTEND_FRONTEND_H

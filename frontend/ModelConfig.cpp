@@ -29,6 +29,19 @@ llvm::StringRef meg::frontend::layerNormPlacementName(LayerNormPlacement p) {
 
 llvm::StringRef meg::frontend::activationName(Activation a) { return a == Activation::GeluTanh ? "tanh" : "erf"; }
 
+llvm::StringRef meg::frontend::bertHeadName(BertHead h) {
+  return h == BertHead::PreTraining      ? "pretraining"
+         : h == BertHead::MultipleChoice ? "multiple-choice"
+                                         : "classification";
+}
+
+std::optional<BertHead> meg::frontend::parseBertHead(llvm::StringRef s) {
+  for (BertHead h : {BertHead::PreTraining, BertHead::MultipleChoice, BertHead::Classification})
+    if (s == bertHeadName(h))
+      return h;
+  return std::nullopt;
+}
+
 namespace {
 
 /// Reads typed keys of one JSON object; the first problem is kept as the error (later reads are no-ops).
@@ -215,6 +228,28 @@ void readGpt2(KeyReader &r, ModelConfig &c) {
   c.initStd = r.getNumber("initializer_range", 0.02);
 }
 
+/// The fine-tuning head a config.json's `architectures` names (BertFor..., MegatronBertFor...).
+BertHead headFromArchitectures(const json::Object &root) {
+  if (const json::Array *archs = root.getArray("architectures"))
+    for (const json::Value &a : *archs)
+      if (auto s = a.getAsString()) {
+        if (s->endswith("ForMultipleChoice"))
+          return BertHead::MultipleChoice;
+        if (s->endswith("ForSequenceClassification"))
+          return BertHead::Classification;
+      }
+  return BertHead::PreTraining;
+}
+
+/// num_labels, else the size of id2label (what transformers writes), else 2.
+int64_t readNumLabels(KeyReader &r, const json::Object &root) {
+  if (root.get("num_labels"))
+    return r.getSize("num_labels");
+  if (const json::Object *labels = root.getObject("id2label"))
+    return std::max<int64_t>(1, int64_t(labels->size()));
+  return 2;
+}
+
 void readBert(KeyReader &r, ModelConfig &c) {
   c.numLayers = r.getSize("num_hidden_layers");
   c.hidden = r.getSize("hidden_size");
@@ -255,6 +290,9 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
   } else if (c.modelType == "bert" || c.modelType == "megatron-bert") {
     c.family = ModelFamily::Bert;
     readBert(r, c);
+    c.head = headFromArchitectures(*root);
+    c.numLabels = readNumLabels(r, *root);
+    c.classifierDropout = r.getProbability("classifier_dropout", c.residDropout);
   } else {
     r.fail("unknown model_type '" + c.modelType + "' (expected gpt2, bert or megatron-bert)");
   }
@@ -287,6 +325,13 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
     c.microBatch = m.getSize("micro_batch", c.microBatch);
     c.seq = m.getSize("seq", c.seq);
     c.vocabDivisibleBy = m.getSize("vocab_divisible_by", c.vocabDivisibleBy);
+    if (auto head = m.getString("head")) {
+      if (auto h = parseBertHead(*head))
+        c.head = *h;
+      else
+        m.fail("unknown meg.head '" + *head + "' (expected pretraining, multiple-choice or classification)");
+    }
+    c.numChoices = m.getSize("num_choices", c.numChoices);
     if (m.failed())
       return m.takeError();
   }
@@ -294,9 +339,20 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
     r.fail("gpt2 supports only meg.layernorm 'pre'");
   if (c.modelType == "megatron-bert" && c.layerNorm != LayerNormPlacement::Pre)
     r.fail("megatron-bert supports only meg.layernorm 'pre'");
-  c.hfClass = c.family == ModelFamily::GPT2            ? "GPT2LMHeadModel"
-              : c.layerNorm == LayerNormPlacement::Post ? "BertForPreTraining"
-                                                        : "MegatronBertForPreTraining";
+  if (overrides.head)
+    c.head = *overrides.head;
+  if (c.family == ModelFamily::GPT2 && c.head != BertHead::PreTraining)
+    r.fail("the " + bertHeadName(c.head) + " head applies to BERT only");
+  if (c.head == BertHead::Classification && c.numLabels < 2)
+    r.fail(llvm::formatv("the classification head needs num_labels >= 2 (got {0}; regression is not supported)",
+                         c.numLabels)
+               .str());
+  if (c.head == BertHead::MultipleChoice && c.numChoices < 2)
+    r.fail(llvm::formatv("the multiple-choice head needs meg.num_choices >= 2 (got {0})", c.numChoices).str());
+  static const char *bertClasses[] = {"ForPreTraining", "ForMultipleChoice", "ForSequenceClassification"};
+  c.hfClass = c.family == ModelFamily::GPT2 ? "GPT2LMHeadModel"
+              : (c.layerNorm == LayerNormPlacement::Post ? std::string("Bert") : std::string("MegatronBert")) +
+                    bertClasses[unsigned(c.head)];
 
   if (overrides.microBatch)
     c.microBatch = *overrides.microBatch;

@@ -24,10 +24,16 @@ enum class ModelFamily { GPT2, Bert };
 enum class LayerNormPlacement { Post, Pre };
 /// GeLU form: HF `gelu_new` (tanh approximation, GPT-2) or `gelu` (erf, BERT).
 enum class Activation { GeluTanh, GeluErf };
+/// BERT's head: pre-training (MLM + NSP), or a fine-tuning head on the pooler (Hugging Face's
+/// BertForMultipleChoice: one score per option, softmax over the options; BertForSequenceClassification:
+/// num_labels logits). From `architectures`, `meg.head` or megc --head.
+enum class BertHead { PreTraining, MultipleChoice, Classification };
 
 llvm::StringRef familyName(ModelFamily f);
 llvm::StringRef layerNormPlacementName(LayerNormPlacement p);
 llvm::StringRef activationName(Activation a); // the IR `approx` symbol: "tanh" | "erf"
+llvm::StringRef bertHeadName(BertHead h);     // "pretraining" | "multiple-choice" | "classification"
+std::optional<BertHead> parseBertHead(llvm::StringRef s);
 
 struct ModelConfig {
   std::string name;      ///< meg.name, else the file name without directory and extension
@@ -50,6 +56,10 @@ struct ModelConfig {
   double attnDropout = 0;  ///< attn_pdrop / attention_probs_dropout_prob
   double initStd = 0.02;   ///< initializer_range
   LayerNormPlacement layerNorm = LayerNormPlacement::Pre;
+  BertHead head = BertHead::PreTraining; ///< BERT only
+  int64_t numChoices = 4;                ///< multiple choice: options per example (meg.num_choices)
+  int64_t numLabels = 2;                 ///< classification: num_labels, else the size of id2label
+  double classifierDropout = 0;          ///< classifier_dropout, else hidden_dropout_prob
 
   int64_t microBatch = 1;
   int64_t seq = 0;
@@ -71,6 +81,7 @@ struct ConfigOverrides {
   std::optional<int64_t> microBatch;
   std::optional<int64_t> seq;
   std::optional<int64_t> vocabDivisibleBy;
+  std::optional<BertHead> head; ///< megc --head
 };
 
 /// Parses a description from text; `filename` prefixes every error and names the default model name.

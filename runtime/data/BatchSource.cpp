@@ -7,6 +7,7 @@
 #include "runtime/data/Documents.h"
 #include "runtime/data/IndexedDataset.h"
 #include "runtime/data/Split.h"
+#include "runtime/data/TaskData.h"
 #include "runtime/data/Tokenizer.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -35,7 +36,57 @@ int64_t meg::runtime::modelVocabSize(const LoadedPlan &plan) {
 
 BatchSource::~BatchSource() = default;
 
+uint64_t BatchSource::windowsPerEpoch() const { return task ? uint64_t(task->size()) : batcher->windowsPerEpoch(); }
+
+llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::createTask(const LoadedPlan &plan, const DataOptions &o) {
+  auto kind = parseTaskKind(o.task);
+  if (!kind)
+    return dataError(o.path, "unknown task '" + o.task + "' (expected race or pair)");
+  std::unique_ptr<BatchSource> src(new BatchSource());
+  src->seed = o.seed;
+  src->bert = true;
+  src->choices = *kind == TaskKind::Race;
+  auto ids = plan.findInput("input_ids");
+  auto labels = plan.findInput("labels");
+  const PlanOutput *logits = plan.findOutput("logits");
+  size_t rank = src->choices ? 3 : 2;
+  if (!ids || !labels || !logits || plan.inputs[*ids].globalShape.size() != rank ||
+      plan.inputs[*labels].globalShape.size() != 1 || logits->tensor.globalShape.size() != 2 ||
+      !plan.findParam("classifier.weight"))
+    return dataError(plan.path, src->choices ? "--task race needs a BERT plan with the multiple-choice head (megc "
+                                               "--head multiple-choice)"
+                                             : "--task pair needs a BERT plan with the classification head (megc "
+                                               "--head classification)");
+  const Shape &shape = plan.inputs[*ids].globalShape;
+  src->batchRows = shape[0];
+  // Positions per example (tokens/s counts every option's row).
+  src->seq = src->choices ? shape[1] * shape[2] : shape[1];
+  src->modelVocab = modelVocabSize(plan);
+  for (const PlanInput &in : plan.inputs)
+    src->inputNames.push_back(in.name);
+  auto tok = makeTaskTokenizer(o.vocabFile, o.mergeFile, o.tokenizerFile, src->modelVocab);
+  if (!tok)
+    return tok.takeError();
+  TaskDataOptions options;
+  options.kind = *kind;
+  options.seq = shape.back();
+  options.choices = src->choices ? shape[1] : 1;
+  options.numLabels = logits->tensor.globalShape[1];
+  options.ids = bertSpecialIds(src->modelVocab);
+  if (options.seq < 4)
+    return dataError(plan.path, llvm::formatv("seq {0} leaves no room for [CLS] a [SEP] b [SEP]", options.seq));
+  auto examples = readTaskExamples(o.path, **tok, options);
+  if (!examples)
+    return examples.takeError();
+  src->task = std::make_unique<TaskExamples>(std::move(*examples));
+  return src;
+}
+
 llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPlan &plan, const DataOptions &o) {
+  if (!o.task.empty())
+    return createTask(plan, o);
+  if (plan.findParam("classifier.weight"))
+    return dataError(plan.path, "the plan has a fine-tuning head: train it with --task race|pair --task-data FILE");
   std::unique_ptr<BatchSource> src(new BatchSource());
   src->seed = o.seed;
   auto ids = plan.findInput("input_ids");
@@ -152,6 +203,8 @@ llvm::Expected<std::unique_ptr<BatchSource>> BatchSource::create(const LoadedPla
 }
 
 llvm::Expected<GlobalBatch> BatchSource::batch(uint64_t step) const {
+  if (task)
+    return taskBatch(*task, taskBatchExamples(task->size(), batchRows, step, seed), choices);
   auto rows = batcher->batchFor(step);
   if (!rows)
     return rows.takeError();

@@ -10,6 +10,8 @@
 // MLM masking (runtime/data/BertData.h: documents from the token file's end-of-document id, or `%` lines / blank lines of
 // byte-level text; special ids at the top of the model's vocabulary).
 // Token files must fit the model: data vocabulary <= the model's (BERT: <= V - 3, byte-level data excepted).
+// A fine-tuning task (DataOptions::task, runtime/data/TaskData.h) feeds a BERT plan with a task head its examples
+// instead: every example once per epoch, shuffled per epoch from the seed.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_DATA_BATCHSOURCE_H
@@ -40,9 +42,14 @@ struct DataOptions {
   /// Megatron's --split (runtime/data/Split.h), over the documents of an indexed dataset, else over tokens; empty:
   /// validFraction.
   std::string splitWeights;
+  /// "race" or "pair": `path` is that task's jsonl file (runtime/data/TaskData.h), tokenized with these files (none:
+  /// byte level).
+  std::string task;
+  std::string vocabFile, mergeFile, tokenizerFile;
 };
 
 class BertPairBuilder;
+struct TaskExamples;
 
 class BatchSource {
 public:
@@ -52,10 +59,14 @@ public:
   ~BatchSource();
 
   int64_t microBatch() const { return batchRows; }
+  /// Positions of a row (a multiple-choice example: its C rows of S).
   int64_t seqLen() const { return seq; }
   bool isBert() const { return bert; }
-  /// Windows in this split (one epoch).
-  uint64_t windowsPerEpoch() const { return batcher->windowsPerEpoch(); }
+  /// Windows in this split (one epoch); a task's examples.
+  uint64_t windowsPerEpoch() const;
+  /// A task's examples (null for token data), and whether they are multiple-choice rows ([B, C, S] inputs).
+  const TaskExamples *taskExamples() const { return task.get(); }
+  bool isMultipleChoice() const { return choices; }
   /// The global batch of step `step` (counted from 0).
   llvm::Expected<GlobalBatch> batch(uint64_t step) const;
 
@@ -63,6 +74,10 @@ private:
   BatchSource() = default;
   std::unique_ptr<Batcher> batcher;
   std::unique_ptr<BertPairBuilder> bertPairs;
+  std::unique_ptr<TaskExamples> task;
+  bool choices = false;
+  /// The source of a fine-tuning task (DataOptions::task).
+  static llvm::Expected<std::unique_ptr<BatchSource>> createTask(const LoadedPlan &plan, const DataOptions &options);
   std::vector<std::string> inputNames;
   int64_t batchRows = 0, seq = 0;
   int64_t modelVocab = 0, dataVocab = 0;

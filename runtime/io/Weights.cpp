@@ -60,7 +60,18 @@ std::string meg::runtime::hfConfigJson(const LoadedPlan &plan) {
   HfArchitecture arch = hfArchitecture(plan);
   static const char *modelTypes[] = {"gpt2", "bert", "megatron-bert"};
   if (arch != HfArchitecture::Unknown) {
-    config["architectures"] = llvm::json::Array{hfClassName(arch)};
+    std::string cls = hfClassName(arch).str();
+    // A fine-tuning head: BertForMultipleChoice ([B, C, S] inputs) or BertForSequenceClassification (num_labels =
+    // the classifier's rows).
+    if (auto head = plan.findParam("classifier.weight")) {
+      auto ids = plan.findInput("input_ids");
+      bool choices = ids && plan.inputs[*ids].globalShape.size() == 3;
+      cls = llvm::StringRef(cls).drop_back(llvm::StringRef("ForPreTraining").size()).str() +
+            (choices ? "ForMultipleChoice" : "ForSequenceClassification");
+      if (!choices)
+        config["num_labels"] = plan.params[*head].globalShape[0];
+    }
+    config["architectures"] = llvm::json::Array{cls};
     config["model_type"] = modelTypes[unsigned(arch)];
   }
   std::string text;
@@ -186,7 +197,10 @@ llvm::Error meg::runtime::saveWeights(llvm::StringRef path, llvm::ArrayRef<Loade
   return writeFileAtomically(config, llvm::StringRef(hfConfigJson(plans[0])));
 }
 
-llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write) {
+bool meg::runtime::isTaskHead(llvm::StringRef name) { return name.startswith("classifier."); }
+
+llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write,
+                                      std::vector<std::string> *absentHead) {
   assert(!plans.empty() && "no plans");
   auto file = HfCheckpoint::open(path);
   if (!file)
@@ -201,7 +215,10 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
     stored[i] = checkpointName(*file, param.name);
     const SafetensorsTensor *t = stored[i].empty() ? nullptr : file->lookup(stored[i]);
     if (!t) {
-      missing.push_back(param.name);
+      if (absentHead && isTaskHead(param.name))
+        absentHead->push_back(param.name);
+      else
+        missing.push_back(param.name);
       continue;
     }
     used.insert(stored[i]);
@@ -215,7 +232,8 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
                                         dtypeName(t->DType)));
   }
   for (const std::string &name : file->names())
-    if (!used.count(name) && !isIgnorableHfTensor(name))
+    if (!used.count(name) && !isIgnorableHfTensor(name) &&
+        !(absentHead && llvm::StringRef(name).startswith("cls.")))
       unexpected.push_back(name);
   std::vector<std::string> problems;
   if (!missing.empty())
@@ -232,6 +250,8 @@ llvm::Error meg::runtime::loadWeights(llvm::StringRef path, llvm::ArrayRef<Loade
   std::vector<float> full, shard;
   for (size_t i = 0; i < params.size(); ++i) {
     const PlanParam &param = params[i];
+    if (stored[i].empty() || !file->lookup(stored[i]))
+      continue; // an absent head
     auto values = file->toFloats(stored[i]);
     if (!values)
       return values.takeError();

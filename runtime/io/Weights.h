@@ -18,6 +18,7 @@
 #include "llvm/Support/Error.h"
 
 #include <string>
+#include <vector>
 
 namespace meg::runtime {
 
@@ -49,7 +50,16 @@ llvm::Error saveWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, 
 /// (`transformer.`, `bert.`); F32, BF16, F16 and F64 values are widened to f32. Unknown tensors are errors, except
 /// Hugging Face's tied aliases and buffers (lm_head.weight, cls.predictions.decoder.*, attn.bias, attn.masked_bias,
 /// position_ids), which are ignored. Errors name the file (the index for a sharded checkpoint).
-llvm::Error loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write);
+///
+/// Fine-tuning (a plan with a task head: isTaskHead names some of its parameters): the checkpoint may lack the head,
+/// whose parameters are then left alone and listed in `absentHead` (the caller initializes them), and its
+/// pre-training heads (cls.*) are skipped. Without `absentHead` every parameter must be present.
+llvm::Error loadWeights(llvm::StringRef path, llvm::ArrayRef<LoadedPlan> plans, ShardWriter write,
+                        std::vector<std::string> *absentHead = nullptr);
+
+/// A fine-tuning head's parameter (Hugging Face's BertForMultipleChoice / BertForSequenceClassification:
+/// classifier.*).
+bool isTaskHead(llvm::StringRef name);
 
 } // namespace meg::runtime
 

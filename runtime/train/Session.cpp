@@ -108,13 +108,23 @@ void Session::initStates(int r) {
     backends[r]->writeState(i, initParamShard(plans[r].states[i], 0));
 }
 
-llvm::Error Session::loadWeights(llvm::StringRef path) {
-  if (auto err = runtime::loadWeights(path, plans, [&](int r, size_t i, llvm::ArrayRef<float> v) {
-        if (hosts(r))
-          backends[r]->writeParam(i, v);
-      }))
+llvm::Error Session::loadWeights(llvm::StringRef path, std::optional<uint64_t> headSeed,
+                                 std::vector<std::string> *initializedHead) {
+  std::vector<std::string> absent;
+  if (auto err = runtime::loadWeights(
+          path, plans,
+          [&](int r, size_t i, llvm::ArrayRef<float> v) {
+            if (hosts(r))
+              backends[r]->writeParam(i, v);
+          },
+          headSeed ? &absent : nullptr))
     return err;
+  if (initializedHead)
+    *initializedHead = absent;
   return onHosted([&](int r) {
+    for (const std::string &name : absent)
+      if (auto i = plans[r].findParam(name))
+        backends[r]->writeParam(*i, initParamShard(plans[r].params[*i], *headSeed));
     initStates(r);
     return llvm::Error::success();
   });

@@ -66,8 +66,11 @@ public:
   /// Seeded Megatron init of every hosted parameter shard (runtime/train/Init.h); optimizer state starts at its
   /// plan's init (zeros, or the loss scaler's constants), here and with loadWeights.
   llvm::Error initWeights(uint64_t seed);
-  /// Reads a full weights file (runtime/io/Weights.h) and takes the hosted ranks' shards.
-  llvm::Error loadWeights(llvm::StringRef path);
+  /// Reads a full weights file (runtime/io/Weights.h) and takes the hosted ranks' shards. With `headSeed` (fine-tuning
+  /// a plan with a task head) a checkpoint without the head loads too: the head's parameters get the seeded init and
+  /// `initializedHead` (if given) their names.
+  llvm::Error loadWeights(llvm::StringRef path, std::optional<uint64_t> headSeed = std::nullopt,
+                          std::vector<std::string> *initializedHead = nullptr);
   /// Collective. The root writes the full weights and config.json (runtime/io/Weights.h).
   llvm::Error saveWeights(llvm::StringRef path, SafetensorsDType dtype = SafetensorsDType::F32, int shards = 1);
   /// Collective. After a training step the root writes every parameter's gradient (the plan outputs "grad:<name>",

@@ -109,6 +109,14 @@ llvm::Error TrainOptions::check() const {
     return error("--eval-split test needs --eval and --split (the test split is the third weight)");
   if (!resume.empty() && !loadWeights.empty())
     return error("--resume and --load-weights both give the weights (use one)");
+  if (!task.empty() && (mode != Mode::Train || dataIndexed))
+    return error("--task " + task + " fine-tunes: not with --eval, --generate or --data-path");
+  if (!task.empty() && dataPath.empty())
+    return error("--task " + task + " needs --task-data FILE (the training examples)");
+  if (!task.empty() && evalData.empty() && evalInterval > 0)
+    return error("--eval-interval with --task " + task + " needs --eval-data FILE");
+  if (task.empty() && !evalData.empty())
+    return error("--eval-data applies to --task race|pair only");
   if (!save.empty() && mode != Mode::Train)
     return error("--save: only training steps are checkpointed (not --eval, --generate or --task)");
   return llvm::Error::success();
@@ -142,6 +150,8 @@ llvm::Expected<std::unique_ptr<Trainer>> Trainer::create(Job &job, const TrainOp
   auto initialWeights = [&]() -> llvm::Error {
     if (resumeFrom)
       return resumeFrom->restore(s);
+    if (!options.loadWeights.empty() && !options.task.empty())
+      return s.loadWeights(options.loadWeights, trainer->options.seed, &trainer->headInitialized);
     if (!options.loadWeights.empty())
       return s.loadWeights(options.loadWeights);
     return s.initWeights(trainer->options.seed);
@@ -188,6 +198,12 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
   auto create = [&](DataSplit split) {
     DataOptions data;
     data.path = options.dataPath;
+    data.task = options.task;
+    data.vocabFile = options.vocabFile;
+    data.mergeFile = options.mergeFile;
+    data.tokenizerFile = options.tokenizerFile;
+    if (!options.task.empty() && split != DataSplit::Train)
+      data.path = options.evalData;
     data.indexed = options.dataIndexed;
     data.splitWeights = options.split;
     data.seed = options.seed;
@@ -195,7 +211,8 @@ llvm::Error Trainer::makeSources(const LoadedPlan &plan, const std::optional<Che
     data.validFraction = options.validFraction;
     return BatchSource::create(plan, data);
   };
-  if (options.mode == TrainOptions::Mode::Evaluate || (training() && options.evalInterval > 0)) {
+  if (options.mode == TrainOptions::Mode::Evaluate || (training() && options.evalInterval > 0) ||
+      !options.evalData.empty()) {
     auto created = create(options.evalTest ? DataSplit::Test : DataSplit::Valid);
     if (!created)
       return created.takeError();
@@ -238,6 +255,14 @@ llvm::Expected<GenerateResult> Trainer::generate(const GenerateOptions &generate
 
 llvm::Expected<ZeroShotResult> Trainer::zeroShot(const ZeroShotOptions &task) {
   auto result = runZeroShot(session(), task);
+  if (!result)
+    return Job::unagreed(result.takeError());
+  return result;
+}
+
+llvm::Expected<TaskAccuracy> Trainer::taskAccuracy() {
+  assert(validSource && "no held-out task data");
+  auto result = evaluateTask(session(), *validSource, options.task, options.seed);
   if (!result)
     return Job::unagreed(result.takeError());
   return result;

@@ -22,6 +22,7 @@
 #include "runtime/train/Generate.h"
 #include "runtime/train/Job.h"
 #include "runtime/train/Session.h"
+#include "runtime/train/TaskEval.h"
 #include "runtime/train/ZeroShot.h"
 
 #include "llvm/Support/Error.h"
@@ -64,6 +65,10 @@ struct TrainOptions {
   bool dumpEveryStep = false;
   std::string dumpActivations;     ///< every value of one step (runtime/train/ActivationCapture.h)
   int64_t dumpActivationsStep = 1; ///< which step (1-based)
+  /// Fine-tuning (--task race|pair on a plan with a task head): `dataPath` is the task's training file, `evalData`
+  /// its held-out file (accuracy after the steps), tokenized with these files (none: byte level).
+  std::string task, evalData;
+  std::string vocabFile, mergeFile, tokenizerFile;
 
   /// The checks of the options (as megrun words them): negative steps, no evaluation batch, evaluation without a
   /// valid split, the same file loaded and saved, two sources of weights, a checkpoint of a run that does not train.
@@ -83,6 +88,11 @@ public:
   llvm::Expected<EvalResult> evaluate();
   /// Collective (ZeroShot mode); errors unagreed. A zero-shot task (runtime/train/ZeroShot.h).
   llvm::Expected<ZeroShotResult> zeroShot(const ZeroShotOptions &task);
+  /// Collective (fine-tuning, after train()); errors unagreed. Accuracy on the held-out file
+  /// (runtime/train/TaskEval.h).
+  llvm::Expected<TaskAccuracy> taskAccuracy();
+  /// The task head's parameters --load-weights did not hold (seeded init instead).
+  llvm::ArrayRef<std::string> initializedHead() const { return headInitialized; }
   /// Collective. The training steps (none outside Train mode, or when a resumed run is already at `steps`), the
   /// root printing to `out` and writing the log, dumps and checkpoints; then --save-weights.
   llvm::Error train(llvm::raw_ostream &out);
@@ -103,6 +113,7 @@ private:
   std::unique_ptr<BatchSource> source, validSource;
   PlanSetIdentity planId; ///< with --save or --resume
   int64_t firstStep = 0;  ///< steps the resumed checkpoint holds
+  std::vector<std::string> headInitialized;
 };
 
 } // namespace meg::runtime

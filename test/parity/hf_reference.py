@@ -11,6 +11,9 @@ Input is what `megrun PLAN --save-weights W.safetensors` and `megrun PLAN --load
                                 attention_mask i32[b,s] and, when the NSP head is trained, next_sentence_label i32[b]
   DIR/loss.json                 {"loss": x}
   DIR/grads.safetensors         every parameter's gradient, Hugging Face names and shapes
+Fine-tuning heads (megc --head): BertForMultipleChoice / MegatronBertForMultipleChoice take input_ids,
+token_type_ids, attention_mask i32[b,C,s] and labels i32[b] (the answer's option); BertForSequenceClassification /
+MegatronBertForSequenceClassification take [b,s] inputs and labels i32[b]; loss = cross_entropy(logits, labels).
 
 The reference runs in fp32 (--fp64: in double, a practically exact reference) on the CPU in eval mode (dropout
 off) and computes the loss itself from the logits:
@@ -53,7 +56,9 @@ try:
     import torch.nn.functional as F
     from safetensors.torch import load_file
     import transformers
-    from transformers import (BertForPreTraining, GPT2LMHeadModel, MegatronBertForPreTraining)
+    from transformers import (BertForMultipleChoice, BertForPreTraining, BertForSequenceClassification,
+                              GPT2LMHeadModel, MegatronBertForMultipleChoice, MegatronBertForPreTraining,
+                              MegatronBertForSequenceClassification)
 except ImportError as e:  # pragma: no cover - environment problem
     fail("%s (run with the venv python that scripts/setup.sh makes: .venv/bin/python)" % e)
 
@@ -61,7 +66,13 @@ MODELS = {
     "GPT2LMHeadModel": GPT2LMHeadModel,
     "BertForPreTraining": BertForPreTraining,
     "MegatronBertForPreTraining": MegatronBertForPreTraining,
+    "BertForMultipleChoice": BertForMultipleChoice,
+    "MegatronBertForMultipleChoice": MegatronBertForMultipleChoice,
+    "BertForSequenceClassification": BertForSequenceClassification,
+    "MegatronBertForSequenceClassification": MegatronBertForSequenceClassification,
 }
+# Classes whose loss is cross_entropy(logits, labels[b]) over a task head.
+TASK_HEADS = ("ForMultipleChoice", "ForSequenceClassification")
 IGNORE = -100
 transformers.logging.set_verbosity_error()
 # Parameters that only the next-sentence head uses (optional when the batch has no next_sentence_label).
@@ -163,6 +174,16 @@ def load_batch(path: str, arch: str) -> dict:
         if t.is_floating_point():
             fail("%s: `%s` must be an integer tensor, got %s" % (path, k, t.dtype))
         out[k] = t.long()
+    if arch.endswith(TASK_HEADS):
+        rows = out["input_ids"].shape
+        if len(rows) != (3 if arch.endswith("ForMultipleChoice") else 2):
+            fail("%s: `input_ids` has shape %s, wrong rank for %s" % (path, list(rows), arch))
+        for k in ("token_type_ids", "attention_mask"):
+            if tuple(out[k].shape) != tuple(rows):
+                fail("%s: `%s` has shape %s, expected %s" % (path, k, list(out[k].shape), list(rows)))
+        if tuple(out["labels"].shape) != (rows[0],):
+            fail("%s: `labels` has shape %s, expected [%d]" % (path, list(out["labels"].shape), rows[0]))
+        return out
     b, s = out["input_ids"].shape
     for k in ("labels", "token_type_ids", "attention_mask"):
         if k in out and tuple(out[k].shape) != (b, s):
@@ -179,6 +200,8 @@ def reference_loss(arch: str, model, batch: dict):
         return F.cross_entropy(logits.reshape(-1, V), batch["labels"].reshape(-1), ignore_index=IGNORE)
     out = model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
                 attention_mask=batch["attention_mask"])
+    if arch.endswith(TASK_HEADS):
+        return F.cross_entropy(out.logits, batch["labels"])
     loss = F.cross_entropy(out.prediction_logits.reshape(-1, V), batch["labels"].reshape(-1), ignore_index=IGNORE)
     if "next_sentence_label" in batch:
         loss = loss + F.cross_entropy(out.seq_relationship_logits.reshape(-1, 2),
@@ -275,7 +298,7 @@ def main() -> int:
     torch.set_grad_enabled(True)
     arch, model = build_model(config)
     batch = load_batch(args.batch, arch)
-    nsp_used = arch == "GPT2LMHeadModel" or "next_sentence_label" in batch
+    nsp_used = arch == "GPT2LMHeadModel" or arch.endswith(TASK_HEADS) or "next_sentence_label" in batch
     aliases = load_weights(model, args.weights, nsp_used)
     if args.fp64:
         model.double()
@@ -284,8 +307,10 @@ def main() -> int:
     if ids.numel() and (ids.min() < 0 or ids.max() >= vocab):
         fail("%s: input_ids outside [0, %d)" % (args.batch, vocab))
     labels = batch["labels"]
-    if ((labels != IGNORE) & ((labels < 0) | (labels >= vocab))).any():
-        fail("%s: labels outside [0, %d) other than %d" % (args.batch, vocab, IGNORE))
+    classes = ids.shape[1] if arch.endswith("ForMultipleChoice") else model.config.num_labels \
+        if arch.endswith("ForSequenceClassification") else vocab
+    if ((labels != IGNORE) & ((labels < 0) | (labels >= classes))).any():
+        fail("%s: labels outside [0, %d) other than %d" % (args.batch, classes, IGNORE))
 
     if args.autocast_bf16 and (args.fp64 or args.grads):
         fail("--autocast-bf16 checks the loss only, in fp32 weights (no --fp64, no --grads)")
@@ -293,7 +318,7 @@ def main() -> int:
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
         loss = reference_loss(arch, model, batch)
     ref = loss.float().item()
-    b, s = ids.shape
+    b, s = ids.shape[0], ids.shape[-1]
     precision = "fp64" if args.fp64 else "bf16 autocast" if args.autocast_bf16 else "fp32"
     print("reference: %s (transformers %s, torch %s, %s) b=%d s=%d loss %.9g"
           % (arch, transformers.__version__, torch.__version__, precision, b, s, ref))

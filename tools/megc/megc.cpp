@@ -68,6 +68,11 @@ cl::opt<int> vocabDivisibleBy("make-vocab-size-divisible-by",
                               cl::desc("Pad the vocabulary to a multiple of N x tp (Megatron-LM's flag; overrides the "
                                        "description's meg.vocab_divisible_by, default 128)"),
                               cl::value_desc("N"), cl::cat(megCategory));
+cl::opt<std::string> head("head",
+                          cl::desc("BERT's head: pretraining (MLM + NSP), multiple-choice (BertForMultipleChoice) or "
+                                   "classification (BertForSequenceClassification); overrides the description's "
+                                   "architectures and meg.head"),
+                          cl::value_desc("pretraining|multiple-choice|classification"), cl::cat(megCategory));
 cl::opt<std::string> mode("mode",
                           cl::desc("Graph to build: train (loss), infer (logits, no dropout) or decode (GPT: one new "
                                    "token per pass against a KV cache of --seq positions, default n_positions)"),
@@ -365,6 +370,10 @@ llvm::Error checkFlags(bool isModel) {
                      ")");
   if (dpBucketBytes < 0)
     return makeError("--dp-bucket-bytes must not be negative (got " + llvm::Twine(int64_t(dpBucketBytes)) + ")");
+  if (head.getNumOccurrences() && !frontend::parseBertHead(head))
+    return makeError("unknown --head '" + head + "' (expected pretraining, multiple-choice or classification)");
+  if (head.getNumOccurrences() && !isModel)
+    return makeError("--head applies only to a model description (.json input)");
   if (!frontend::parseBuildMode(mode))
     return makeError("unknown --mode '" + mode + "' (expected train, infer or decode)");
   if (decodeTokens.getNumOccurrences() && (mode != "decode" || decodeTokens < 1))
@@ -413,10 +422,15 @@ llvm::Expected<std::string> run() {
       overrides.seq = seqLen;
     if (vocabDivisibleBy.getNumOccurrences())
       overrides.vocabDivisibleBy = vocabDivisibleBy;
+    if (head.getNumOccurrences())
+      overrides.head = frontend::parseBertHead(head);
     auto loaded = frontend::loadModelConfig(inputPath, overrides);
     if (!loaded)
       return loaded.takeError();
     config = std::move(*loaded);
+    if (sequenceParallel && config->head == frontend::BertHead::MultipleChoice)
+      return makeError("--sequence-parallel does not apply to the multiple-choice head (its inputs are [b, choices, "
+                       "s], not [b, s])");
     // A decode plan's KV cache holds the whole context the model has positions for, unless --seq says otherwise.
     if (buildMode == frontend::BuildMode::Decode && !seqLen.getNumOccurrences())
       config->seq = config->maxPositions;

@@ -207,10 +207,16 @@ static cl::opt<std::string, true>
              cl::desc("Zero-shot evaluation on an inference plan (megc --mode infer; its seq is the window), as "
                       "Megatron's tasks/zeroshot_gpt: wikitext (perplexity and adjusted perplexity of the word-level "
                       "test file, detokenized) or lambada (last-word accuracy of a jsonl file of {\"text\": ...}); "
-                      "byte-level tokens for a vocabulary of 256, else GPT-2 BPE from --vocab-file and --merge-file"),
-             cl::value_desc("wikitext|lambada"), cl::location(taskOptions.task), cl::cat(megrunCategory));
+                      "byte-level tokens for a vocabulary of 256, else GPT-2 BPE from --vocab-file and --merge-file. "
+                      "race|pair fine-tune a BERT plan with a task head (megc --head multiple-choice|classification) "
+                      "on --task-data's jsonl examples and report the accuracy on --eval-data's"),
+             cl::value_desc("wikitext|lambada|race|pair"), cl::location(taskOptions.task), cl::cat(megrunCategory));
 static cl::opt<std::string, true> taskData("task-data", cl::desc("The --task's data file"), cl::value_desc("FILE"),
                                            cl::location(taskOptions.dataPath), cl::cat(megrunCategory));
+static cl::opt<std::string> evalData("eval-data",
+                                     cl::desc("--task race|pair: the held-out jsonl examples whose accuracy is "
+                                              "reported after the steps (stdout and --task-result)"),
+                                     cl::value_desc("FILE"), cl::cat(megrunCategory));
 static cl::opt<std::string> overlappingEvalText("overlapping-eval",
                                                 cl::desc("--task wikitext: windows start every K tokens and each "
                                                          "later window scores only its last K targets (default: the "
@@ -293,6 +299,23 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
            : evalMode                         ? TrainOptions::Mode::Evaluate
            : taskName.getNumOccurrences()     ? TrainOptions::Mode::ZeroShot
                                               : TrainOptions::Mode::Train;
+  // Fine-tuning tasks train (runtime/data/TaskData.h); the others are zero-shot evaluations.
+  bool finetune = taskOptions.task == "race" || taskOptions.task == "pair";
+  if (finetune && o.mode == TrainOptions::Mode::ZeroShot) {
+    o.mode = TrainOptions::Mode::Train;
+    o.task = taskOptions.task;
+    o.dataPath = taskOptions.dataPath;
+    o.evalData = evalData;
+    o.vocabFile = taskOptions.vocabFile;
+    o.mergeFile = taskOptions.mergeFile;
+    o.tokenizerFile = taskOptions.tokenizerFile;
+    if (overlappingEvalText.getNumOccurrences() || strictLambada || dataPath.getNumOccurrences() ||
+        dataPrefix.getNumOccurrences())
+      return error("--task " + taskOptions.task + " takes its data from --task-data (not --data, --data-path, "
+                   "--overlapping-eval or --strict-lambada)");
+  } else if (evalData.getNumOccurrences()) {
+    return error("--eval-data applies to --task race|pair only");
+  }
   o.seedGiven = seedText.getNumOccurrences();
   o.dropout = !noDropout;
   g.newTokens = maxNewTokens;
@@ -309,12 +332,12 @@ static llvm::Error parseOptions(TrainOptions &o, GenerateOptions &g) {
     return error(why);
   if (dumpActivationsStepText.getNumOccurrences() && o.dumpActivations.empty())
     return error("--dump-activations-step needs --dump-activations DIR");
-  if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot)
+  if (taskName.getNumOccurrences() && o.mode != TrainOptions::Mode::ZeroShot && !finetune)
     return error("--task runs alone (not with --generate or --eval)");
   bool taskFlags = taskData.getNumOccurrences() || overlappingEvalText.getNumOccurrences() || strictLambada ||
                    taskResult.getNumOccurrences() || vocabFile.getNumOccurrences() || mergeFile.getNumOccurrences() ||
                    tokenizerFile.getNumOccurrences();
-  if (taskFlags && o.mode != TrainOptions::Mode::ZeroShot)
+  if (taskFlags && o.mode != TrainOptions::Mode::ZeroShot && !finetune)
     return error("--task-data, --overlapping-eval, --strict-lambada, --task-result, --vocab-file, --merge-file and "
                  "--tokenizer-file apply to --task only");
   if (o.mode == TrainOptions::Mode::ZeroShot)
@@ -390,7 +413,23 @@ static llvm::Error run(Job &job) {
                                     result->perplexity, result->tokens,
                                     double(result->positions) / std::max(result->seconds, 1e-9));
   }
-  return (*trainer)->train(llvm::outs());
+  if (trainOptions.task.empty())
+    return (*trainer)->train(llvm::outs());
+  // Fine-tuning: the steps, then the held-out accuracy.
+  if (job.isRoot() && !(*trainer)->initializedHead().empty())
+    llvm::outs() << "initialized the task head (not in --load-weights): "
+                 << llvm::join((*trainer)->initializedHead(), ", ") << "\n";
+  if (auto err = (*trainer)->train(llvm::outs()))
+    return err;
+  if (trainOptions.evalData.empty())
+    return llvm::Error::success();
+  auto accuracy = (*trainer)->taskAccuracy();
+  if (!accuracy)
+    return accuracy.takeError();
+  return job.agree(job.isRoot() ? (llvm::outs() << accuracy->summary() << "\n",
+                                   taskResult.empty() ? llvm::Error::success()
+                                                      : writeFileAtomically(taskResult, llvm::StringRef(accuracy->json())))
+                                : llvm::Error::success());
 }
 
 int main(int argc, char **argv) {

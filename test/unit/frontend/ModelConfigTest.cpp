@@ -107,6 +107,32 @@ TEST(ModelConfig, FamilyFromArchitectures) {
   EXPECT_EQ(c.family, ModelFamily::GPT2);
 }
 
+TEST(ModelConfig, BertHeads) {
+  const char *base = R"({"architectures": ["BertForMultipleChoice"], "model_type": "bert", "num_hidden_layers": 2,
+      "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256, "vocab_size": 256,
+      "max_position_embeddings": 64, "hidden_dropout_prob": 0.2})";
+  ModelConfig c = parseOk(base);
+  EXPECT_EQ(c.head, BertHead::MultipleChoice);
+  EXPECT_EQ(c.hfClass, "BertForMultipleChoice");
+  EXPECT_EQ(c.numChoices, 4);
+  EXPECT_DOUBLE_EQ(c.classifierDropout, 0.2); // classifier_dropout absent: hidden_dropout_prob
+  ConfigOverrides o;
+  o.head = BertHead::Classification;
+  auto parsed = parseModelConfig(base, "m.json", o);
+  ASSERT_TRUE(bool(parsed));
+  EXPECT_EQ(parsed->head, BertHead::Classification);
+  EXPECT_EQ(parsed->hfClass, "BertForSequenceClassification");
+  EXPECT_EQ(parsed->numLabels, 2);
+  c = parseOk(R"({"architectures": ["MegatronBertForSequenceClassification"], "num_hidden_layers": 2,
+      "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256, "vocab_size": 256,
+      "max_position_embeddings": 64, "id2label": {"0": "a", "1": "b", "2": "c"}, "classifier_dropout": null})");
+  EXPECT_EQ(c.head, BertHead::Classification);
+  EXPECT_EQ(c.hfClass, "MegatronBertForSequenceClassification");
+  EXPECT_EQ(c.numLabels, 3);
+  EXPECT_EQ(parseBertHead("multiple-choice"), BertHead::MultipleChoice);
+  EXPECT_FALSE(parseBertHead("qa").has_value());
+}
+
 TEST(ModelConfig, BertDefaultsAndPlacement) {
   const char *bert = R"({"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 64,
       "num_attention_heads": 4, "intermediate_size": 256, "vocab_size": 256, "max_position_embeddings": 64})";
