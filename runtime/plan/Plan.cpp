@@ -9,6 +9,7 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -175,6 +176,8 @@ private:
   bool decodeInput(const fb::Input &in, size_t i);
   bool decodeStep(const fb::Step &s, size_t i);
   bool checkStepMemory(const PlanStep &step, const std::string &label);
+
+  llvm::StringSet<> paramNames, stateNames, inputNames; ///< seen so far (a scan per name was quadratic)
 };
 
 /// Arena slices are aligned to their dtype; a result shares memory with an operand only as an exact alias of the
@@ -290,9 +293,8 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
       return fail(what + ": vocab_rows " + llvm::Twine(param.vocabRows) + " does not fit the shape " +
                   shapeString(param.globalShape));
   }
-  for (const PlanParam &q : into)
-    if (q.name == param.name)
-      return fail("duplicate " + kind + " name '" + param.name + "'");
+  if (!(isState ? stateNames : paramNames).insert(param.name).second)
+    return fail("duplicate " + kind + " name '" + param.name + "'");
   into.push_back(std::move(param));
   return true;
 }
@@ -311,9 +313,8 @@ bool Decoder::decodeInput(const fb::Input &in, size_t i) {
   input.offset = in.offset() ? ints(in.offset()) : Shape(input.shape.size(), 0);
   if (!checkShard(input.shape, input.globalShape, input.offset, what))
     return false;
-  for (const PlanInput &q : out.inputs)
-    if (q.name == input.name)
-      return fail("duplicate input name '" + input.name + "'");
+  if (!inputNames.insert(input.name).second)
+    return fail("duplicate input name '" + input.name + "'");
   out.inputs.push_back(std::move(input));
   return true;
 }
