@@ -10,7 +10,8 @@
 // 2. Allocation: greedy best-fit. Buffers are placed one by one at the smallest gap (between buffers already placed
 //    and live at an overlapping time) that fits, or above them all. Two orders are tried, largest-first and
 //    definition order; the smaller arena wins (ties: largest-first). On GPT-2 124M (micro-batch 8, seq 1024) the
-//    arena is within a few per cent of the liveness lower bound.
+//    arena is within a few per cent of the liveness lower bound. The placement sweeps over time (placeBuffers, see
+//    Placer below): O(n log n) on transformer graphs, so compile time grows linearly with layers.
 // 3. Each node gets `arena = [offset per result]` (0 for a zero-size result); param/input/output nodes get none.
 //
 //===----------------------------------------------------------------------===//

@@ -260,7 +260,7 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
   llvm::StringRef kind = isState ? "state" : "param";
   PlanParam param;
   param.name = p.name()->str();
-  std::string what = llvm::formatv("{0} {1} ('{2}')", kind, i, param.name).str();
+  std::string what = llvm::formatv("{0} {1} ('{2}')", kind, i, printableText(param.name)).str();
   if (param.name.empty())
     return fail(llvm::formatv("{0} {1} has an empty name", kind, i));
   if (!checkDType(int8_t(p.dtype()), what))
@@ -294,7 +294,7 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
                   shapeString(param.globalShape));
   }
   if (!(isState ? stateNames : paramNames).insert(param.name).second)
-    return fail("duplicate " + kind + " name '" + param.name + "'");
+    return fail("duplicate " + kind + " name '" + printableText(param.name) + "'");
   into.push_back(std::move(param));
   return true;
 }
@@ -302,7 +302,7 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
 bool Decoder::decodeInput(const fb::Input &in, size_t i) {
   PlanInput input;
   input.name = in.name()->str();
-  std::string what = llvm::formatv("input {0} ('{1}')", i, input.name).str();
+  std::string what = llvm::formatv("input {0} ('{1}')", i, printableText(input.name)).str();
   if (input.name.empty())
     return fail(llvm::formatv("input {0} has an empty name", i));
   if (!checkDType(int8_t(in.dtype()), what))
@@ -314,7 +314,7 @@ bool Decoder::decodeInput(const fb::Input &in, size_t i) {
   if (!checkShard(input.shape, input.globalShape, input.offset, what))
     return false;
   if (!inputNames.insert(input.name).second)
-    return fail("duplicate input name '" + input.name + "'");
+    return fail("duplicate input name '" + printableText(input.name) + "'");
   out.inputs.push_back(std::move(input));
   return true;
 }
@@ -322,10 +322,10 @@ bool Decoder::decodeInput(const fb::Input &in, size_t i) {
 bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   PlanStep step;
   step.op = s.op()->str();
-  std::string label = llvm::formatv("step {0} ('{1}')", i, step.op).str();
+  std::string label = llvm::formatv("step {0} ('{1}')", i, printableText(step.op)).str();
   std::optional<ir::OpKind> kind = ir::parseOpKind(step.op);
   if (!kind)
-    return fail(llvm::formatv("step {0}: unknown op '{1}'", i, step.op));
+    return fail(llvm::formatv("step {0}: unknown op '{1}'", i, printableText(step.op)));
   step.kind = *kind;
   if (ir::isExternal(step.kind) || step.kind == ir::OpKind::Output)
     return fail(label + ": op '" + step.op + "' is not an executable step");
