@@ -189,7 +189,7 @@ Activation parseActivation(KeyReader &r, llvm::StringRef key, llvm::StringRef fa
   if (act == "gelu")
     return Activation::GeluErf;
   if (!r.failed())
-    r.fail("unknown " + key + " '" + act + "' (expected gelu_new, gelu_pytorch_tanh or gelu)");
+    r.fail("unknown " + key + " '" + meg::printableText(act) + "' (expected gelu_new, gelu_pytorch_tanh or gelu)");
   return Activation::GeluTanh;
 }
 
@@ -210,7 +210,7 @@ void rejectUnsupported(KeyReader &r, ModelFamily family) {
       r.fail(llvm::formatv("{0} = {1} is not supported", f.key, *b ? "true" : "false").str());
   if (family == ModelFamily::Bert)
     if (auto pe = r.getString("position_embedding_type"); pe && *pe != "absolute")
-      r.fail("position_embedding_type '" + *pe + "' is not supported (expected absolute)");
+      r.fail("position_embedding_type '" + meg::printableText(*pe) + "' is not supported (expected absolute)");
 }
 
 void readGpt2(KeyReader &r, ModelConfig &c) {
@@ -294,7 +294,7 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
     c.numLabels = readNumLabels(r, *root);
     c.classifierDropout = r.getProbability("classifier_dropout", c.residDropout);
   } else {
-    r.fail("unknown model_type '" + c.modelType + "' (expected gpt2, bert or megatron-bert)");
+    r.fail("unknown model_type '" + meg::printableText(c.modelType) + "' (expected gpt2, bert or megatron-bert)");
   }
   if (r.failed())
     return r.takeError();
@@ -320,7 +320,7 @@ llvm::Expected<ModelConfig> meg::frontend::parseModelConfig(llvm::StringRef text
       else if (*ln == "pre")
         c.layerNorm = LayerNormPlacement::Pre;
       else
-        m.fail("unknown meg.layernorm '" + *ln + "' (expected post or pre)");
+        m.fail("unknown meg.layernorm '" + meg::printableText(*ln) + "' (expected post or pre)");
     }
     c.microBatch = m.getSize("micro_batch", c.microBatch);
     c.seq = m.getSize("seq", c.seq);

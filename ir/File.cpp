@@ -1,7 +1,10 @@
 //===- File.cpp - reading input files safely ------------------------------===//
 #include "ir/File.h"
 
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
 
 using namespace meg;
 
@@ -27,4 +30,41 @@ llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> meg::readInputFile(llvm::Str
   if (!buffer)
     return fail(buffer.getError().message());
   return std::move(*buffer);
+}
+
+std::string meg::printableText(llvm::StringRef text, size_t maxBytes, bool keepNewlines) {
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  auto escape = [&](unsigned char c) { os << "\\x" << llvm::format_hex_no_prefix(c, 2); };
+  size_t i = 0;
+  while (i < text.size() && i < maxBytes) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if ((c >= 0x20 && c != 0x7f) || (keepNewlines && c == '\n'))
+        os << char(c);
+      else
+        escape(c);
+      ++i;
+      continue;
+    }
+    unsigned length = llvm::getNumBytesForUTF8(c);
+    const auto *begin = reinterpret_cast<const llvm::UTF8 *>(text.data() + i);
+    if (i + length > text.size() || !llvm::isLegalUTF8Sequence(begin, begin + length)) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    // U+0080..U+009F (C1 controls) are two bytes, C2 80..C2 9F.
+    bool c1 = length == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0;
+    for (unsigned k = 0; k < length; ++k) {
+      if (c1)
+        escape(static_cast<unsigned char>(text[i + k]));
+      else
+        os << text[i + k];
+    }
+    i += length;
+  }
+  if (i < text.size())
+    os << "... (" << text.size() << " bytes)";
+  return out;
 }

@@ -1,5 +1,6 @@
 //===- Lexer.cpp - tokens of the textual IR ---------------------------------===//
 #include "ir/Lexer.h"
+#include "ir/File.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/Twine.h"
@@ -17,9 +18,9 @@ std::string Token::describe() const {
   case Eof:
     return "end of file";
   case String:
-    return ("string " + spelling).str();
+    return "string " + printableText(spelling);
   default:
-    return ("'" + spelling + "'").str();
+    return "'" + printableText(spelling) + "'";
   }
 }
 
@@ -198,7 +199,7 @@ Token Lexer::lexString(size_t start, unsigned tokLine, unsigned tokCol) {
     } else {
       advance(e && e != '\n' ? 2 : 1);
       Token t = make(Token::Error, escStart, escLine, escCol, "");
-      t.text = "unknown escape sequence '" + t.spelling.str() + "'";
+      t.text = "unknown escape sequence '" + printableText(t.spelling) + "'";
       return t;
     }
   }

@@ -16,9 +16,11 @@
 
 #include "ir/Graph.h"
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace meg::passes {
@@ -46,6 +48,13 @@ struct Liveness {
   int64_t totalBytes = 0;
 };
 Liveness computeLiveness(const ir::Graph &g);
+
+/// Greedy best-fit placement of `buffers` in `order` (what memory-plan runs for each of its two orders): each buffer
+/// goes to the smallest gap, the lowest on a tie, between the buffers placed before it that are live at an
+/// overlapping time (a gap starts at the end of the buffer below rounded up to `align`, a power of two), or above
+/// them all. Returns the offset of each buffer (-1 for one not in `order`) and the arena size.
+std::pair<std::vector<int64_t>, int64_t> placeBuffers(const std::vector<ArenaBuffer> &buffers,
+                                                     llvm::ArrayRef<unsigned> order, int64_t align);
 
 struct MemoryPlanStats {
   int64_t arenaBytes = 0;  ///< max over buffers of offset + size

@@ -2,6 +2,7 @@
 
 #include "runtime/data/Tokenizer.h"
 
+#include "ir/File.h"
 #include "ir/Json.h"
 
 #include "llvm/ADT/DenseMap.h"
@@ -571,7 +572,7 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
   for (const auto &KV : *Obj) {
     Optional<int64_t> Id = KV.second.getAsInteger();
     if (!Id || *Id < 0 || *Id >= std::numeric_limits<int32_t>::max())
-      return fail(VocabName, "token '" + StringRef(KV.first) +
+      return fail(VocabName, "token '" + printableText(KV.first) +
                                  "' has no valid id (a non-negative integer)");
     Tok->Encoder[KV.first] = static_cast<int32_t>(*Id);
     MaxId = std::max(MaxId, *Id);
@@ -584,8 +585,8 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
   for (const auto &KV : Tok->Encoder) {
     int32_t Id = KV.second;
     if (Used[Id])
-      return fail(VocabName, "tokens '" + Tok->Decoder[Id] + "' and '" +
-                                 KV.first() + "' share id " + Twine(Id));
+      return fail(VocabName, "tokens '" + printableText(Tok->Decoder[Id]) + "' and '" +
+                                 printableText(KV.first()) + "' share id " + Twine(Id));
     Used[Id] = true;
     Tok->Decoder[Id] = KV.first().str();
   }
@@ -614,7 +615,7 @@ Gpt2BpeTokenizer::fromStrings(StringRef VocabJson, StringRef MergesTxt,
                       Twine(Words.size()));
     if (Tok->UnkId < 0 && !Tok->Encoder.count((Words[0] + Words[1]).str()))
       return fail(MergesName + ":" + Twine(L + 1),
-                  "merge result '" + Words[0] + Words[1] +
+                  "merge result '" + printableText((Words[0] + Words[1]).str()) +
                       "' is not in the vocabulary (and there is "
                       "no unk token)");
     // Later duplicates overwrite earlier ranks, as in HF's dict(zip(...)).
@@ -777,7 +778,7 @@ Expected<std::string> Gpt2BpeTokenizer::decode(ArrayRef<int32_t> Ids) const {
       if (It == Alphabet.Byte.end())
         return createStringError(
             inconvertibleErrorCode(),
-            "gpt2 tokenizer: token '" + Token + "' (id " + Twine(Id) +
+            "gpt2 tokenizer: token '" + printableText(Token) + "' (id " + Twine(Id) +
                 ") has a character outside the byte alphabet");
       Out.push_back(static_cast<char>(It->second));
       P += Len;

@@ -2,6 +2,7 @@
 
 #include "runtime/io/Safetensors.h"
 
+#include "ir/File.h"
 #include "ir/Json.h"
 #include "runtime/io/AtomicFile.h"
 
@@ -200,7 +201,7 @@ SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> Buffer,
   if (!Root)
     return fail(Name, "header is not a JSON object");
   if (std::optional<std::string> Dup = findDuplicateTopLevelKey(HeaderText))
-    return fail(Name, "duplicate tensor name '" + *Dup + "'");
+    return fail(Name, "duplicate tensor name '" + printableText(*Dup) + "'");
 
   SafetensorsFile File;
   File.Path = Name.str();
@@ -218,14 +219,14 @@ SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> Buffer,
       for (const auto &M : *Meta) {
         Optional<StringRef> V = M.second.getAsString();
         if (!V)
-          return fail(Name, "'__metadata__' entry '" + StringRef(M.first) +
+          return fail(Name, "'__metadata__' entry '" + printableText(M.first) +
                                 "' is not a string");
         File.Metadata[M.first.str()] = V->str();
       }
       continue;
     }
     auto Bad = [&](const Twine &What) {
-      return fail(Name, "tensor '" + Key + "': " + What);
+      return fail(Name, "tensor '" + printableText(Key) + "': " + What);
     };
     const json::Object *Entry = KV.second.getAsObject();
     if (!Entry)
@@ -238,7 +239,7 @@ SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> Buffer,
       return Bad("'dtype' is not a string");
     std::optional<SafetensorsDType> DType = parseDType(*DTypeName);
     if (!DType)
-      return Bad("unknown dtype '" + *DTypeName + "'");
+      return Bad("unknown dtype '" + printableText(*DTypeName) + "'");
     const json::Value *ShapeV = Entry->get("shape");
     if (!ShapeV)
       return Bad("missing 'shape'");
@@ -288,9 +289,9 @@ SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> Buffer,
   for (const SafetensorsTensor *T : ByOffset) {
     if (T->Begin < Cursor)
       return fail(Name,
-                  "tensors '" + Prev->Name + "' and '" + T->Name + "' overlap");
+                  "tensors '" + printableText(Prev->Name) + "' and '" + printableText(T->Name) + "' overlap");
     if (T->Begin > Cursor)
-      return fail(Name, "tensor '" + T->Name + "' leaves a gap of " +
+      return fail(Name, "tensor '" + printableText(T->Name) + "' leaves a gap of " +
                             Twine(T->Begin - Cursor) +
                             " bytes before its data");
     Cursor = T->End;

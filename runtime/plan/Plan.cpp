@@ -194,6 +194,8 @@ private:
   bool decodeInput(const fb::Input &in, size_t i);
   bool decodeStep(const fb::Step &s, size_t i);
   bool checkStepMemory(const PlanStep &step, const std::string &label);
+
+  llvm::StringSet<> paramNames, stateNames, inputNames; ///< seen so far (a scan per name was quadratic)
 };
 
 /// Arena slices are aligned to their dtype; a result shares memory with an operand only as an exact alias of the
@@ -286,7 +288,7 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
   llvm::StringRef kind = isState ? "state" : "param";
   PlanParam param;
   param.name = p.name()->str();
-  std::string what = llvm::formatv("{0} {1} ('{2}')", kind, i, param.name).str();
+  std::string what = llvm::formatv("{0} {1} ('{2}')", kind, i, printableText(param.name)).str();
   if (param.name.empty())
     return fail(llvm::formatv("{0} {1} has an empty name", kind, i));
   if (!checkDType(int8_t(p.dtype()), what))
@@ -319,9 +321,8 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
       return fail(what + ": vocab_rows " + llvm::Twine(param.vocabRows) + " does not fit the shape " +
                   shapeString(param.globalShape));
   }
-  for (const PlanParam &q : into)
-    if (q.name == param.name)
-      return fail("duplicate " + kind + " name '" + param.name + "'");
+  if (!(isState ? stateNames : paramNames).insert(param.name).second)
+    return fail("duplicate " + kind + " name '" + printableText(param.name) + "'");
   into.push_back(std::move(param));
   return true;
 }
@@ -329,7 +330,7 @@ bool Decoder::decodeParam(const fb::Parameter &p, size_t i, bool isState) {
 bool Decoder::decodeInput(const fb::Input &in, size_t i) {
   PlanInput input;
   input.name = in.name()->str();
-  std::string what = llvm::formatv("input {0} ('{1}')", i, input.name).str();
+  std::string what = llvm::formatv("input {0} ('{1}')", i, printableText(input.name)).str();
   if (input.name.empty())
     return fail(llvm::formatv("input {0} has an empty name", i));
   if (!checkDType(int8_t(in.dtype()), what))
@@ -340,9 +341,8 @@ bool Decoder::decodeInput(const fb::Input &in, size_t i) {
   input.offset = in.offset() ? ints(in.offset()) : Shape(input.shape.size(), 0);
   if (!checkShard(input.shape, input.globalShape, input.offset, what))
     return false;
-  for (const PlanInput &q : out.inputs)
-    if (q.name == input.name)
-      return fail("duplicate input name '" + input.name + "'");
+  if (!inputNames.insert(input.name).second)
+    return fail("duplicate input name '" + printableText(input.name) + "'");
   out.inputs.push_back(std::move(input));
   return true;
 }
@@ -350,10 +350,10 @@ bool Decoder::decodeInput(const fb::Input &in, size_t i) {
 bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   PlanStep step;
   step.op = s.op()->str();
-  std::string label = llvm::formatv("step {0} ('{1}')", i, step.op).str();
+  std::string label = llvm::formatv("step {0} ('{1}')", i, printableText(step.op)).str();
   std::optional<ir::OpKind> kind = ir::parseOpKind(step.op);
   if (!kind)
-    return fail(llvm::formatv("step {0}: unknown op '{1}'", i, step.op));
+    return fail(llvm::formatv("step {0}: unknown op '{1}'", i, printableText(step.op)));
   step.kind = *kind;
   if (ir::isExternal(step.kind) || step.kind == ir::OpKind::Output)
     return fail(label + ": op '" + step.op + "' is not an executable step");

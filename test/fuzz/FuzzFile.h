@@ -21,14 +21,16 @@ namespace meg::fuzz {
 /// Writes `bytes` to this process's temporary file (made on first use with `suffix`) and returns its path. Aborts
 /// when the file cannot be written: a fuzzer that silently tests nothing is worse than one that stops.
 inline const std::string &writeInputFile(llvm::StringRef bytes, llvm::StringRef suffix) {
-  static std::string path = [&] {
+  // Never destroyed: the exit handler that removes the file runs after the destructors of statics initialized
+  // before it was registered, this one included (ASan: heap-use-after-free in the handler's lstat).
+  static const std::string &path = *[&] {
     llvm::SmallString<128> p;
     if (llvm::sys::fs::createTemporaryFile("meg-fuzz", suffix, p)) {
       std::fprintf(stderr, "fuzz: cannot create a temporary file\n");
       std::abort();
     }
     std::atexit([] { llvm::sys::fs::remove(path); });
-    return std::string(p);
+    return new std::string(p);
   }();
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec);

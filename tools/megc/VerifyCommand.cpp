@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "tools/megc/VerifyCommand.h"
 
+#include "ir/File.h"
 #include "runtime/plan/CollectiveOrder.h"
 #include "runtime/plan/Plan.h"
 
@@ -21,7 +22,7 @@ bool meg::isVerifyCommand(int argc, char **argv) { return argc >= 2 && llvm::Str
 
 int meg::runVerifyCommand(int argc, char **argv) {
   auto fail = [](const llvm::Twine &what) {
-    llvm::errs() << "megc: error: " << what << "\n";
+    llvm::errs() << "megc: error: " << printableText(what.str(), SIZE_MAX) << "\n";
     return 1;
   };
   if (argc != 3 || llvm::StringRef(argv[2]).startswith("-"))

@@ -20,6 +20,7 @@
 #include "frontend/Frontend.h"
 #include "frontend/ModelConfig.h"
 #include "frontend/Report.h"
+#include "ir/File.h"
 #include "ir/Parser.h"
 #include "ir/Printer.h"
 #include "ir/Verifier.h"
@@ -287,7 +288,8 @@ std::string lowerFirst(llvm::StringRef s) {
 
 int fail(llvm::StringRef msg) {
   // One line, whatever the message.
-  llvm::errs() << "megc: error: " << msg.take_until([](char c) { return c == '\n'; }).rtrim() << '\n';
+  llvm::errs() << "megc: error: "
+               << printableText(msg.take_until([](char c) { return c == '\n'; }).rtrim(), SIZE_MAX) << '\n';
   llvm::errs().clear_error();
   return 1;
 }

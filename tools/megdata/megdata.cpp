@@ -10,6 +10,7 @@
 // Errors are one line `megdata: error: <what>`, exit code 1, and no output file (it is written atomically).
 //
 //===----------------------------------------------------------------------===//
+#include "ir/File.h"
 #include "runtime/data/Documents.h"
 #include "runtime/data/IndexedDataset.h"
 #include "runtime/data/TokenData.h"
@@ -57,7 +58,7 @@ static cl::opt<bool> endOfDocument("eod",
                                    cl::init(true), cl::cat(megdataCategory));
 
 static int fail(const llvm::Twine &what) {
-  llvm::errs() << "megdata: error: " << what << "\n";
+  llvm::errs() << "megdata: error: " << printableText(what.str(), SIZE_MAX, /*keepNewlines=*/true) << "\n";
   return 1;
 }
 static int fail(llvm::Error err) { return fail(llvm::toString(std::move(err))); }

@@ -7,6 +7,7 @@
 // `megrun: error: <what>` (under MPI: from one process only) and exit code 1.
 //
 //===----------------------------------------------------------------------===//
+#include "ir/File.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/train/BackendRegistry.h"
 #include "runtime/train/Job.h"
@@ -267,7 +268,8 @@ static int report(Job *job, llvm::Error err) {
   if (quiet)
     llvm::consumeError(std::move(err));
   else
-    llvm::errs() << "megrun: error: " << llvm::toString(std::move(err)) << "\n";
+    llvm::errs() << "megrun: error: " << printableText(llvm::toString(std::move(err)), SIZE_MAX, /*keepNewlines=*/true)
+                 << "\n";
   llvm::errs().clear_error();
   if (abortJob)
     job->abort(1);
