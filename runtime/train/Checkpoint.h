@@ -15,7 +15,7 @@
 //   "MEGCKPT1"  u64 payload size  u64 xxHash64(payload)  payload
 //
 // The payload is a safetensors file (runtime/io/Safetensors.h): tensors `param/<name>` and `state/<name>` (f32, the
-// global shape) and `__metadata__` with the scalars: format ("meg checkpoint"), version, step, seed, data_step (the
+// global shape; not the gradient accumulators, which restart at every step's first micro-batch) and `__metadata__` with the scalars: format ("meg checkpoint"), version, step, seed, data_step (the
 // step the next batch is drawn for), data_windows (windows per epoch of the training split: a check of the data),
 // mesh ("dp=D tp=T", then " pp=P" with pipeline stages: the mesh it was written on), plan_hash (16 hex digits: xxHash64 of the little-endian xxHash64
 // digests of the plan files rank-0..rank-N-1; informational), model (the model description JSON without
