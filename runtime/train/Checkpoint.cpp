@@ -37,7 +37,22 @@ static const std::vector<PlanParam> &tensorList(const LoadedPlan &plan, llvm::St
   return kind == "state" ? plan.states : plan.params;
 }
 
-std::string PlanSetIdentity::mesh() const { return llvm::formatv("dp={0} tp={1}", dp, tp).str(); }
+/// Per state of `plan`: an accumulator (operand 0 of an `accumulate`: grad.acc:<param>, loss.acc, and a pipeline
+/// stage's own accumulator of a sum split over stages, <name>@stage<s>). Accumulators restart at every step's first
+/// micro-batch, so they are no part of the training state: not saved, not needed to resume, not restored.
+static std::vector<bool> accumulatorStates(const LoadedPlan &plan) {
+  std::vector<bool> acc(plan.states.size(), false);
+  for (const PlanStep &step : plan.steps)
+    if (step.kind == ir::OpKind::Accumulate && !step.operands.empty() &&
+        step.operands[0].storage == Storage::OptState && step.operands[0].index >= 0 &&
+        size_t(step.operands[0].index) < acc.size())
+      acc[size_t(step.operands[0].index)] = true;
+  return acc;
+}
+
+std::string PlanSetIdentity::mesh() const {
+  return llvm::formatv("dp={0} tp={1}", dp, tp).str() + (pp > 1 ? " pp=" + std::to_string(pp) : std::string());
+}
 
 std::string PlanSetIdentity::hashHex() const { return llvm::formatv("{0:x-16}", hash).str(); }
 
@@ -103,11 +118,10 @@ static std::map<std::string, int64_t> vocabRowsOf(const LoadedPlan &plan) {
 
 llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<LoadedPlan> plans) {
   assert(!plans.empty() && "no plans");
-  if (plans[0].meshPp > 1)
-    return error(plans[0].path, "checkpoints (--save, --resume) of pipeline-parallel plans are not supported yet");
   PlanSetIdentity id;
   id.dp = plans[0].meshDp;
   id.tp = plans[0].meshTp;
+  id.pp = plans[0].meshPp;
   // xxHash64 of the per-rank file hashes: one pass over each file, no concatenation.
   std::string digests;
   for (const LoadedPlan &plan : plans) {
@@ -120,28 +134,36 @@ llvm::Expected<PlanSetIdentity> meg::runtime::planSetIdentity(llvm::ArrayRef<Loa
     digests.append(le, 8);
   }
   id.hash = checksum(llvm::StringRef(digests));
-  // What any mesh must share: rank 0's view suffices (the plan set agrees on the model; every rank runs the same
-  // optimizer steps on its shards, and holds a shard of every parameter and state).
-  const LoadedPlan &plan = plans[0];
-  id.model = modelText(plan.model);
+  // What any mesh must share. Without pp rank 0's view suffices (the plan set agrees on the model; every rank runs
+  // the same optimizer steps on its shards, and holds a shard of every parameter and state); with pp each stage holds
+  // its own tensors and inputs, so the union over the ranks (the tied embedding, held by two stages, once).
+  const LoadedPlan view = planSetDataView(plans);
+  id.model = modelText(view.model);
   std::set<std::string> optimizer;
-  for (const PlanStep &step : plan.steps)
-    if (step.kind == ir::OpKind::AdamW || step.kind == ir::OpKind::LrSchedule ||
-        step.kind == ir::OpKind::ClipScale || step.kind == ir::OpKind::LossScaleUpdate)
-      optimizer.insert(stepText(step));
+  for (const LoadedPlan &plan : plans)
+    for (const PlanStep &step : plan.steps)
+      if (step.kind == ir::OpKind::AdamW || step.kind == ir::OpKind::LrSchedule ||
+          step.kind == ir::OpKind::ClipScale || step.kind == ir::OpKind::LossScaleUpdate)
+        optimizer.insert(stepText(step));
   id.optimizer = llvm::join(optimizer, "\n");
   std::vector<std::string> inputs;
-  for (const PlanInput &in : plan.inputs) {
+  for (const PlanInput &in : view.inputs) {
     Shape rows = in.globalShape;
     if (!rows.empty())
-      rows[0] *= plan.microBatches;
+      rows[0] *= view.microBatches;
     inputs.push_back(in.name + " " + shapeText(rows));
   }
   id.batch = llvm::join(inputs, ", ");
-  for (llvm::StringRef kind : {"param", "state"})
-    for (const PlanParam &p : tensorList(plan, kind))
-      id.tensors[tensorName(kind, p.name)] = p.globalShape;
-  id.vocabRows = vocabRowsOf(plan);
+  for (const LoadedPlan &plan : plans) {
+    for (const PlanParam &p : plan.params)
+      id.tensors[tensorName("param", p.name)] = p.globalShape;
+    std::vector<bool> accumulator = accumulatorStates(plan);
+    for (size_t i = 0; i < plan.states.size(); ++i)
+      (accumulator[i] ? id.accumulators : id.tensors).emplace(tensorName("state", plan.states[i].name),
+                                                              plan.states[i].globalShape);
+    std::map<std::string, int64_t> rows = vocabRowsOf(plan);
+    id.vocabRows.insert(rows.begin(), rows.end());
+  }
   return id;
 }
 
@@ -165,7 +187,10 @@ static llvm::Error writeCheckpoint(llvm::StringRef path, llvm::ArrayRef<LoadedPl
     for (const auto &[kind, name] : {std::pair<ShardKind, llvm::StringRef>{ShardKind::Param, "param"},
                                      {ShardKind::State, "state"}}) {
       const std::vector<PlanParam> &list = tensorList(plan, name);
+      std::vector<bool> accumulator = accumulatorStates(plan);
       for (size_t i = 0; i < list.size(); ++i) {
+        if (kind == ShardKind::State && accumulator[i])
+          continue;
         const PlanParam &p = list[i];
         Global &g = globals[tensorName(name, p.name)];
         if (g.written.empty()) {
@@ -316,11 +341,13 @@ llvm::Expected<Checkpoint> Checkpoint::load(llvm::StringRef path) {
   auto mesh = field("mesh");
   if (!mesh)
     return mesh.takeError();
-  unsigned dp = 0, tp = 0;
-  if (std::sscanf(mesh->str().c_str(), "dp=%u tp=%u", &dp, &tp) != 2 || dp == 0 || tp == 0)
+  unsigned dp = 0, tp = 0, pp = 1;
+  int fields = std::sscanf(mesh->str().c_str(), "dp=%u tp=%u pp=%u", &dp, &tp, &pp);
+  if ((fields != 2 && fields != 3) || dp == 0 || tp == 0 || pp == 0)
     return error(path, "checkpoint metadata 'mesh' is malformed: '" + *mesh + "'");
   ckpt.id.dp = int(dp);
   ckpt.id.tp = int(tp);
+  ckpt.id.pp = int(pp);
   for (auto [key, into] : {std::pair<const char *, std::string *>{"model", &ckpt.id.model},
                            {"optimizer", &ckpt.id.optimizer},
                            {"global_batch", &ckpt.id.batch}}) {
@@ -416,6 +443,8 @@ llvm::Error Checkpoint::checkPlanSet(const PlanSetIdentity &current) const {
                            firstDifference(id.optimizer, current.optimizer));
   for (const auto &[name, shape] : id.tensors) {
     auto it = current.tensors.find(name);
+    if (it == current.tensors.end() && current.accumulators.count(name))
+      continue; // an accumulator some writer stored: restarts every step, not restored
     if (it == current.tensors.end())
       return error(path, "the checkpoint has '" + name + "', the plans have no such tensor (other parameters or "
                                                           "optimizer states)");
@@ -433,8 +462,11 @@ llvm::Error Checkpoint::checkPlanSet(const PlanSetIdentity &current) const {
 
 llvm::Error Checkpoint::restore(Session &session) const {
   // Check every tensor first, so a bad checkpoint writes nothing.
-  std::map<std::string, int64_t> vocabRows = vocabRowsOf(session.plan(0));
-  vocabRows.insert(id.vocabRows.begin(), id.vocabRows.end());
+  std::map<std::string, int64_t> vocabRows = id.vocabRows;
+  for (int r = 0; r < session.world(); ++r) {
+    std::map<std::string, int64_t> rows = vocabRowsOf(session.plan(r));
+    vocabRows.insert(rows.begin(), rows.end());
+  }
   auto find = [&](llvm::StringRef kind, const PlanParam &p) -> llvm::Expected<const SafetensorsTensor *> {
     std::string name = tensorName(kind, p.name);
     const SafetensorsTensor *t = payload->lookup(name);
@@ -446,11 +478,18 @@ llvm::Error Checkpoint::restore(Session &session) const {
       return error(path, "checkpoint tensor '" + name + "' is not f32 of the plan's global shape");
     return t;
   };
+  std::vector<std::vector<bool>> accumulators;
   for (int r = 0; r < session.world(); ++r)
-    for (llvm::StringRef kind : {"param", "state"})
-      for (const PlanParam &p : tensorList(session.plan(r), kind))
-        if (auto t = find(kind, p); !t)
-          return t.takeError();
+    accumulators.push_back(accumulatorStates(session.plan(r)));
+  auto skip = [&](int r, llvm::StringRef kind, size_t i) { return kind == "state" && accumulators[size_t(r)][i]; };
+  for (int r = 0; r < session.world(); ++r)
+    for (llvm::StringRef kind : {"param", "state"}) {
+      const std::vector<PlanParam> &list = tensorList(session.plan(r), kind);
+      for (size_t i = 0; i < list.size(); ++i)
+        if (!skip(r, kind, i))
+          if (auto t = find(kind, list[i]); !t)
+            return t.takeError();
+    }
   std::vector<float> full, values;
   for (int r = 0; r < session.world(); ++r) {
     if (!session.hosts(r))
@@ -459,6 +498,8 @@ llvm::Error Checkpoint::restore(Session &session) const {
     for (llvm::StringRef kind : {"param", "state"}) {
       const std::vector<PlanParam> &list = tensorList(session.plan(r), kind);
       for (size_t i = 0; i < list.size(); ++i) {
+        if (skip(r, kind, i))
+          continue;
         const PlanParam &p = list[i];
         const SafetensorsTensor *t = *find(kind, p);
         // The plan's global tensor: the checkpoint's, its vocab padding rows cut or zero-filled.

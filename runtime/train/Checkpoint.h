@@ -6,7 +6,8 @@
 // it belongs to. Batches are a pure function of (seed, step) (BatchSource::batch, the GLOBAL batch of all dp ranks),
 // dropout masks are keyed by (seed, step, global index) and the lr schedule and Adam's bias corrections read the step,
 // so restoring the step restores all of them. Because tensors are stored whole, a checkpoint resumes under any mesh
-// (dp, tp) whose plans have the same model, optimizer settings, optimizer states and global batch: each rank takes
+// (dp, tp, pp: a pipeline stage holds only its own tensors, the tied word embedding is held by the first and the last
+// stage, stored once, and both copies are restored from it) whose plans have the same model, optimizer settings, optimizer states and global batch: each rank takes
 // its shard by the plan's global shape and offset (resharding). On the same mesh the resume is bit-identical.
 //
 // File format (little-endian):
@@ -14,9 +15,9 @@
 //   "MEGCKPT1"  u64 payload size  u64 xxHash64(payload)  payload
 //
 // The payload is a safetensors file (runtime/io/Safetensors.h): tensors `param/<name>` and `state/<name>` (f32, the
-// global shape) and `__metadata__` with the scalars: format ("meg checkpoint"), version, step, seed, data_step (the
+// global shape; not the gradient accumulators, which restart at every step's first micro-batch) and `__metadata__` with the scalars: format ("meg checkpoint"), version, step, seed, data_step (the
 // step the next batch is drawn for), data_windows (windows per epoch of the training split: a check of the data),
-// mesh ("dp=D tp=T", the mesh it was written on), plan_hash (16 hex digits: xxHash64 of the little-endian xxHash64
+// mesh ("dp=D tp=T", then " pp=P" with pipeline stages: the mesh it was written on), plan_hash (16 hex digits: xxHash64 of the little-endian xxHash64
 // digests of the plan files rank-0..rank-N-1; informational), model (the model description JSON without
 // meg.micro_batch), optimizer (the optimizer steps' attributes, one distinct step a line) and global_batch (each
 // input's rows per step over all dp ranks and micro-batches). So `f.read()[24:]` is a safetensors file.
@@ -56,17 +57,20 @@ constexpr uint32_t kCheckpointVersion = 2;
 /// the same model and flags compile to the same hash), and what any mesh resuming it must share: the model, the
 /// optimizer settings, the global batch and the tensors (parameters and optimizer states by global shape).
 struct PlanSetIdentity {
-  int dp = 1, tp = 1;
+  int dp = 1, tp = 1, pp = 1;
   uint64_t hash = 0;
   std::string model;     ///< the model description JSON (keys sorted) without meg.micro_batch
   std::string optimizer; ///< the distinct optimizer steps (adamw, lr_schedule, ...) with their attributes, sorted
   std::string batch;     ///< every input's global shape per step (rows x micro-batches)
   std::map<std::string, Shape> tensors; ///< "param/<name>" and "state/<name>" -> global shape
+  /// The plans' gradient accumulators ("state/<name>" -> global shape): they restart at every step's first
+  /// micro-batch, so a checkpoint neither stores nor needs them (one that holds them resumes all the same).
+  std::map<std::string, Shape> accumulators;
   /// Tensors whose dim 0 is the tp-padded vocabulary (a parameter with vocab_rows, and its optimizer states laid out
   /// like it, "adam.m:<name>"): the rows that exist. Padding rows are zero (never read: their logits are masked), so
   /// a mesh with other padding takes the real rows and zeros.
   std::map<std::string, int64_t> vocabRows;
-  std::string mesh() const;     ///< "dp=D tp=T"
+  std::string mesh() const;     ///< "dp=D tp=T", then " pp=P" with pipeline stages
   std::string hashHex() const;  ///< 16 hex digits
 };
 /// Reads the plan files (plans[r].path) and hashes them in rank order.

@@ -179,7 +179,7 @@ static cl::opt<std::string> saveIntervalText("save-interval",
                                              cl::value_desc("K"), cl::init("0"), cl::cat(megrunCategory));
 static cl::opt<std::string, true>
     resumeCkpt("resume",
-               cl::desc("Continue the run a checkpoint holds, on any dp x tp mesh of the same model, optimizer and "
+               cl::desc("Continue the run a checkpoint holds, on any dp x pp x tp mesh of the same model, optimizer and "
                         "global batch (resharded): --steps N then means up to step N "
                         "in total, the seed is the checkpoint's, and --log keeps the checkpoint's steps and appends "
                         "the rest"),
