@@ -68,8 +68,6 @@ public:
     }
     if (!any)
       return fail("no node has a pipeline stage: run pipeline-stages before autodiff");
-    if (llvm::any_of(g.getNodes(), [](const Node *n) { return n->getKind() == OpKind::LossScaleUpdate; }))
-      return fail("fp16 loss scaling is not supported with pipeline parallelism yet");
 
     auto nodes = g.getNodes();
     auto users = g.computeUsers();
@@ -122,7 +120,13 @@ public:
       if (floating.contains(*it))
         need[*it] = needOf(*it, /*withWriters=*/false);
     for (Node *w : paramWriters) {
-      StageSet s = need[w->getOperand(0)->getDef()];
+      StageSet s;
+      unsigned mask = writtenOperands(w->getKind());
+      for (unsigned i = 0; i < w->getNumOperands(); ++i)
+        if (mask & (1u << i)) {
+          const StageSet &ns = need[w->getOperand(i)->getDef()];
+          s.insert(ns.begin(), ns.end());
+        }
       where[w] = s.empty() ? StageSet{0} : s;
     }
     // An update on several stages is one node per stage (each reads its stage's copy of the operands).
@@ -243,9 +247,19 @@ private:
     }
   }
 
+  /// An update of a parameter (adamw), or of optimizer state only, without results (loss_scale_update: the scale,
+  /// its trackers and the update count): it runs on every stage that holds what it writes, as each stage keeps its
+  /// own copy of that state and all apply the same update (the fp16 overflow flag reaches every stage by send/recv).
   static bool writesParam(const Node &n) {
     unsigned mask = writtenOperands(n.getKind());
-    return (mask & 1) && n.getNumOperands() > 0 && n.getOperand(0)->getDef()->getKind() == OpKind::Param;
+    if ((mask & 1) && n.getNumOperands() > 0 && n.getOperand(0)->getDef()->getKind() == OpKind::Param)
+      return true;
+    if (mask == 0 || n.getNumResults() != 0)
+      return false;
+    for (unsigned i = 0; i < n.getNumOperands(); ++i)
+      if ((mask & (1u << i)) && n.getOperand(i)->getDef()->getKind() != OpKind::State)
+        return false;
+    return true;
   }
 
   int64_t stages;

@@ -8,7 +8,10 @@ using namespace meg::runtime;
 
 WidenPlan meg::runtime::planWidening(const PlanStep &step) {
   WidenPlan plan;
-  if (step.kind == ir::OpKind::Cast || step.kind == ir::OpKind::Reshape)
+  // Casts and reshapes move 16-bit data as it is; so do pipeline sends and receives, which carry the value's bytes
+  // (a widened send would put the fp32 copy's first bytes on the wire).
+  if (step.kind == ir::OpKind::Cast || step.kind == ir::OpKind::Reshape || step.kind == ir::OpKind::Send ||
+      step.kind == ir::OpKind::Recv)
     return plan;
   auto add = [&](const TensorSlot &t, size_t index, bool isResult) {
     if (!is16BitFloat(t.dtype))

@@ -336,12 +336,6 @@ llvm::Error checkPipelineFlags(bool isModel) {
     return makeError("--pipeline-model-parallel-size applies only to a model description (.json input)");
   if (mode != "train")
     return makeError("--pipeline-model-parallel-size needs --mode train (the 1F1B training schedule)");
-  if (bf16 || fp16)
-    return makeError("--pipeline-model-parallel-size with --bf16 or --fp16 is not supported yet");
-  if (recomputeGranularity.getNumOccurrences())
-    return makeError("--pipeline-model-parallel-size with --recompute-granularity is not supported yet");
-  if (useDistributedOptimizer)
-    return makeError("--pipeline-model-parallel-size with --use-distributed-optimizer is not supported yet");
   if (layersPerStage.getNumOccurrences() && int(layersPerStage.size()) != ppSize)
     return makeError(llvm::formatv("--num-layers-per-stage gives {0} stages, --pipeline-model-parallel-size {1}",
                                    layersPerStage.size(), int(ppSize))
