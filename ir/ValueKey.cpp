@@ -53,7 +53,9 @@ ValueKeys::ValueKeys(const Graph &g) {
       if (isKeyTransparent(n.getKind())) {
         unsigned from = hasResultPerOperand(n.getKind()) ? r : 0;
         auto it = from < n.getNumOperands() ? seen.find(n.getOperand(from)) : seen.end();
-        seen[v] = it == seen.end() ? base : it->second;
+        // Copied before seen[v] inserts: growing the map would invalidate `it`.
+        std::string key = it == seen.end() ? base : it->second;
+        seen[v] = std::move(key);
       } else {
         seen[v] = base;
       }
