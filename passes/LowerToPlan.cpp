@@ -85,7 +85,8 @@ public:
     for (const Node *st : g.nodesOfKind(OpKind::State))
       if (here(*st))
         storageIndex[st->getResult(0)] = numStates++;
-    computeForwardSet();
+    // What the loss needs (everything without a loss): evaluation runs only these.
+    forward = forwardNodes(g);
     oncePerStep = oncePerStepNodes(g);
     for (const Node *r : g.nodesOfKind(OpKind::Recv))
       if (onStage(*r, stage))
@@ -139,24 +140,6 @@ private:
     if (onStage(*v->getDef(), stage))
       return v;
     return received.lookup(v);
-  }
-
-  /// The nodes the loss needs (everything when there is no loss): evaluation runs only these.
-  void computeForwardSet() {
-    const Node *loss = g.findNamed(OpKind::Output, "loss");
-    if (!loss) {
-      for (const auto &n : g)
-        forward.insert(n.get());
-      return;
-    }
-    llvm::SmallVector<const Node *, 64> work{loss};
-    while (!work.empty()) {
-      const Node *n = work.pop_back_val();
-      if (!forward.insert(n).second)
-        continue;
-      for (const Value *v : n->getOperands())
-        work.push_back(v->getDef());
-    }
   }
 
   plan::Phase phaseOf(const Node &n) const {
