@@ -71,7 +71,7 @@ public:
                                   n->getName(), irLineOfNode(order[n.get()]))
                         .str());
     }
-    auto stats = computeMemoryPlanStats(g);
+    auto stats = computeMemoryPlanStats(g, stage);
     if (!stats)
       return stats.takeError();
 
@@ -86,8 +86,6 @@ public:
       if (here(*st))
         storageIndex[st->getResult(0)] = numStates++;
     // What the loss needs (everything without a loss): evaluation runs only these.
-    forward = forwardNodes(g);
-    oncePerStep = oncePerStepNodes(g);
     for (const Node *r : g.nodesOfKind(OpKind::Recv))
       if (onStage(*r, stage))
         received[r->getOperand(0)->getDef()->getOperand(0)] = r->getResult();
@@ -120,7 +118,8 @@ public:
     auto root = plan::CreatePlanDirect(fbb, kPlanSchemaVersion, int32_t(mesh.dp()), int32_t(mesh.tp()),
                                        int32_t(rank), meta.modelJson.c_str(), meta.mode.c_str(), stats->arenaBytes,
                                        &params, &inputs, &steps, &outputs, &states,
-                                       int32_t(*microBatches), int32_t(stages), stages > 1 ? &schedule : nullptr);
+                                       int32_t(*microBatches), int32_t(stages), stages > 1 ? &schedule : nullptr,
+                                       stats->stashBytes);
     plan::FinishPlanBuffer(fbb, root);
     return std::string(reinterpret_cast<const char *>(fbb.GetBufferPointer()), fbb.GetSize());
   }
@@ -143,16 +142,12 @@ private:
   }
 
   plan::Phase phaseOf(const Node &n) const {
-    // With gradient accumulation: Update = once per step (after the last micro-batch); accumulate is in the body.
-    if (!oncePerStep.empty())
-      return oncePerStep.contains(&n)    ? plan::Phase::Update
-             : forward.contains(&n) ? plan::Phase::Forward
-                                    : plan::Phase::Backward;
-    // The optimizer's in-place updates; an op the loss needs (or, without a loss, any op: decode_attention writing
-    // its KV cache) is part of the forward.
-    if (ir::writtenOperands(n.getKind()) && !forward.contains(&n))
-      return plan::Phase::Update;
-    return forward.contains(&n) ? plan::Phase::Forward : plan::Phase::Backward;
+    switch (phases.of(n)) {
+    case StepPhase::Forward: return plan::Phase::Forward;
+    case StepPhase::Backward: return plan::Phase::Backward;
+    case StepPhase::Update: return plan::Phase::Update;
+    }
+    llvm_unreachable("bad phase");
   }
 
   struct Shard {
@@ -285,11 +280,9 @@ private:
   int64_t stages, stage = 0;
   int64_t coord[ir::kNumMeshAxes] = {0, 0};
   llvm::DenseMap<const Value *, int64_t> storageIndex;
-  llvm::DenseSet<const Node *> forward;
+  PhaseRule phases{g};
   /// Pipeline stages: the values this stage receives, and their recv results.
   llvm::DenseMap<const Value *, const Value *> received;
-  /// With gradient accumulation: the nodes after the last micro-batch (Update steps).
-  llvm::DenseSet<const Node *> oncePerStep;
   fb::FlatBufferBuilder fbb;
   ir::ValueNumbering numbering{g}; ///< the `%N` names of megc --emit ir, for the steps' `value`
   ir::ValueKeys keys{g};           ///< mesh-independent names, for the steps' `keys`

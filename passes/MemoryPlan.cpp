@@ -2,7 +2,8 @@
 //
 // memory-plan{align=256,report=false}
 //
-// 1. Liveness (computeLiveness): walk the nodes in order and group values into buffers. A reshape joins its
+// 1. Liveness (computeLiveness): walk the nodes in the order a rank runs them (passes/ExecutionOrder.h: program
+//    order, or on a pipeline stage its forward phase then the rest) and group values into buffers. A reshape joins its
 //    operand's buffer; an elementwise op joins the buffer of an operand that dies at this node and has the same
 //    size (first such operand), result i of all_reduce_bucket the buffer of operand i under the same condition
 //    (the bucket reads every operand before it writes a result); any other arena value opens a buffer. A buffer
@@ -13,9 +14,15 @@
 //    arena is within a few per cent of the liveness lower bound. The placement sweeps over time (placeBuffers, see
 //    Placer below): O(n log n) on transformer graphs, so compile time grows linearly with layers.
 // 3. Each node gets `arena = [offset per result]` (0 for a zero-size result); param/input/output nodes get none.
+// Pipeline stages: every stage has its own arena, planned on its own execution order, so a stage's arena holds
+// only its layers. A value several stages compute (the learning rate) has one offset: those values sit at the
+// bottom of every stage's arena for the whole step. Above them come the buffers live at the stage's hand-over
+// from forward to backward, one above the other: the arena up to their top (the stage's stash bytes) is all a
+// stage saves per micro-batch in flight; the rest is placed as above.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
+#include "passes/PipelineSplit.h"
 #include "passes/Pass.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -47,23 +54,38 @@ bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
 }
 
 Liveness meg::passes::computeLiveness(const ir::Graph &g) {
-  const ir::Mesh &mesh = g.getMesh();
-  const unsigned numNodes = g.size();
-  auto order = g.computeOrder();
+  return computeLiveness(g, executionOrder(g, 0, PhaseRule(g)));
+}
 
-  // Last use of every value (numNodes when an output node uses it; the definition when nothing does).
+Liveness meg::passes::computeLiveness(const ir::Graph &g, const ExecutionOrder &order) {
+  const ir::Mesh &mesh = g.getMesh();
+  const unsigned numNodes = order.nodes.size();
+
+  // Last use of every value (numNodes when an output node uses it; the definition when nothing does). An output of
+  // a value computed on another pipeline stage reads its recv here.
   llvm::DenseMap<const Value *, unsigned> lastUse;
-  for (const auto &n : g) {
-    unsigned pos = order[n.get()];
+  for (unsigned pos = 0; pos < numNodes; ++pos) {
+    const Node *n = order.nodes[pos];
     for (unsigned r = 0; r < n->getNumResults(); ++r)
       lastUse[n->getResult(r)] = pos;
-    for (Value *v : n->getOperands())
-      lastUse[v] = n->getKind() == OpKind::Output ? numNodes : std::max(lastUse[v], pos);
+    for (const Value *v : n->getOperands()) {
+      if (n->getKind() != OpKind::Output) {
+        lastUse[v] = std::max(lastUse[v], pos);
+        continue;
+      }
+      if (!order.computes(v))
+        v = order.received.lookup(v);
+      if (v)
+        lastUse[v] = numNodes;
+    }
   }
 
   Liveness L;
-  for (const auto &n : g) {
-    unsigned pos = order[n.get()];
+  for (unsigned pos = 0; pos < numNodes; ++pos) {
+    const Node *n = order.nodes[pos];
+    // A value several pipeline stages compute has one offset on all of them: its buffer is pinned (memory-plan
+    // keeps it for the whole step) and takes no other value in place.
+    bool several = onSeveralStages(*n);
     for (unsigned r = 0; r < n->getNumResults(); ++r) {
       const Value *v = n->getResult(r);
       if (!isArenaValue(*v, mesh))
@@ -74,7 +96,8 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
         auto it = L.bufferOf.find(n->getOperand(0));
         if (it != L.bufferOf.end())
           join = it->second;
-      } else if (ir::mayOverwriteOperand(n->getKind()) && (r == 0 || ir::hasResultPerOperand(n->getKind()))) {
+      } else if (!several && ir::mayOverwriteOperand(n->getKind()) &&
+                 (r == 0 || ir::hasResultPerOperand(n->getKind()))) {
         // Result i of an op with one result per operand (all_reduce_bucket) may take operand i's buffer only.
         llvm::ArrayRef<Value *> candidates = n->getOperands();
         if (ir::hasResultPerOperand(n->getKind()))
@@ -85,7 +108,7 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
             continue;
           const ArenaBuffer &b = L.buffers[it->second];
           // The whole buffer must die here: no later use of any value sharing it.
-          if (b.end == pos && b.size == bytes && localBytes(*o, mesh) == bytes) {
+          if (!b.pinned && b.end == pos && b.size == bytes && localBytes(*o, mesh) == bytes) {
             join = it->second;
             break;
           }
@@ -101,6 +124,7 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g) {
       ArenaBuffer &b = L.buffers[*join];
       b.size = std::max(b.size, bytes);
       b.end = std::max(b.end, lastUse[v]);
+      b.pinned |= several;
       b.members.push_back(v);
       L.bufferOf[v] = *join;
     }
@@ -317,19 +341,12 @@ public:
   llvm::StringRef getName() const override { return "memory-plan"; }
 
   llvm::Error run(ir::Graph &g) override {
-    Liveness L = computeLiveness(g);
-    const auto &bufs = L.buffers;
-    std::vector<unsigned> bySize(bufs.size());
-    std::iota(bySize.begin(), bySize.end(), 0u);
-    std::vector<unsigned> byDef = bySize;
-    llvm::stable_sort(bySize, [&](unsigned a, unsigned b) {
-      if (bufs[a].size != bufs[b].size)
-        return bufs[a].size > bufs[b].size;
-      return bufs[a].start < bufs[b].start;
-    });
-    auto [sizeOffsets, sizeArena] = placeBuffers(bufs, bySize, align);
-    auto [defOffsets, defArena] = placeBuffers(bufs, byDef, align);
-    const std::vector<int64_t> &offsets = defArena < sizeArena ? defOffsets : sizeOffsets;
+    llvm::DenseMap<const Value *, int64_t> offsets;
+    int64_t stages = pipelineStagesOf(g);
+    if (stages == 1)
+      planRank(g, executionOrder(g, 0, PhaseRule(g)), llvm::DenseMap<const Value *, int64_t>(), offsets);
+    else
+      planStages(g, stages, offsets);
 
     const ir::Mesh &mesh = g.getMesh();
     for (const auto &n : g) {
@@ -340,23 +357,115 @@ public:
       std::vector<int64_t> attr;
       for (unsigned r = 0; r < n->getNumResults(); ++r) {
         const Value *v = n->getResult(r);
-        attr.push_back(isArenaValue(*v, mesh) ? offsets[L.bufferOf.lookup(v)] : 0);
+        attr.push_back(isArenaValue(*v, mesh) ? offsets.lookup(v) : 0);
       }
       n->getAttrs().set("arena", std::move(attr));
     }
 
     if (report) {
-      auto stats = computeMemoryPlanStats(g);
-      if (!stats)
-        return stats.takeError();
-      llvm::errs() << llvm::formatv("memory-plan: arena {0} bytes, buffers {1} bytes, live lower bound {2} bytes "
-                                    "(ratio {3:F3})\n",
-                                    stats->arenaBytes, stats->bufferBytes, stats->lowerBound, stats->ratio());
+      for (int64_t stage = 0; stage < stages; ++stage) {
+        auto stats = computeMemoryPlanStats(g, stage);
+        if (!stats)
+          return stats.takeError();
+        llvm::errs() << llvm::formatv("memory-plan: {0}arena {1} bytes, buffers {2} bytes, live lower bound {3} bytes "
+                                      "(ratio {4:F3}){5}\n",
+                                      stages > 1 ? llvm::formatv("stage {0}: ", stage).str() : std::string(),
+                                      stats->arenaBytes, stats->bufferBytes, stats->lowerBound, stats->ratio(),
+                                      stages > 1 ? llvm::formatv(", stash {0} bytes", stats->stashBytes).str()
+                                                 : std::string());
+      }
     }
     return llvm::Error::success();
   }
 
 private:
+  /// Places the buffers of one rank's `order` (a stage's, or every rank's without stages) and records the offset of
+  /// each of their values in `offsets`. `pinned`: the offsets of the values several stages compute, kept for the
+  /// whole step at the bottom of the arena. On a pipeline stage the buffers live at the hand-over are placed next,
+  /// one above the other, so that the bottom of the arena up to them is what the stage saves per micro-batch.
+  void planRank(const ir::Graph &g, const ExecutionOrder &order, const llvm::DenseMap<const Value *, int64_t> &pinned,
+                llvm::DenseMap<const Value *, int64_t> &offsets) {
+    Liveness L = computeLiveness(g, order);
+    int64_t pinnedTop = 0;
+    for (const auto &[v, off] : pinned)
+      pinnedTop = std::max(pinnedTop, off + localBytes(*v, g.getMesh()));
+    // The buffers to place: the pinned block (if any), then every buffer that is not pinned.
+    std::vector<ArenaBuffer> bufs;
+    std::vector<unsigned> source; // index into L.buffers, or ~0u for the pinned block
+    if (pinnedTop) {
+      ArenaBuffer block;
+      block.size = pinnedTop;
+      block.start = 0;
+      block.end = unsigned(order.nodes.size());
+      bufs.push_back(block);
+      source.push_back(~0u);
+    }
+    for (unsigned i = 0; i < L.buffers.size(); ++i)
+      if (!L.buffers[i].pinned) {
+        bufs.push_back(L.buffers[i]);
+        source.push_back(i);
+      }
+    std::vector<unsigned> first, rest;
+    for (unsigned i = 0; i < bufs.size(); ++i) {
+      bool handedOver = order.pipelined && bufs[i].start < order.handOver && bufs[i].end >= order.handOver;
+      (source[i] == ~0u || handedOver ? first : rest).push_back(i);
+    }
+    std::vector<unsigned> bySize = rest, byDef = rest;
+    llvm::stable_sort(bySize, [&](unsigned a, unsigned b) {
+      if (bufs[a].size != bufs[b].size)
+        return bufs[a].size > bufs[b].size;
+      return bufs[a].start < bufs[b].start;
+    });
+    bySize.insert(bySize.begin(), first.begin(), first.end());
+    byDef.insert(byDef.begin(), first.begin(), first.end());
+    auto [sizeOffsets, sizeArena] = placeBuffers(bufs, bySize, align);
+    auto [defOffsets, defArena] = placeBuffers(bufs, byDef, align);
+    const std::vector<int64_t> &placed = defArena < sizeArena ? defOffsets : sizeOffsets;
+    for (unsigned i = 0; i < bufs.size(); ++i)
+      if (source[i] != ~0u)
+        for (const Value *v : L.buffers[source[i]].members)
+          offsets[v] = placed[i];
+    // A pinned buffer's members share the offset of the value several stages compute.
+    for (const ArenaBuffer &b : L.buffers) {
+      if (!b.pinned)
+        continue;
+      int64_t off = 0;
+      for (const Value *v : b.members)
+        if (auto it = pinned.find(v); it != pinned.end())
+          off = it->second;
+      for (const Value *v : b.members)
+        offsets[v] = off;
+    }
+  }
+
+  /// Pipeline stages: the values several stages compute get offsets at the bottom of every stage's arena (in
+  /// program order, an alias sharing its operand's), then each stage is planned on its own execution order.
+  void planStages(const ir::Graph &g, int64_t stages, llvm::DenseMap<const Value *, int64_t> &offsets) {
+    const ir::Mesh &mesh = g.getMesh();
+    llvm::DenseMap<const Value *, int64_t> pinned;
+    int64_t top = 0;
+    for (const auto &n : g) {
+      if (!onSeveralStages(*n))
+        continue;
+      for (unsigned r = 0; r < n->getNumResults(); ++r) {
+        const Value *v = n->getResult(r);
+        if (!isArenaValue(*v, mesh))
+          continue;
+        if (ir::aliasesOperand(n->getKind()))
+          if (auto it = pinned.find(n->getOperand(0)); it != pinned.end()) {
+            pinned[v] = it->second;
+            continue;
+          }
+        int64_t off = int64_t(llvm::alignTo(uint64_t(top), uint64_t(align)));
+        pinned[v] = off;
+        top = off + localBytes(*v, mesh);
+      }
+    }
+    PhaseRule phases(g);
+    for (int64_t stage = 0; stage < stages; ++stage)
+      planRank(g, executionOrder(g, stage, phases), pinned, offsets);
+  }
+
   int64_t align;
   bool report;
 };
@@ -372,26 +481,28 @@ static std::string nodeWhere(const Node &n, unsigned index) {
   return llvm::formatv("'{0}' (line {1})", n.getName(), irLineOfNode(index)).str();
 }
 
-llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Graph &g) {
+llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Graph &g, int64_t stage) {
   const ir::Mesh &mesh = g.getMesh();
-  Liveness L = computeLiveness(g);
+  ExecutionOrder run = executionOrder(g, stage, PhaseRule(g));
+  Liveness L = computeLiveness(g, run);
   auto order = g.computeOrder();
   MemoryPlanStats stats;
   stats.bufferBytes = L.totalBytes;
   stats.lowerBound = L.lowerBound;
   stats.numBuffers = L.buffers.size();
   for (const Node *p : g.nodesOfKind(OpKind::Param))
-    stats.paramBytes += localBytes(*p->getResult(0), mesh);
+    if (run.position.count(p))
+      stats.paramBytes += localBytes(*p->getResult(0), mesh);
 
   std::vector<int64_t> offset(L.buffers.size(), -1);
-  for (const auto &n : g) {
+  for (const Node *n : run.nodes) {
     for (unsigned r = 0; r < n->getNumResults(); ++r) {
       const Value *v = n->getResult(r);
       auto it = L.bufferOf.find(v);
       if (it == L.bufferOf.end())
         continue;
       const std::vector<int64_t> *attr = n->getAttrs().getInts("arena");
-      unsigned index = order[n.get()];
+      unsigned index = order[n];
       if (!attr)
         return fail(nodeWhere(*n, index) + " has no 'arena' attribute (run memory-plan first)");
       if (attr->size() != n->getNumResults())
@@ -443,6 +554,8 @@ llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Gr
     liveByOffset.insert({offset[id], id});
     liveByEnd.push({b.end, id});
     stats.arenaBytes = std::max(stats.arenaBytes, offset[id] + b.size);
+    if (run.pipelined && b.start < run.handOver && b.end >= run.handOver)
+      stats.stashBytes = std::max(stats.stashBytes, offset[id] + b.size);
   }
   return stats;
 }

@@ -14,6 +14,8 @@
 #ifndef MEG_PASSES_MEMORYPLAN_H
 #define MEG_PASSES_MEMORYPLAN_H
 
+#include "passes/ExecutionOrder.h"
+
 #include "ir/Graph.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -36,9 +38,12 @@ struct ArenaBuffer {
   int64_t size = 0;
   unsigned start = 0, end = 0;
   llvm::SmallVector<const ir::Value *, 2> members;
+  /// Pipeline stages: a member is computed on several stages (ExecutionOrder.h), so the buffer has one offset on
+  /// all of them.
+  bool pinned = false;
 };
 
-/// The buffers of a graph in its current order (deterministic: ordered by definition).
+/// The buffers of the nodes `order` runs, positions being indices into it (deterministic: ordered by definition).
 struct Liveness {
   std::vector<ArenaBuffer> buffers;
   llvm::DenseMap<const ir::Value *, unsigned> bufferOf;
@@ -47,6 +52,8 @@ struct Liveness {
   /// Sum of all buffer sizes.
   int64_t totalBytes = 0;
 };
+Liveness computeLiveness(const ir::Graph &g, const ExecutionOrder &order);
+/// The buffers of pipeline stage 0 (of the whole graph, in program order, without stages).
 Liveness computeLiveness(const ir::Graph &g);
 
 /// Greedy best-fit placement of `buffers` in `order` (what memory-plan runs for each of its two orders): each buffer
@@ -60,15 +67,19 @@ struct MemoryPlanStats {
   int64_t arenaBytes = 0;  ///< max over buffers of offset + size
   int64_t bufferBytes = 0; ///< sum of buffer sizes (what a plan without reuse would need)
   int64_t lowerBound = 0;  ///< liveness lower bound
-  int64_t paramBytes = 0;  ///< per-rank bytes of all parameters
+  int64_t paramBytes = 0;  ///< per-rank bytes of all parameters (of the stage's)
+  /// Pipeline stages: the bytes at the bottom of the arena that hold everything live at the hand-over from the
+  /// forward to the backward phase (ExecutionOrder.h): what a stage saves per micro-batch in flight. 0 without.
+  int64_t stashBytes = 0;
   unsigned numBuffers = 0;
   double ratio() const { return lowerBound ? double(arenaBytes) / double(lowerBound) : 1.0; }
 };
 
-/// Recomputes the statistics of a memory-planned graph from its `arena` attributes, checking that every arena
-/// value has an offset, that values sharing storage share it, and that no two buffers live at the same time
-/// overlap. Errors name the op and its line in `megc --emit ir` output.
-llvm::Expected<MemoryPlanStats> computeMemoryPlanStats(const ir::Graph &g);
+/// Recomputes the statistics of a memory-planned graph (of the arena of pipeline stage `stage`, which is every
+/// rank's without stages) from its `arena` attributes, checking that every arena value has an offset, that values
+/// sharing storage share it, and that no two buffers live at the same time overlap. Errors name the op and its line
+/// in `megc --emit ir` output.
+llvm::Expected<MemoryPlanStats> computeMemoryPlanStats(const ir::Graph &g, int64_t stage = 0);
 
 /// The line of node `index` (0-based program order) in `megc --emit ir` output: the graph header is line 1.
 inline unsigned irLineOfNode(unsigned index) { return index + 2; }

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/Pipeline.h"
 #include "passes/PipelineReport.h"
+#include "passes/PipelineSplit.h"
 #include "passes/Report.h"
 
 #include "ir/Parser.h"
@@ -113,7 +114,7 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
   if (options.recompute)
     settings.recompute = options.recompute->granularity;
   settings.sequenceParallel = options.shardParams.strategy == "megatron-sp";
-  auto report = computePlanReport(**compiled, std::move(settings));
+  auto report = computePlanReport(**compiled, settings);
   if (!report)
     return report.takeError();
   // The per-layer activation probe compiles a model with fewer layers, which need not split into the same stages.
@@ -129,6 +130,14 @@ llvm::Expected<std::vector<std::string>> meg::passes::planReportLines(const ir::
     report->layers = probe;
   }
   std::vector<std::string> lines = formatPlanReport(*report);
+  // Pipeline stages: a rank holds one stage, and the stages differ (embedding, layers, head): the figures of each.
+  for (int64_t stage = 1, stages = pipelineStagesOf(**compiled); stage < stages; ++stage) {
+    auto other = computePlanReport(**compiled, settings, stage);
+    if (!other)
+      return other.takeError();
+    auto more = formatPlanReport(*other);
+    lines.insert(lines.end(), more.begin(), more.end());
+  }
   auto pipeline = pipelineReportLines(**compiled);
   if (!pipeline)
     return pipeline.takeError();

@@ -3,8 +3,9 @@
 // For a graph split into pipeline stages (passes/PipelineSplit.cpp), per stage: the 1F1B schedule as text, the
 // point-to-point messages and bytes a rank of the stage sends and receives per step (a body message once per
 // micro-batch, an update message once), its parameter and optimizer state bytes, and the activation memory: the
-// arena (planned once for the whole graph, so every stage's plan has the same arena) plus one saved copy of it per
-// activation slot beyond the first (runtime/plan/PipelineSchedule.h). The bubble fraction is (P - 1) / m.
+// stage's arena (memory-plan plans each stage on its own) plus, when more than one micro-batch is in flight, one
+// saved copy of the arena's stash bytes (what the forward hands to the backward) per activation slot
+// (runtime/plan/PipelineSchedule.h). The bubble fraction is (P - 1) / m.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/PipelineReport.h"
@@ -28,9 +29,6 @@ llvm::Expected<std::vector<std::string>> meg::passes::pipelineReportLines(const 
   auto micro = microBatchesOf(g);
   if (!micro)
     return micro.takeError();
-  auto stats = computeMemoryPlanStats(g);
-  if (!stats)
-    return stats.takeError();
   int m = int(*micro);
   llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
   const Mesh &mesh = g.getMesh();
@@ -38,6 +36,9 @@ llvm::Expected<std::vector<std::string>> meg::passes::pipelineReportLines(const 
                                 "m = {2:F3}; a rank holds one stage: rank = (stage x dp + dp rank) x tp + tp rank",
                                 stages, m, double(stages - 1) / double(m)));
   for (int64_t p = 0; p < stages; ++p) {
+    auto stats = computeMemoryPlanStats(g, p);
+    if (!stats)
+      return stats.takeError();
     int64_t sent = 0, sentBytes = 0, received = 0, receivedBytes = 0, paramBytes = 0, stateBytes = 0;
     for (const auto &node : g) {
       const Node &n = *node;
@@ -62,9 +63,10 @@ llvm::Expected<std::vector<std::string>> meg::passes::pipelineReportLines(const 
     lines.push_back(llvm::formatv("pipeline stage {0} schedule: {1}", p, runtime::scheduleText(schedule)));
     lines.push_back(llvm::formatv("pipeline stage {0}: at most {1} micro-batches in flight; p2p per step per rank: "
                                   "{2} sends ({3} bytes), {4} recvs ({5} bytes); param bytes {6}, optimizer state "
-                                  "and accumulator bytes {7}, arena bytes {8} + {9} saved activation slots x {8}",
+                                  "and accumulator bytes {7}, arena bytes {8} + {9} saved activation slots x {10} "
+                                  "stash bytes",
                                   p, runtime::maxInFlight(schedule), sent, sentBytes, received, receivedBytes,
-                                  paramBytes, stateBytes, stats->arenaBytes, stash));
+                                  paramBytes, stateBytes, stats->arenaBytes, stash, stats->stashBytes));
   }
   return lines;
 }

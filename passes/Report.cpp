@@ -5,6 +5,9 @@
 //===----------------------------------------------------------------------===//
 #include "passes/Report.h"
 #include "passes/GradAccum.h"
+#include "passes/PipelineSplit.h"
+
+#include "runtime/plan/PipelineSchedule.h"
 
 #include "ir/OpRules.h"
 
@@ -64,20 +67,21 @@ bool isParamCopy(const ir::Value *v) {
 
 /// Fills the 16-bit parameter copy and gradient figures: in all, and at the first node position where the live
 /// buffers sum to the liveness lower bound.
-void splitArenaPeak(const ir::Graph &g, PlanReport &r) {
+void splitArenaPeak(const ir::Graph &g, const ExecutionOrder &order, PlanReport &r) {
   llvm::DenseSet<const ir::Value *> gradients;
   for (const Node *n : g.nodesOfKind(OpKind::Output))
     if (n->getAttrs().getString("name").value_or("").startswith("grad:"))
       gradients.insert(n->getOperand(0));
-  Liveness live = computeLiveness(g);
-  std::vector<int64_t> delta(g.size() + 2, 0);
+  Liveness live = computeLiveness(g, order);
+  const unsigned numNodes = order.nodes.size();
+  std::vector<int64_t> delta(numNodes + 2, 0);
   for (const ArenaBuffer &b : live.buffers) {
     delta[b.start] += b.size;
     delta[b.end + 1] -= b.size;
   }
   unsigned peak = 0;
   int64_t bytes = 0, peakBytes = -1;
-  for (unsigned i = 0; i <= g.size(); ++i)
+  for (unsigned i = 0; i <= numNodes; ++i)
     if ((bytes += delta[i]) > peakBytes)
       peakBytes = bytes, peak = i;
   for (const ArenaBuffer &b : live.buffers) {
@@ -116,15 +120,17 @@ std::string formatFlops(double flops) {
 
 } // namespace
 
-llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, ReportSettings settings) {
+llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, ReportSettings settings,
+                                                         int64_t stage) {
   PlanReport r;
   r.mesh = g.getMesh();
   r.settings = std::move(settings);
-  auto stats = computeMemoryPlanStats(g);
+  auto stats = computeMemoryPlanStats(g, stage);
   if (!stats)
     return stats.takeError();
   r.memory = *stats;
-  splitArenaPeak(g, r);
+  ExecutionOrder order = executionOrder(g, stage, PhaseRule(g));
+  splitArenaPeak(g, order, r);
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
     r.traffic[a].groupSize = r.mesh.size[a];
 
@@ -133,6 +139,12 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   if (!micro)
     return micro.takeError();
   r.microBatches = *micro;
+  if (order.pipelined) {
+    int64_t stages = pipelineStagesOf(g);
+    r.stage = stage;
+    auto schedule = runtime::oneFOneB(int(stages), int(stage), int(r.microBatches));
+    r.stashSlots = runtime::maxInFlight(schedule) > 1 ? runtime::activationSlots(int(stages), int(stage), int(r.microBatches)) : 0;
+  }
   llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
   llvm::DenseSet<const ir::Value *> accumulators;
   for (const Node *n : g.nodesOfKind(OpKind::Accumulate))
@@ -140,7 +152,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
 
   // Ring numerators (bytes x 2(n-1) or x (n-1)) per axis and kind; divided by n once at the end.
   std::array<std::array<int64_t, AxisTraffic::kKinds>, ir::kNumMeshAxes> ringNumerator{};
-  for (const auto &node : g) {
+  for (const Node *node : order.nodes) {
     const Node &n = *node;
     int64_t times = oncePerStep.contains(&n) ? 1 : r.microBatches;
     r.flopsGlobal += double(times) * ir::countFlops(n);
@@ -213,7 +225,8 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
 
 std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
   std::vector<std::string> lines;
-  auto line = [&](std::string s) { lines.push_back(std::move(s)); };
+  std::string prefix = r.stage >= 0 ? llvm::formatv("stage {0}: ", r.stage).str() : std::string();
+  auto line = [&](std::string s) { lines.push_back(prefix + s); };
   line(llvm::formatv("param bytes per rank: {0}", r.paramBytes));
   line(llvm::formatv("parameters per rank: {0} (of {1}: 1/{2:F3})", r.paramElements, r.totalParamElements,
                      r.paramElements ? double(r.totalParamElements) / double(r.paramElements) : 0.0));
@@ -243,10 +256,17 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
   line(llvm::formatv("arena at its live peak: {0} bytes = {1} gradients + {2} 16-bit parameter copies + {3} "
                      "activations and temporaries",
                      r.memory.lowerBound, r.gradientBytesAtPeak, r.paramCopyBytesAtPeak, activations));
-  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + {1}{2}arena bytes; the arena holds the "
+  int64_t stash = r.stashSlots * r.memory.stashBytes;
+  if (r.stashSlots)
+    line(llvm::formatv("pipeline activation stash per rank: {0} bytes x {1} slots (what the forward hands to the "
+                       "backward, kept for each micro-batch in flight)",
+                       r.memory.stashBytes, r.stashSlots));
+  line(llvm::formatv("total bytes per rank: {0} (param + optimizer state + {1}{2}arena bytes{3}; the arena holds the "
                      "gradients and the 16-bit parameter copies)",
-                     r.paramBytes + r.optimizerStateBytes + r.kvCacheBytes + r.accumulatorBytes + r.memory.arenaBytes,
-                     r.kvCacheBytes ? "KV cache + " : "", r.microBatches > 1 ? "gradient accumulator + " : ""));
+                     r.paramBytes + r.optimizerStateBytes + r.kvCacheBytes + r.accumulatorBytes + r.memory.arenaBytes +
+                         stash,
+                     r.kvCacheBytes ? "KV cache + " : "", r.microBatches > 1 ? "gradient accumulator + " : "",
+                     r.stashSlots ? " + activation stash" : ""));
   if (r.layers) {
     const LayerProbe &m = *r.layers;
     int64_t t = r.mesh.size[unsigned(MeshAxis::TP)];

@@ -94,6 +94,10 @@ struct PlanReport {
   int64_t paramCopyBytes = 0, paramCopyBytesAtPeak = 0;
   /// Gradients live at the arena's live peak.
   int64_t gradientBytesAtPeak = 0;
+  /// Pipeline stages: the stage reported (-1 without), and the copies of its stash bytes (memory.stashBytes) it
+  /// keeps for the micro-batches in flight.
+  int64_t stage = -1;
+  int stashSlots = 0;
   ReportSettings settings;
   std::optional<LayerProbe> layers;
   double flopsPerRank = 0; ///< per step, rule above
@@ -101,8 +105,9 @@ struct PlanReport {
   std::array<AxisTraffic, ir::kNumMeshAxes> traffic;
 };
 
-/// The figures of a compiled, memory-planned graph.
-llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings settings = {});
+/// The figures of a compiled, memory-planned graph: of a rank of pipeline stage `stage` (the nodes it runs,
+/// ExecutionOrder.h; every node without stages).
+llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings settings = {}, int64_t stage = 0);
 
 /// One line per figure, no trailing newlines:
 ///   param bytes per rank: 4174196736
@@ -114,7 +119,8 @@ llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings 
 ///   16-bit parameter copy bytes per rank: ... (mixed precision only)
 ///   fp32 master parameter bytes per rank: ... (mixed precision only)
 ///   arena at its live peak: ... bytes = ... gradients + ... 16-bit parameter copies + ... activations and temporaries
-///   total bytes per rank: ... (param + optimizer state + arena; ...)
+///   pipeline activation stash per rank: ... bytes x ... slots (pipeline stages with more than one micro-batch in flight)
+///   total bytes per rank: ... (param + optimizer state + arena [+ stash]; ...)
 ///   activation bytes per layer: meg ... (...), Korthikanti et al. formula ... (...)   (with a LayerProbe)
 ///   buffer bytes per rank: ...
 ///   live lower bound per rank: ... bytes (ratio 1.000)
@@ -126,6 +132,7 @@ llvm::Expected<PlanReport> computePlanReport(const ir::Graph &g, ReportSettings 
 ///     reduce_scatter ...   (when the axis has collectives)
 ///   dp collectives per step: ...
 ///   dp bytes sent per rank per step: ...
+/// With pipeline stages every line starts with `stage S: `.
 std::vector<std::string> formatPlanReport(const PlanReport &r);
 
 } // namespace meg::passes

@@ -94,16 +94,18 @@ public:
   }
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
   createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) override;
-  llvm::Error saveActivations(int slot) override {
+  llvm::Error saveActivations(int slot, int64_t bytes) override {
+    assert(bytes >= 0 && bytes <= arena.bytes() && "stash outside the arena");
     if (size_t(slot) >= stash.size())
       stash.resize(size_t(slot) + 1);
-    stash[size_t(slot)].assign(arena.get(), arena.get() + arena.bytes());
+    stash[size_t(slot)].assign(arena.get(), arena.get() + bytes);
     return llvm::Error::success();
   }
-  llvm::Error restoreActivations(int slot) override {
-    assert(size_t(slot) < stash.size() && int64_t(stash[size_t(slot)].size()) == arena.bytes() &&
+  llvm::Error restoreActivations(int slot, int64_t bytes) override {
+    assert(size_t(slot) < stash.size() && int64_t(stash[size_t(slot)].size()) == bytes &&
            "restore of an unsaved slot");
-    std::memcpy(arena.get(), stash[size_t(slot)].data(), size_t(arena.bytes()));
+    if (bytes)
+      std::memcpy(arena.get(), stash[size_t(slot)].data(), size_t(bytes));
     return llvm::Error::success();
   }
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {

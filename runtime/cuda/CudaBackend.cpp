@@ -152,8 +152,8 @@ public:
   llvm::Error runSteps(const LoadedPlan &p, const StepContext &ctx, Communicator &comm) override;
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
   createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp) override;
-  llvm::Error saveActivations(int slot) override;
-  llvm::Error restoreActivations(int slot) override;
+  llvm::Error saveActivations(int slot, int64_t bytes) override;
+  llvm::Error restoreActivations(int slot, int64_t bytes) override;
   void readTensor(const TensorSlot &slot, llvm::MutableArrayRef<uint8_t> bytes) override {
     assert(bytes.size() == size_t(slot.bytes()) && "tensor size mismatch");
     download(bytes.data(), resolve(slot), bytes.size(), "tensor");
@@ -380,21 +380,25 @@ CudaBackend::createPeerCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp
   return comms;
 }
 
-llvm::Error CudaBackend::saveActivations(int slot) {
+llvm::Error CudaBackend::saveActivations(int slot, int64_t bytes) {
   while (stash.size() <= size_t(slot)) {
     stash.emplace_back();
-    if (auto err = stash.back().allocate(arena.bytes(), "a pipeline activation slot"))
+    if (auto err = stash.back().allocate(bytes, "a pipeline activation slot"))
       return err;
   }
-  if (cudaError_t err = cudaMemcpyAsync(stash[size_t(slot)].get(), arena.get(), size_t(arena.bytes()),
+  if (bytes == 0)
+    return llvm::Error::success();
+  if (cudaError_t err = cudaMemcpyAsync(stash[size_t(slot)].get(), arena.get(), size_t(bytes),
                                         cudaMemcpyDeviceToDevice, stream))
     return cudaFailure("cuda backend: saving the activations", err);
   return llvm::Error::success();
 }
 
-llvm::Error CudaBackend::restoreActivations(int slot) {
+llvm::Error CudaBackend::restoreActivations(int slot, int64_t bytes) {
   assert(size_t(slot) < stash.size() && "restore of an unsaved slot");
-  if (cudaError_t err = cudaMemcpyAsync(arena.get(), stash[size_t(slot)].get(), size_t(arena.bytes()),
+  if (bytes == 0)
+    return llvm::Error::success();
+  if (cudaError_t err = cudaMemcpyAsync(arena.get(), stash[size_t(slot)].get(), size_t(bytes),
                                         cudaMemcpyDeviceToDevice, stream))
     return cudaFailure("cuda backend: restoring the activations", err);
   return llvm::Error::success();

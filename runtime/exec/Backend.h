@@ -91,10 +91,11 @@ public:
   llvm::Expected<std::vector<std::unique_ptr<Communicator>>>
   createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, int meshTp, int meshPp = 1);
 
-  /// Pipeline parallelism: copies the activation arena into slot `slot` (save) or back from it (restore), so the
-  /// backward of a micro-batch finds the activations of its forward while later forwards ran in between.
-  virtual llvm::Error saveActivations(int slot) = 0;
-  virtual llvm::Error restoreActivations(int slot) = 0;
+  /// Pipeline parallelism: copies the first `bytes` of the activation arena (the plan's stash bytes: what the
+  /// forward hands to the backward) into slot `slot` (save) or back from it (restore), so the backward of a
+  /// micro-batch finds the activations of its forward while later forwards ran in between.
+  virtual llvm::Error saveActivations(int slot, int64_t bytes) = 0;
+  virtual llvm::Error restoreActivations(int slot, int64_t bytes) = 0;
 
 protected:
   /// createThreadCommunicators for two or more peers.

@@ -111,11 +111,22 @@ llvm::Error decodeSchedule(const fb::Plan &p, LoadedPlan &out) {
   if (p.schedule())
     for (const fb::PipePhase *phase : *p.schedule())
       out.schedule.push_back({phase->backward(), phase->micro_batch()});
+  int64_t stash = p.stash_bytes();
   if (out.meshPp == 1) {
     if (!out.schedule.empty())
       return llvm::createStringError(llvm::inconvertibleErrorCode(), "a pipeline schedule without pipeline stages");
+    if (stash > 0)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), "stash bytes without pipeline stages");
     return llvm::Error::success();
   }
+  if (stash < 0 || stash > out.arenaBytes)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   stash < 0 ? std::string("a pipeline plan without stash bytes (written by an older "
+                                                           "megc: compile it again)")
+                                             : llvm::formatv("stash bytes {0} outside the arena of {1} bytes", stash,
+                                                             out.arenaBytes)
+                                                   .str());
+  out.stashBytes = stash;
   return checkSchedule(out.schedule, out.microBatches, activationSlots(out.meshPp, out.stage(), out.microBatches));
 }
 

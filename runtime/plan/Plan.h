@@ -155,6 +155,8 @@ struct LoadedPlan {
   /// Pipeline parallelism (meshPp > 1): this rank's stage and its 1F1B schedule over the micro-batches.
   int meshPp = 1;
   std::vector<PipePhase> schedule;
+  /// Pipeline parallelism: the bytes at the bottom of the arena a stage saves per micro-batch in flight.
+  int64_t stashBytes = 0;
 
   int world() const { return meshDp * meshTp * meshPp; }
   int dpRank() const { return (rank / meshTp) % meshDp; }

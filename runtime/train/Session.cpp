@@ -414,8 +414,9 @@ llvm::Expected<std::optional<double>> Session::step(const StepContext &ctx, llvm
 
 // Pipeline stages: each hosted rank runs its stage's 1F1B schedule (PipelineSchedule.h) on its own thread, the
 // stages handing activations and gradients to each other by the plan's send/recv steps. A forward leaves its
-// micro-batch's activations in the arena; when another forward runs before that micro-batch's backward, they are
-// saved to slot mb % slots after the forward and restored before the backward. Every phase is fed its micro-batch
+// micro-batch's activations in the arena; when another forward runs before that micro-batch's backward, they (the
+// first stash bytes of the arena, where memory-plan put everything the forward hands to the backward) are saved to
+// slot mb % slots after the forward and restored before the backward. Every phase is fed its micro-batch
 // (inputs are read by forwards and backwards alike). Evaluation runs the forward phases only.
 llvm::Expected<std::optional<double>> Session::pipelineStep(const StepContext &ctx,
                                                             llvm::ArrayRef<GlobalBatch> batches) {
@@ -434,7 +435,7 @@ llvm::Expected<std::optional<double>> Session::pipelineStep(const StepContext &c
             return err;
           int slot = phase.microBatch % slots;
           if (phase.backward && inArena != phase.microBatch)
-            if (auto err = b.restoreActivations(slot))
+            if (auto err = b.restoreActivations(slot, plan.stashBytes))
               return err;
           StepContext c = ctx;
           c.microBatch = uint32_t(phase.microBatch);
@@ -446,7 +447,7 @@ llvm::Expected<std::optional<double>> Session::pipelineStep(const StepContext &c
           bool backwardNext = k + 1 < plan.schedule.size() && plan.schedule[k + 1].backward &&
                               plan.schedule[k + 1].microBatch == phase.microBatch;
           if (!phase.backward && !ctx.evaluation && !backwardNext)
-            if (auto err = b.saveActivations(slot))
+            if (auto err = b.saveActivations(slot, plan.stashBytes))
               return err;
         }
         if (ctx.evaluation || plan.updateBegin == plan.steps.size())
