@@ -15,7 +15,9 @@
 // accumulator holds what the gradient holds (a pending dp sum stays pending), the collectives after it, the
 // clipping norm and the optimizer run once per step, after the last micro-batch: the schedule puts them last and
 // lower-to-plan marks them Update (oncePerStepNodes); megrun runs the other steps once per micro-batch, each fed
-// its own rows. Activations live within one micro-batch: the arena is the one-micro-batch arena plus nothing.
+// its own rows. What the body computes from the parameters alone (their 16-bit copies, the distributed optimizer's
+// all-gathers: prologueNodes) runs once per step before the micro-batches (lower-to-plan marks it Prologue) and
+// stays in the arena through them. Activations live within one micro-batch.
 // m = 1 leaves the graph untouched.
 //
 //===----------------------------------------------------------------------===//
@@ -52,6 +54,26 @@ llvm::DenseSet<const Node *> meg::passes::oncePerStepNodes(const Graph &g) {
         work.push_back(u);
   }
   return once;
+}
+
+llvm::DenseSet<const Node *> meg::passes::prologueNodes(const Graph &g) {
+  llvm::DenseSet<const Node *> prologue;
+  llvm::DenseSet<const Node *> once = oncePerStepNodes(g);
+  if (once.empty())
+    return prologue;
+  for (const auto &n : g) {
+    OpKind k = n->getKind();
+    if (isExternal(k) || k == OpKind::Output || k == OpKind::Send || k == OpKind::Recv || writtenOperands(k) ||
+        n->getNumOperands() == 0 || once.contains(n.get()))
+      continue;
+    bool fromParams = llvm::all_of(n->getOperands(), [&](const Value *v) {
+      const Node *d = v->getDef();
+      return d->getKind() == OpKind::Param || prologue.contains(d);
+    });
+    if (fromParams)
+      prologue.insert(n.get());
+  }
+  return prologue;
 }
 
 llvm::Expected<int64_t> meg::passes::microBatchesOf(const Graph &g) {

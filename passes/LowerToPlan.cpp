@@ -146,6 +146,7 @@ private:
     case StepPhase::Forward: return plan::Phase::Forward;
     case StepPhase::Backward: return plan::Phase::Backward;
     case StepPhase::Update: return plan::Phase::Update;
+    case StepPhase::Prologue: return plan::Phase::Prologue;
     }
     llvm_unreachable("bad phase");
   }

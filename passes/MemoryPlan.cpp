@@ -18,7 +18,9 @@
 // only its layers. A value several stages compute (the learning rate) has one offset: those values sit at the
 // bottom of every stage's arena for the whole step. Above them come the buffers live at the stage's hand-over
 // from forward to backward, one above the other: the arena up to their top (the stage's stash bytes) is all a
-// stage saves per micro-batch in flight; the rest is placed as above.
+// stage saves per micro-batch in flight; the rest is placed as above. With gradient accumulation the Prologue's
+// values (the parameters' 16-bit copies and all-gathers, computed once per step) live through all micro-batches
+// and are no part of the stash: they are the same for every micro-batch.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/MemoryPlan.h"
@@ -79,6 +81,11 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g, const ExecutionOrder &
         lastUse[v] = numNodes;
     }
   }
+  // The body repeats once per micro-batch: what it reads of the Prologue lives to its end.
+  for (unsigned pos = order.loopBegin; pos < order.loopEnd; ++pos)
+    for (const Value *v : order.nodes[pos]->getOperands())
+      if (auto it = order.position.find(v->getDef()); it != order.position.end() && it->second < order.loopBegin)
+        lastUse[v] = std::max(lastUse[v], order.loopEnd - 1);
 
   Liveness L;
   for (unsigned pos = 0; pos < numNodes; ++pos) {
@@ -108,7 +115,9 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g, const ExecutionOrder &
             continue;
           const ArenaBuffer &b = L.buffers[it->second];
           // The whole buffer must die here: no later use of any value sharing it.
-          if (!b.pinned && b.end == pos && b.size == bytes && localBytes(*o, mesh) == bytes) {
+          // Nor is a Prologue value overwritten by the body (the next micro-batch reads it again).
+          bool prologue = b.start < order.loopBegin && pos >= order.loopBegin;
+          if (!b.pinned && !prologue && b.end == pos && b.size == bytes && localBytes(*o, mesh) == bytes) {
             join = it->second;
             break;
           }
@@ -407,7 +416,8 @@ private:
       }
     std::vector<unsigned> first, rest;
     for (unsigned i = 0; i < bufs.size(); ++i) {
-      bool handedOver = order.pipelined && bufs[i].start < order.handOver && bufs[i].end >= order.handOver;
+      bool handedOver = order.pipelined && bufs[i].start >= order.loopBegin && bufs[i].start < order.handOver &&
+                        bufs[i].end >= order.handOver;
       (source[i] == ~0u || handedOver ? first : rest).push_back(i);
     }
     std::vector<unsigned> bySize = rest, byDef = rest;
@@ -554,7 +564,7 @@ llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Gr
     liveByOffset.insert({offset[id], id});
     liveByEnd.push({b.end, id});
     stats.arenaBytes = std::max(stats.arenaBytes, offset[id] + b.size);
-    if (run.pipelined && b.start < run.handOver && b.end >= run.handOver)
+    if (run.pipelined && b.start >= run.loopBegin && b.start < run.handOver && b.end >= run.handOver)
       stats.stashBytes = std::max(stats.stashBytes, offset[id] + b.size);
   }
   return stats;

@@ -134,7 +134,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
     r.traffic[a].groupSize = r.mesh.size[a];
 
-  // Gradient accumulation: the body runs once per micro-batch, the once-per-step nodes once.
+  // Gradient accumulation: the body runs once per micro-batch, the once-per-step and prologue nodes once.
   auto micro = microBatchesOf(g);
   if (!micro)
     return micro.takeError();
@@ -145,7 +145,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
     auto schedule = runtime::oneFOneB(int(stages), int(stage), int(r.microBatches));
     r.stashSlots = runtime::maxInFlight(schedule) > 1 ? runtime::activationSlots(int(stages), int(stage), int(r.microBatches)) : 0;
   }
-  llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g);
+  llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g), prologue = prologueNodes(g);
   llvm::DenseSet<const ir::Value *> accumulators;
   for (const Node *n : g.nodesOfKind(OpKind::Accumulate))
     accumulators.insert(n->getOperand(0));
@@ -154,7 +154,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   std::array<std::array<int64_t, AxisTraffic::kKinds>, ir::kNumMeshAxes> ringNumerator{};
   for (const Node *node : order.nodes) {
     const Node &n = *node;
-    int64_t times = oncePerStep.contains(&n) ? 1 : r.microBatches;
+    int64_t times = oncePerStep.contains(&n) || prologue.contains(&n) ? 1 : r.microBatches;
     r.flopsGlobal += double(times) * ir::countFlops(n);
     r.flopsPerRank += double(times) * flopsPerRank(n, r.mesh);
     switch (n.getKind()) {

@@ -22,7 +22,7 @@
 //     parameters over tp and of every parameter over dp) is done in full on every rank of it and counted so;
 //   - gradient accumulation (m micro-batches per step): the accumulators (`state` written by `accumulate`) are
 //     their own line, not optimizer state, and count in the total; FLOPs and collectives of the body (every node
-//     but passes/GradAccum.h's once-per-step nodes) count m times;
+//     but passes/GradAccum.h's once-per-step and prologue nodes) count m times;
 //   - collectives per mesh axis: one per all_reduce / all_reduce_bucket / all_gather / reduce_scatter node over it
 //     (a dp gradient bucket, bucket-dp's all_reduce_bucket, is one collective of its N values, counted as N
 //     all-reduces in one bucket); `shard` moves nothing. Bytes one rank sends

@@ -47,8 +47,9 @@ struct StepContext {
   /// (step x m + micro-batch), so every micro-batch draws fresh masks (one micro-batch: the step, as before).
   uint32_t rngStep() const { return step * microBatches + microBatch; }
   /// Which steps Executor::run runs: all in order, the per-micro-batch body, or the once-per-step update; with
-  /// pipeline stages, a phase of the 1F1B schedule: the body's Forward steps, or its other (Backward) steps.
-  enum class Part : uint8_t { All, Body, Update, Forward, Backward };
+  /// pipeline stages, a phase of the 1F1B schedule: the body's Forward steps, or its other (Backward) steps. With
+  /// micro-batches the Prologue steps run once per step before them (Prologue), never in another part.
+  enum class Part : uint8_t { All, Body, Update, Forward, Backward, Prologue };
   Part part = Part::All;
   /// Called after each step that runs (not owned; null: none). The CUDA backend then runs the steps one by one.
   StepObserver *observer = nullptr;

@@ -24,14 +24,17 @@ Backend::createThreadCommunicators(llvm::ArrayRef<Backend *> peers, int meshDp, 
 llvm::Error Backend::runSteps(const LoadedPlan &plan, const StepContext &ctx, Communicator &comm) {
   using Part = StepContext::Part;
   size_t begin = 0, end = plan.steps.size();
-  if (ctx.part == Part::Body || ctx.part == Part::Forward || ctx.part == Part::Backward)
+  if (ctx.part == Part::Body || ctx.part == Part::Forward || ctx.part == Part::Backward || ctx.part == Part::Prologue)
     end = plan.updateBegin;
   else if (ctx.part == Part::Update)
     begin = plan.updateBegin;
   for (size_t i = begin; i < end; ++i) {
     const PlanStep &step = plan.steps[i];
     bool forward = step.phase == StepPhase::Forward;
-    if ((ctx.evaluation || ctx.part == Part::Forward) && !forward)
+    // The Prologue (once per step, before the micro-batches) runs as its own part, in training and evaluation.
+    if ((ctx.part == Part::Prologue) != (step.phase == StepPhase::Prologue))
+      continue;
+    if (ctx.part != Part::Prologue && (ctx.evaluation || ctx.part == Part::Forward) && !forward)
       continue;
     if (ctx.part == Part::Backward && forward)
       continue;

@@ -86,15 +86,20 @@ static std::optional<CommEvent> commEvent(const LoadedPlan &plan, size_t i) {
 
 std::vector<CommEvent> meg::runtime::commEvents(const LoadedPlan &plan) {
   std::vector<CommEvent> events;
+  // `only`: the Forward steps or the other steps of the body; without, every step but the Prologue's.
   auto add = [&](size_t begin, size_t end, std::optional<StepPhase> only) {
     for (size_t i = begin; i < end; ++i) {
-      bool forward = plan.steps[i].phase == StepPhase::Forward;
-      if (only && (*only == StepPhase::Forward) != forward)
+      StepPhase p = plan.steps[i].phase;
+      if (only == StepPhase::Prologue ? p != StepPhase::Prologue
+                                      : p == StepPhase::Prologue ||
+                                            (only && (*only == StepPhase::Forward) != (p == StepPhase::Forward)))
         continue;
       if (auto e = commEvent(plan, i))
         events.push_back(std::move(*e));
     }
   };
+  // The Prologue runs first, once (with micro-batches).
+  add(0, plan.updateBegin, StepPhase::Prologue);
   if (plan.meshPp == 1) {
     add(0, plan.steps.size(), std::nullopt);
     return events;

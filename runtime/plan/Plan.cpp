@@ -369,7 +369,7 @@ bool Decoder::decodeStep(const fb::Step &s, size_t i) {
   if (ir::isExternal(step.kind) || step.kind == ir::OpKind::Output)
     return fail(label + ": op '" + step.op + "' is not an executable step");
   int8_t phase = int8_t(s.phase());
-  if (phase < 0 || phase > int8_t(fb::Phase::Update))
+  if (phase < 0 || phase > int8_t(fb::Phase::Prologue))
     return fail(label + ": invalid phase " + llvm::Twine(int(phase)));
   step.phase = StepPhase(phase);
   const ir::OpInfo &info = ir::opInfo(step.kind);
@@ -490,8 +490,14 @@ llvm::Expected<LoadedPlan> Decoder::run(const fb::Plan &p) {
   out.updateBegin = out.steps.size();
   if (out.microBatches < 1)
     return (fail("micro_batches must be positive, got " + llvm::Twine(out.microBatches)), finish());
-  if (out.microBatches > 1) {
-    // The body (Forward, Backward) first, then the Update steps: each part runs as one block.
+  if (out.microBatches == 1) {
+    // The Prologue runs once before the micro-batches: a plan without them has none.
+    for (size_t i = 0; i < out.steps.size(); ++i)
+      if (out.steps[i].phase == StepPhase::Prologue)
+        return (fail(llvm::formatv("step {0} is a Prologue step in a plan of one micro-batch per step", i)),
+                finish());
+  } else {
+    // The body (Prologue, Forward, Backward) first, then the Update steps: each part runs as one block.
     while (out.updateBegin > 0 && out.steps[out.updateBegin - 1].phase == StepPhase::Update)
       --out.updateBegin;
     for (size_t i = 0; i < out.updateBegin; ++i)

@@ -78,7 +78,7 @@ struct StepAttr {
 };
 
 /// Which part of a training step a step belongs to (plan.fbs Phase): evaluation runs Forward steps only.
-enum class StepPhase : uint8_t { Forward = 0, Backward = 1, Update = 2 };
+enum class StepPhase : uint8_t { Forward = 0, Backward = 1, Update = 2, Prologue = 3 };
 
 struct PlanStep {
   ir::OpKind kind;

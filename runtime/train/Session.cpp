@@ -392,7 +392,12 @@ llvm::Expected<std::optional<double>> Session::step(const StepContext &ctx, llvm
       return err;
     return forward(ctx);
   }
-  // The body once per micro-batch (its accumulate steps sum the gradients and the loss), then the update.
+  // The prologue once (the parameters' 16-bit copies and all-gathers), the body once per micro-batch (its
+  // accumulate steps sum the gradients and the loss), then the update.
+  StepContext prologue = ctx;
+  prologue.part = StepContext::Part::Prologue;
+  if (auto err = onHosted([&](int r) { return Executor(plans[r], *backends[r], *comms[r]).run(prologue); }))
+    return err;
   for (int i = 0; i < m; ++i) {
     if (auto err = feed(batches[size_t(i)]))
       return err;
@@ -427,6 +432,11 @@ llvm::Expected<std::optional<double>> Session::pipelineStep(const StepContext &c
         Executor exec(plan, b, *comms[size_t(r)]);
         int slots = activationSlots(plan.meshPp, plan.stage(), m);
         std::optional<int> inArena; // the micro-batch whose forward activations the arena holds
+        StepContext prologue = ctx;
+        prologue.part = StepContext::Part::Prologue;
+        if (m > 1)
+          if (auto err = exec.run(prologue))
+            return err;
         for (size_t k = 0; k < plan.schedule.size(); ++k) {
           const PipePhase &phase = plan.schedule[k];
           if (phase.backward && ctx.evaluation)
