@@ -26,6 +26,7 @@
 #include "ir/Verifier.h"
 #include "passes/Dot.h"
 #include "passes/Pipeline.h"
+#include "tools/common/ParseFlags.h"
 #include "tools/megc/VerifyCommand.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -578,44 +579,6 @@ llvm::Expected<std::string> run() {
   return out;
 }
 
-/// Parses the command line. llvm::cl prints some problems itself to stderr (a bad option value, a missing value),
-/// so stderr is captured while parsing and every problem becomes one line of ours.
-bool parseCommandLine(int argc, char **argv, std::string &error) {
-  std::string clErrors;
-  llvm::raw_string_ostream clErrs(clErrors);
-  llvm::errs().flush();
-  FILE *capture = std::tmpfile();
-  int savedStderr = capture ? ::dup(2) : -1;
-  if (savedStderr >= 0)
-    ::dup2(::fileno(capture), 2);
-  bool ok = cl::ParseCommandLineOptions(
-      argc, argv, "meg compiler: model description or textual IR -> IR, report or per-rank plans\n", &clErrs);
-  llvm::errs().flush();
-  if (savedStderr >= 0) {
-    ::dup2(savedStderr, 2);
-    ::close(savedStderr);
-    std::rewind(capture);
-    std::string printed;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), capture)) > 0;)
-      printed.append(buf, n);
-    clErrors = printed + clErrs.str();
-  }
-  if (capture)
-    std::fclose(capture);
-  if (ok)
-    return true;
-  // First line, without cl's "<program>: " prefix and "  Try: '<program> --help'" tail.
-  llvm::StringRef msg = llvm::StringRef(clErrors).trim();
-  msg = msg.take_until([](char c) { return c == '\n'; });
-  std::string program = llvm::sys::path::filename(argv[0]).str();
-  if (msg.consume_front(program))
-    msg = msg.ltrim(": ");
-  msg = msg.split("  Try:").first.rtrim(" .!");
-  error = msg.empty() ? "bad command line" : lowerFirst(msg);
-  return false;
-}
-
 } // namespace
 
 int main(int argc, char **argv) {
@@ -624,9 +587,9 @@ int main(int argc, char **argv) {
   if (isVerifyCommand(argc, argv)) // megc verify PLAN_DIR
     return runVerifyCommand(argc, argv);
   cl::HideUnrelatedOptions({&megCategory, &optCategory});
-  std::string clError;
-  if (!parseCommandLine(argc, argv, clError))
-    return fail(clError);
+  if (auto bad = meg::tools::parseFlags(
+          argc, argv, "meg compiler: model description or textual IR -> IR, report or per-rank plans\n"))
+    return fail(*bad);
 
   llvm::Expected<std::string> out = std::string();
   try {

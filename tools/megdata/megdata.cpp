@@ -10,6 +10,7 @@
 // Errors are one line `megdata: error: <what>`, exit code 1, and no output file (it is written atomically).
 //
 //===----------------------------------------------------------------------===//
+#include "tools/common/ParseFlags.h"
 #include "ir/File.h"
 #include "runtime/data/Documents.h"
 #include "runtime/data/IndexedDataset.h"
@@ -67,14 +68,9 @@ int main(int argc, char **argv) {
   // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
   cl::HideUnrelatedOptions(megdataCategory);
-  std::string clErrors;
-  llvm::raw_string_ostream clErrs(clErrors);
-  if (!cl::ParseCommandLineOptions(argc, argv, "meg corpus tokenizer: text files -> a token file for megrun --data\n",
-                                   &clErrs)) {
-    llvm::StringRef first = llvm::StringRef(clErrs.str()).split('\n').first.trim();
-    first.consume_front("megdata: ");
-    return fail(first);
-  }
+  if (auto bad = meg::tools::parseFlags(argc, argv,
+                                        "meg corpus tokenizer: text files -> a token file for megrun --data\n"))
+    return fail(*bad);
 
   // Checked here rather than by cl::Required/OneOrMore, whose errors bypass the one-line error format.
   if (inputs.empty())

@@ -10,6 +10,7 @@
 // `megdiff: error: <what>`: a missing or corrupt dump, a matched value of other shapes, a bad flag).
 //
 //===----------------------------------------------------------------------===//
+#include "tools/common/ParseFlags.h"
 #include "runtime/io/ActivationDump.h"
 #include "runtime/io/DumpDiff.h"
 
@@ -64,14 +65,9 @@ static std::string differences(const ValueDiff &d) {
 
 int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(megdiffCategory);
-  std::string clErrors;
-  llvm::raw_string_ostream clErrs(clErrors);
-  if (!cl::ParseCommandLineOptions(argc, argv, "meg divergence localizer: compare two megrun --dump-activations\n",
-                                   &clErrs)) {
-    llvm::StringRef first = llvm::StringRef(clErrs.str()).split('\n').first.trim();
-    first.consume_front("megdiff: ");
-    return fail(first);
-  }
+  if (auto bad = meg::tools::parseFlags(argc, argv,
+                                        "meg divergence localizer: compare two megrun --dump-activations\n"))
+    return fail(*bad);
   if (dumps.size() != 2)
     return fail("expected two dumps (usage: megdiff A B [--rtol R] [--atol A])");
   DiffTolerance tol;

@@ -7,6 +7,7 @@
 // `megrun: error: <what>` (under MPI: from one process only) and exit code 1.
 //
 //===----------------------------------------------------------------------===//
+#include "tools/common/ParseFlags.h"
 #include "ir/File.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/train/BackendRegistry.h"
@@ -438,16 +439,10 @@ int main(int argc, char **argv) {
   // A write past the file-size limit fails with EFBIG (reported with the file) instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
   cl::HideUnrelatedOptions(megrunCategory);
-  std::string clErrors;
-  llvm::raw_string_ostream clErrs(clErrors);
-  if (!cl::ParseCommandLineOptions(argc, argv,
-                                   "meg plan executor: runs (trains, evaluates, samples from) the per-rank plans "
-                                   "that megc --emit plan wrote\n",
-                                   &clErrs)) {
-    llvm::StringRef first = llvm::StringRef(clErrs.str()).split('\n').first.trim();
-    first.consume_front("megrun: ");
-    return report(nullptr, error(first));
-  }
+  if (auto bad = meg::tools::parseFlags(argc, argv,
+                                        "meg plan executor: runs (trains, evaluates, samples from) the per-rank "
+                                        "plans that megc --emit plan wrote\n"))
+    return report(nullptr, error(*bad));
   if (auto err = checkBackendFlag(trainOptions.backend))
     return report(nullptr, std::move(err));
   if (auto err = Job::checkMode(ranksMode, trainOptions.backend))
