@@ -181,8 +181,8 @@ private:
     // first member by position is the earliest node of the bucket). A reduce_scatter_bucket lists its members'
     // dims in `dims`.
     auto pos = g.computeOrder();
-    for (size_t b = 0; b < buckets.size(); ++b) {
-      llvm::SmallVector<Node *, 4> &members = buckets[b];
+    for (size_t bi = 0; bi < buckets.size(); ++bi) {
+      llvm::SmallVector<Node *, 4> &members = buckets[bi];
       Node *first =
           *std::min_element(members.begin(), members.end(), [&](Node *a, Node *b) { return pos[a] < pos[b]; });
       llvm::SmallVector<Value *, 4> operands;
@@ -194,11 +194,11 @@ private:
         dims.push_back(m->getAttrs().getInt("dim").value_or(0));
       }
       ir::AttrDict attrs = first->getAttrs();
-      if (bucketKind[b] == kReduceScatter) {
+      if (bucketKind[bi] == kReduceScatter) {
         attrs.erase("dim");
         attrs.set("dims", std::move(dims));
       }
-      Node *bucket = g.insertBefore(first, kBucketOp[bucketKind[b]], operands, std::move(attrs), types);
+      Node *bucket = g.insertBefore(first, kBucketOp[bucketKind[bi]], operands, std::move(attrs), types);
       for (unsigned i = 0; i < members.size(); ++i) {
         g.replaceAllUsesWith(members[i]->getResult(), bucket->getResult(i));
         g.erase(members[i]);
