@@ -96,6 +96,7 @@ double countSliceGrad(const Node &n) { return none(n); }
 double countSelectGrad(const Node &n) { return none(n); }
 
 double countAllReduceBucket(const Node &n) { return none(n); }
+double countReduceScatterBucket(const Node &n) { return none(n); }
 double countShard(const Node &n) { return none(n); }
 
 double countState(const Node &n) { return none(n); }

@@ -268,6 +268,7 @@ Grads gradAllReduce(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return
 Grads gradAllGather(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradReduceScatter(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradAllReduceBucket(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
+Grads gradReduceScatterBucket(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradShard(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradSumSquares(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }
 Grads gradClipScale(GradBuilder &b, const Node &n, ArrayRef<Value *> d) { return secondOrder(b, n, d); }

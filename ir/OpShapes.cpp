@@ -461,11 +461,7 @@ Expected<Types> inferAllReduce(ArrayRef<TensorType> ops, const AttrDict &a) {
 }
 
 // One packed buffer: every operand has the first one's dtype; result i has operand i's type.
-Expected<Types> inferAllReduceBucket(ArrayRef<TensorType> ops, const AttrDict &a) {
-  if (auto s = symAttr(a, "axis", kAxes); !s)
-    return s.takeError();
-  if (auto s = symAttr(a, "reduce", kReductions); !s)
-    return s.takeError();
+Expected<Types> bucketTypes(ArrayRef<TensorType> ops) {
   Types out;
   for (unsigned i = 0; i < ops.size(); ++i) {
     if (ops[i].dtype != ops[0].dtype)
@@ -474,6 +470,32 @@ Expected<Types> inferAllReduceBucket(ArrayRef<TensorType> ops, const AttrDict &a
     out.push_back(TensorType(ops[i].dtype, ops[i].shape));
   }
   return out;
+}
+
+Expected<Types> inferAllReduceBucket(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto s = symAttr(a, "axis", kAxes); !s)
+    return s.takeError();
+  if (auto s = symAttr(a, "reduce", kReductions); !s)
+    return s.takeError();
+  return bucketTypes(ops);
+}
+
+// reduce_scatter_bucket: as all_reduce_bucket, and `dims` names each operand's split dim (one per operand).
+Expected<Types> inferReduceScatterBucket(ArrayRef<TensorType> ops, const AttrDict &a) {
+  if (auto s = symAttr(a, "axis", kAxes); !s)
+    return s.takeError();
+  if (auto s = symAttr(a, "reduce", kReductions); !s)
+    return s.takeError();
+  auto dims = intsAttr(a, "dims");
+  if (!dims)
+    return dims.takeError();
+  if ((*dims)->size() != ops.size())
+    return fail(llvm::formatv("attribute 'dims' has {0} entries for {1} operands (one per operand)",
+                              (*dims)->size(), ops.size()));
+  for (unsigned i = 0; i < ops.size(); ++i)
+    if (auto e = checkDim((**dims)[i], ops[i].rank(), ("dims[" + llvm::Twine(i) + "]").str()))
+      return e;
+  return bucketTypes(ops);
 }
 
 Expected<Types> inferAllGather(ArrayRef<TensorType> ops, const AttrDict &a) {

@@ -281,6 +281,7 @@ ShardingSpec specAllReduceBucket(const Node &n) {
   }
   return s;
 }
+ShardingSpec specReduceScatterBucket(const Node &n) { return specAllReduceBucket(n); }
 ShardingSpec specShard(const Node &n) { return collective(n); }
 
 ShardingSpec specState(const Node &n) { return sourceSpec(n); }

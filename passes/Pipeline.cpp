@@ -61,7 +61,8 @@ llvm::Expected<PassManager> meg::passes::buildDefaultPipeline(const PipelineOpti
   if (o.pipeline)
     p.push_back(createPipelineSplitPass({.stages = o.pipeline->stages}));
   // 6. bucket-dp: the dp all-reduces of gradients go in buckets of at most N bytes, each one all_reduce_bucket node
-  //    (one collective at run time). A no-op when dp = 1.
+  //    (one collective at run time); with the distributed optimizer the dp reduce-scatters of gradients likewise,
+  //    in reduce_scatter_bucket nodes. A no-op when dp = 1.
   if (o.bucketDp)
     p.push_back(createBucketDpPass(*o.bucketDp));
   // 7. fusion (later issue).

@@ -38,8 +38,8 @@ struct PipelineOptions {
   std::optional<GradAccumOptions> gradAccum;
   /// Pipeline parallelism (megc --pipeline-model-parallel-size P > 1): pipeline-stages and pipeline-split.
   std::optional<PipelineStagesOptions> pipeline;
-  /// The dp all-reduces of gradients go in buckets, one collective each; std::nullopt leaves the pass out (one
-  /// collective per gradient).
+  /// The dp all-reduces (distributed optimizer: reduce-scatters) of gradients go in buckets, one collective each;
+  /// std::nullopt leaves the pass out (one collective per gradient).
   std::optional<BucketDpOptions> bucketDp = BucketDpOptions();
   /// "memory" reorders greedily for live bytes (GPT-2 124M, micro-batch 8, seq 1024: the arena drops from 3.29 GB
   /// to 1.67 GB, as the loss no longer holds two copies of the logits); "program" keeps the frontend's order.

@@ -210,6 +210,17 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
       t.reduceScatters += times;
       ringNumerator[a][AxisTraffic::kReduceScatter] += times * n1 * localBytes(*n.getOperand(0), r.mesh);
       break;
+    case OpKind::ReduceScatterBucket: {
+      t.scatterBuckets += times;
+      int64_t bucketBytes = 0;
+      for (const ir::Value *v : n.getOperands())
+        bucketBytes += localBytes(*v, r.mesh);
+      t.reduceScatters += times * n.getNumOperands();
+      t.bucketedReduceScatters += times * n.getNumOperands();
+      t.largestScatterBucketBytes = std::max(t.largestScatterBucketBytes, bucketBytes);
+      ringNumerator[a][AxisTraffic::kReduceScatter] += times * n1 * bucketBytes;
+      break;
+    }
     default:
       t.shards += times;
       break;
@@ -291,9 +302,16 @@ std::vector<std::string> meg::passes::formatPlanReport(const PlanReport &r) {
       buckets = llvm::formatv(", {0} of them gradients in {1} bucket{2}, the largest {3} bytes", t.bucketedAllReduces,
                               t.buckets, t.buckets == 1 ? "" : "s", t.largestBucketBytes)
                     .str();
-    line(llvm::formatv("{0} collectives per step: {1} ({2} all_reduce{3}; {4} all_gather; {5} reduce_scatter; {6} "
+    std::string scatterBuckets;
+    if (t.scatterBuckets)
+      scatterBuckets = llvm::formatv(", {0} of them gradients in {1} bucket{2}, the largest {3} bytes",
+                                     t.bucketedReduceScatters, t.scatterBuckets, t.scatterBuckets == 1 ? "" : "s",
+                                     t.largestScatterBucketBytes)
+                           .str();
+    line(llvm::formatv("{0} collectives per step: {1} ({2} all_reduce{3}; {4} all_gather; {5} reduce_scatter{6}; {7} "
                        "shard, moving nothing)",
-                       name, t.collectives(), t.allReduces, buckets, t.allGathers, t.reduceScatters, t.shards));
+                       name, t.collectives(), t.allReduces, buckets, t.allGathers, t.reduceScatters, scatterBuckets,
+                       t.shards));
     line(llvm::formatv("{0} bytes sent per rank per step: {1} (as many received; ring over n = {2}: all_reduce "
                        "2 (n-1)/n x B, all_gather and reduce_scatter (n-1)/n x B of the full tensor, B = bytes "
                        "one rank holds)",

@@ -23,9 +23,10 @@
 //   - gradient accumulation (m micro-batches per step): the accumulators (`state` written by `accumulate`) are
 //     their own line, not optimizer state, and count in the total; FLOPs and collectives of the body (every node
 //     but passes/GradAccum.h's once-per-step and prologue nodes) count m times;
-//   - collectives per mesh axis: one per all_reduce / all_reduce_bucket / all_gather / reduce_scatter node over it
-//     (a dp gradient bucket, bucket-dp's all_reduce_bucket, is one collective of its N values, counted as N
-//     all-reduces in one bucket); `shard` moves nothing. Bytes one rank sends
+//   - collectives per mesh axis: one per all_reduce / all_reduce_bucket / all_gather / reduce_scatter /
+//     reduce_scatter_bucket node over it (a dp gradient bucket, bucket-dp's all_reduce_bucket or, with the
+//     distributed optimizer, reduce_scatter_bucket, is one collective of its N values, counted as N all-reduces or
+//     reduce-scatters in one bucket, its bytes as theirs); `shard` moves nothing. Bytes one rank sends
 //     under the ring algorithm (it receives as many), with n the axis size and B the bytes of the tensor one rank
 //     holds: all_reduce 2 (n-1)/n x B; all_gather (n-1)/n x B of the gathered result; reduce_scatter (n-1)/n x B of
 //     the operand. Bucketing changes the count, not the bytes.
@@ -57,12 +58,18 @@ struct AxisTraffic {
   int64_t buckets = 0, bucketedAllReduces = 0;
   /// The largest bucket, in bytes per rank.
   int64_t largestBucketBytes = 0;
+  /// reduceScatters counts values too: the distributed optimizer's gradient buckets (reduce_scatter_bucket nodes),
+  /// the values reduce-scattered in them and the largest one's operand bytes per rank.
+  int64_t scatterBuckets = 0, bucketedReduceScatters = 0, largestScatterBucketBytes = 0;
   /// Bytes this rank sends (and receives) under the ring algorithm, in all and by kind of collective.
   int64_t ringBytes = 0;
   enum Kind : unsigned { kAllReduce, kBucket, kAllGather, kReduceScatter, kKinds };
   std::array<int64_t, kKinds> ringBytesByKind{};
   /// Collectives at run time: every all_reduce / all_gather / reduce_scatter, a bucket counted once.
-  int64_t collectives() const { return allReduces - bucketedAllReduces + buckets + allGathers + reduceScatters; }
+  int64_t collectives() const {
+    return allReduces - bucketedAllReduces + buckets + allGathers + reduceScatters - bucketedReduceScatters +
+           scatterBuckets;
+  }
 };
 
 /// The transformer of a model's report: its dimensions, and the arena of the same model with fewer layers.

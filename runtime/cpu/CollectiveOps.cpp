@@ -3,7 +3,9 @@
 // The communicator moves contiguous float blocks in host memory; all_gather and reduce_scatter along a dim that is
 // not the outermost non-trivial one interleave the members' blocks through scratch ([member, outer, chunk] <->
 // [outer, member, chunk]). all_gather moves 4-byte words (f32 or i32) bit for bit. all_reduce_bucket (a dp gradient
-// bucket) packs its operands into scratch, reduces once and unpacks into its results.
+// bucket) packs its operands into scratch, reduces once and unpacks into its results. reduce_scatter_bucket (the
+// distributed optimizer's gradient bucket) packs rank-major: for each group rank g, the g-th shard of every member
+// (gathered as reduce_scatter gathers it), so one reduce-scatter leaves this rank's shards of all members contiguous.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/cpu/CpuOps.h"
@@ -13,6 +15,18 @@
 using namespace meg;
 using namespace meg::runtime;
 using namespace meg::runtime::cpu;
+
+namespace {
+
+/// The shards of a reduce_scatter's operand ([outer, member, chunk]) as contiguous blocks: group rank g's shard
+/// (a.count floats) at dst + g * stride.
+void gatherShards(const ReduceScatterArgs &a, const float *src, float *dst, int64_t stride) {
+  for (int64_t o = 0; o < a.outer; ++o)
+    for (int64_t g = 0; g < a.members; ++g)
+      std::memcpy(dst + g * stride + o * a.chunk, src + (o * a.members + g) * a.chunk, size_t(a.chunk) * sizeof(float));
+}
+
+} // namespace
 
 llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const AllReduceArgs &a, CpuStep &s) {
   return [a, &s](const CpuRunArgs &run) -> llvm::Error {
@@ -59,13 +73,27 @@ llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const ReduceScatterArgs &a, 
   return [a, &s](const CpuRunArgs &run) -> llvm::Error {
     const float *blocks = s.f(0);
     if (a.outer > 1) {
-      for (int64_t o = 0; o < a.outer; ++o)
-        for (int64_t g = 0; g < a.members; ++g)
-          std::memcpy(run.scratch + g * a.count + o * a.chunk, s.f(0) + (o * a.members + g) * a.chunk,
-                      size_t(a.chunk) * sizeof(float));
+      gatherShards(a, s.f(0), run.scratch, a.count);
       blocks = run.scratch;
     }
     return s.error(run.comm.reduceScatter(a.axis, a.reduce, blocks, a.count, s.fout()));
+  };
+}
+
+llvm::Expected<CpuKernel> meg::runtime::cpu::launch(const ReduceScatterBucketArgs &a, CpuStep &s) {
+  if (a.parts.size() == 1)
+    return launch(a.parts[0], s);
+  // The packed blocks of every group rank, then this rank's reduced block.
+  s.scratchFloats = (a.members + 1) * a.total;
+  return [a, &s](const CpuRunArgs &run) -> llvm::Error {
+    for (size_t i = 0; i < a.parts.size(); ++i)
+      gatherShards(a.parts[i], s.f(i), run.scratch + a.offsets[i], a.total);
+    float *mine = run.scratch + a.members * a.total;
+    if (auto err = run.comm.reduceScatter(a.axis, a.reduce, run.scratch, a.total, mine))
+      return s.error(std::move(err));
+    for (size_t i = 0; i < a.parts.size(); ++i)
+      std::memcpy(s.fout(i), mine + a.offsets[i], size_t(a.parts[i].count) * sizeof(float));
+    return llvm::Error::success();
   };
 }
 

@@ -6,6 +6,8 @@
 // scratch with one strided copy per member (cudaMemcpy2DAsync: [member, outer, chunk] <-> [outer, member, chunk]).
 // all_gather moves 4-byte words (f32 or i32) bit for bit. all_reduce_bucket (a dp gradient bucket) is one
 // collective, as on the CPU: pack the operands into scratch, reduce once, unpack into the results.
+// reduce_scatter_bucket packs rank-major (group rank g's shard of every member, then g + 1's), reduce-scatters once
+// and unpacks this rank's block into the results.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/comm/CudaCommunicator.h"
@@ -31,6 +33,19 @@ llvm::Error copy(const CudaStep &s, void *dst, const void *src, int64_t bytes, c
   if (dst == src || bytes == 0)
     return llvm::Error::success();
   return s.check(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToDevice, stream), "collective copy");
+}
+
+/// The shards of a reduce_scatter's operand ([outer, member, chunk]) as contiguous blocks: group rank g's shard
+/// (a.count floats) at dst + g * stride, one strided copy per member.
+llvm::Error gatherShards(const CudaStep &s, const ReduceScatterArgs &a, const float *src, float *dst, int64_t stride,
+                         cudaStream_t stream) {
+  for (int64_t g = 0; g < a.members; ++g)
+    if (auto err = s.check(cudaMemcpy2DAsync(dst + g * stride, size_t(a.chunk) * 4, src + g * a.chunk,
+                                             size_t(a.members * a.chunk) * 4, size_t(a.chunk) * 4, size_t(a.outer),
+                                             cudaMemcpyDeviceToDevice, stream),
+                           "reduce_scatter interleave"))
+      return err;
+  return llvm::Error::success();
 }
 
 } // namespace
@@ -106,15 +121,42 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ReduceScatterArgs &a
     const float *blocks = s.f(0);
     if (a.outer > 1) {
       float *packed = static_cast<float *>(run.scratch);
-      for (int64_t g = 0; g < a.members; ++g)
-        if (auto err = s.check(cudaMemcpy2DAsync(packed + g * a.count, size_t(a.chunk) * 4, s.f(0) + g * a.chunk,
-                                                 size_t(a.members * a.chunk) * 4, size_t(a.chunk) * 4, size_t(a.outer),
-                                                 cudaMemcpyDeviceToDevice, run.stream),
-                               "reduce_scatter interleave"))
-          return err;
+      if (auto err = gatherShards(s, a, s.f(0), packed, a.count, run.stream))
+        return err;
       blocks = packed;
     }
     return s.error((*comm)->reduceScatterOn(run.stream, a.axis, a.reduce, blocks, a.count, s.fout()));
+  };
+}
+
+llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const ReduceScatterBucketArgs &a, CudaStep &s) {
+  if (a.parts.size() == 1 || a.members == 1) {
+    if (a.parts.size() == 1)
+      return launch(a.parts[0], s);
+    // A group of one: each result is its operand.
+    return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+      for (size_t i = 0; i < a.parts.size(); ++i)
+        if (auto err = copy(s, s.out[i], s.in[i], a.parts[i].count * 4, run.stream))
+          return err;
+      return llvm::Error::success();
+    };
+  }
+  // The packed blocks of every group rank, then this rank's reduced block.
+  s.scratchBytes = (a.members + 1) * a.total * 4;
+  return [a, &s](const CudaRunArgs &run) -> llvm::Error {
+    auto comm = deviceComm(s, run);
+    if (!comm)
+      return comm.takeError();
+    float *packed = static_cast<float *>(run.scratch), *mine = packed + a.members * a.total;
+    for (size_t i = 0; i < a.parts.size(); ++i)
+      if (auto err = gatherShards(s, a.parts[i], s.f(i), packed + a.offsets[i], a.total, run.stream))
+        return err;
+    if (auto err = (*comm)->reduceScatterOn(run.stream, a.axis, a.reduce, packed, a.total, mine))
+      return s.error(std::move(err));
+    for (size_t i = 0; i < a.parts.size(); ++i)
+      if (auto err = copy(s, s.out[i], mine + a.offsets[i], a.parts[i].count * 4, run.stream))
+        return err;
+    return llvm::Error::success();
   };
 }
 

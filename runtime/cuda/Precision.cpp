@@ -7,7 +7,7 @@
 //   maximum, nonfinite, loss_scale_update, accumulate of loss scaling and gradient accumulation
 //                    are fp32 by the mixed-precision pass (statistics, loss, optimizer); a 16-bit one only appears
 //                    in hand-written IR and is rare enough to run on copies;
-//   all_reduce, all_gather, reduce_scatter, all_reduce_bucket
+//   all_reduce, all_gather, reduce_scatter, all_reduce_bucket, reduce_scatter_bucket
 //                    the communicators move and sum f32 (the CPU reference sums 16-bit values in fp32 and rounds
 //                    once; a 16-bit NCCL sum would round at every hop), and runtime/comm is float-only.
 // shard moves no data between ranks (it is slice's launch), so it has slice's 2-byte move.
@@ -71,6 +71,7 @@ constexpr std::pair<OpKind, Native16> kRules[] = {
     {OpKind::AllGather, Native16::Widen},
     {OpKind::ReduceScatter, Native16::Widen},
     {OpKind::AllReduceBucket, Native16::Widen},
+    {OpKind::ReduceScatterBucket, Native16::Widen},
     {OpKind::Shard, Native16::Uniform},
     {OpKind::State, Native16::NotAStep},
     {OpKind::LrSchedule, Native16::Widen},

@@ -5,6 +5,8 @@
 // reduce_scatter {axis, reduce, dim}: the result is this member's block (along `dim`) of the reduction.
 // shard {axis, dim}: replicated -> split, this rank keeps its block of the dim (no communication).
 // all_reduce_bucket {axis, reduce}: result i is the reduction of every group member's operand i, in one collective.
+// reduce_scatter_bucket {axis, reduce, dims}: result i is this member's block (along dims[i]) of the reduction of
+// operand i, in one collective.
 // all_gather and shard move 4-byte words without looking at them: f32 or i32 (ids, labels, masks).
 // send {peer} / recv {peer}: the bytes of one value to / from the same dp and tp rank of pipeline stage `peer`.
 //
@@ -114,6 +116,32 @@ llvm::Expected<AllGatherArgs> meg::runtime::bindAllGather(const StepBinder &s) {
   return a;
 }
 
+namespace {
+
+/// Operand i reduce-scattered along `dim` into result i (reduce_scatter, and each member of reduce_scatter_bucket).
+llvm::Expected<ReduceScatterArgs> scatterOf(const StepBinder &s, size_t i, int64_t dim, CommAxis axis,
+                                            CommReduce op) {
+  const TensorSlot &x = s.operand(i);
+  if (dim < 0 || size_t(dim) >= x.shape.size())
+    return s.error(llvm::formatv("dim {0} is out of range for rank {1}", dim, x.shape.size()));
+  ReduceScatterArgs a;
+  a.axis = axis;
+  a.reduce = op;
+  a.members = axisSize(s, axis);
+  if (x.shape[dim] % a.members != 0)
+    return s.error(llvm::formatv("dim {0} of size {1} does not split over {2} ranks", dim, x.shape[dim], a.members));
+  Shape expected = x.shape;
+  expected[dim] /= a.members;
+  if (llvm::ArrayRef<int64_t>(s.result(i).shape) != llvm::ArrayRef<int64_t>(expected))
+    return s.error(llvm::formatv("result {0} shape {1} does not match operand {0}'s block (expected {2})", i,
+                                 shapeStr(s.result(i).shape), shapeStr(expected)));
+  a.count = s.result(i).numel();
+  blocksOf(expected, int(dim), a.outer, a.chunk);
+  return a;
+}
+
+} // namespace
+
 llvm::Expected<ReduceScatterArgs> meg::runtime::bindReduceScatter(const StepBinder &s) {
   auto axis = axisAttr(s);
   if (!axis)
@@ -123,24 +151,38 @@ llvm::Expected<ReduceScatterArgs> meg::runtime::bindReduceScatter(const StepBind
     return op.takeError();
   if (auto err = s.expectDTypes(DType::F32))
     return err;
-  const TensorSlot &x = s.operand(0);
   auto dim = s.intAttr("dim");
   if (!dim)
     return dim.takeError();
-  if (*dim < 0 || size_t(*dim) >= x.shape.size())
-    return s.error(llvm::formatv("dim {0} is out of range for rank {1}", *dim, x.shape.size()));
-  ReduceScatterArgs a;
+  return scatterOf(s, 0, *dim, *axis, *op);
+}
+
+llvm::Expected<ReduceScatterBucketArgs> meg::runtime::bindReduceScatterBucket(const StepBinder &s) {
+  auto axis = axisAttr(s);
+  if (!axis)
+    return axis.takeError();
+  auto op = reduceAttr(s);
+  if (!op)
+    return op.takeError();
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  auto dims = s.intsAttr("dims");
+  if (!dims)
+    return dims.takeError();
+  if (dims->size() != s.numOperands())
+    return s.error(llvm::formatv("attribute 'dims' has {0} entries for {1} operands", dims->size(), s.numOperands()));
+  ReduceScatterBucketArgs a;
   a.axis = *axis;
   a.reduce = *op;
   a.members = axisSize(s, *axis);
-  if (x.shape[*dim] % a.members != 0)
-    return s.error(llvm::formatv("dim {0} of size {1} does not split over {2} ranks", *dim, x.shape[*dim], a.members));
-  Shape expected = x.shape;
-  expected[*dim] /= a.members;
-  if (auto err = s.expectResultShape(expected))
-    return err;
-  a.count = s.result().numel();
-  blocksOf(expected, int(*dim), a.outer, a.chunk);
+  for (size_t i = 0; i < s.numOperands(); ++i) {
+    auto part = scatterOf(s, i, (*dims)[i], *axis, *op);
+    if (!part)
+      return part.takeError();
+    a.parts.push_back(*part);
+    a.offsets.push_back(a.total);
+    a.total += part->count;
+  }
   return a;
 }
 

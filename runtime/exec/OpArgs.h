@@ -240,6 +240,21 @@ struct ReduceScatterArgs {
   int64_t outer = 1, chunk = 1;
 };
 
+/// reduce_scatter_bucket (a dp gradient bucket of the distributed optimizer, bucket-dp): ONE reduce-scatter over
+/// the packed operands. parts[i] is operand i as its own reduce_scatter would run. The packed buffer is rank-major:
+/// block g (`total` floats) holds, at offsets[i], group rank g's shard of operand i (parts[i].count floats,
+/// gathered from the operand's [outer, member, chunk] layout as reduce_scatter does); one reduce-scatter of
+/// `total` floats per rank leaves this rank's block reduced, and result i is its [offsets[i], + parts[i].count).
+/// A result is smaller than its operand: never in place. A bucket of one value runs as reduce_scatter.
+struct ReduceScatterBucketArgs {
+  CommAxis axis = CommAxis::TP;
+  CommReduce reduce = CommReduce::Sum;
+  int64_t members = 1;
+  std::vector<ReduceScatterArgs> parts;
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+};
+
 /// Megatron's learning-rate schedule (lr_schedule's attributes).
 struct LrScheduleArgs {
   /// The step is operand 0's count of applied updates + 1 (loss scaling); else the training step.

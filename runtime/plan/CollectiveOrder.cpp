@@ -71,13 +71,14 @@ static std::optional<CommEvent> commEvent(const LoadedPlan &plan, size_t i) {
   if (!ir::isCollective(s.kind) || s.kind == ir::OpKind::Shard || s.operands.empty())
     return std::nullopt;
   e.kind = s.kind == ir::OpKind::AllGather       ? CommEvent::Kind::AllGather
-           : s.kind == ir::OpKind::ReduceScatter ? CommEvent::Kind::ReduceScatter
-                                                 : CommEvent::Kind::AllReduce;
+           : s.kind == ir::OpKind::ReduceScatter || s.kind == ir::OpKind::ReduceScatterBucket
+               ? CommEvent::Kind::ReduceScatter
+               : CommEvent::Kind::AllReduce;
   if (const StepAttr *axis = s.attr("axis"))
     e.axis = axis->s;
   if (const StepAttr *reduce = s.attr("reduce"))
     e.reduce = reduce->s;
-  // all_reduce_bucket reduces its operands as one buffer.
+  // all_reduce_bucket and reduce_scatter_bucket reduce their operands as one buffer.
   for (const TensorSlot &x : s.operands)
     e.count += x.numel();
   e.dtype = s.operands[0].dtype;

@@ -13,9 +13,10 @@
 // megrun) on every set it loads.
 //
 // The check works on CommEvent sequences, one per rank, so it is independent of how the events were found:
-// commEvents() reads them from a plan (all_reduce, all_reduce_bucket, all_gather, reduce_scatter; `shard` moves
-// nothing) in the order the rank issues them: a pipeline stage's body phase by phase of its 1F1B schedule, its
-// `send` / `recv` steps as CommEvent::Send / Recv with the peer stage's rank of the same dp and tp coordinates.
+// commEvents() reads them from a plan (all_reduce, all_reduce_bucket, all_gather, reduce_scatter,
+// reduce_scatter_bucket: a reduce-scatter of its operands' elements; `shard` moves nothing) in the order the rank
+// issues them: a pipeline stage's body phase by phase of its 1F1B schedule, its `send` / `recv` steps as
+// CommEvent::Send / Recv with the peer stage's rank of the same dp and tp coordinates.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MEG_RUNTIME_PLAN_COLLECTIVEORDER_H

@@ -97,7 +97,8 @@ cl::opt<bool> bf16("bf16", cl::desc("Mixed precision: bf16 compute, fp32 master 
 cl::opt<bool> fp16("fp16", cl::desc("Mixed precision: fp16 compute, fp32 master weights and optimizer"),
                    cl::cat(megCategory));
 cl::opt<long long> dpBucketBytes("dp-bucket-bytes",
-                                 cl::desc("Bucket the dp all-reduces of gradients, at most N bytes per rank each, "
+                                 cl::desc("Bucket the dp all-reduces (reduce-scatters with the distributed "
+                                          "optimizer) of gradients, at most N bytes per rank each, "
                                           "one collective per bucket; 0 = one per gradient (default 26214400)"),
                                  cl::value_desc("N"), cl::init(passes::BucketDpOptions().bytes),
                                  cl::cat(megCategory));

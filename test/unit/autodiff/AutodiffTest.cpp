@@ -827,11 +827,12 @@ const std::set<OpKind> kExempt = {
     OpKind::PickGrad,
     OpKind::SliceGrad,
     OpKind::SelectGrad,
-    // Collectives: inserted by partition (all_reduce_bucket by bucket-dp), after autodiff.
+    // Collectives: inserted by partition (all_reduce_bucket and reduce_scatter_bucket by bucket-dp), after autodiff.
     OpKind::AllReduce,
     OpKind::AllReduceBucket,
     OpKind::AllGather,
     OpKind::ReduceScatter,
+    OpKind::ReduceScatterBucket,
     OpKind::Shard,
     // Optimizer: built by the optimizer pass, after autodiff.
     OpKind::State,

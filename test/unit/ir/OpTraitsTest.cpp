@@ -8,10 +8,14 @@ using namespace meg::ir;
 TEST(OpTable, UnknownNameIsRejected) { EXPECT_FALSE(parseOpKind("no_such_op").has_value()); }
 
 TEST(OpTable, TraitsColumn) {
-  // Collective: the ops partition inserts, each with one operand, and bucket-dp's all_reduce_bucket (one result per
-  // operand); all take an `axis`.
-  for (OpKind k : {OpKind::AllReduce, OpKind::AllReduceBucket, OpKind::AllGather, OpKind::ReduceScatter, OpKind::Shard})
+  // Collective: the ops partition inserts, each with one operand, and bucket-dp's all_reduce_bucket and
+  // reduce_scatter_bucket (one result per operand); all take an `axis`.
+  for (OpKind k : {OpKind::AllReduce, OpKind::AllReduceBucket, OpKind::AllGather, OpKind::ReduceScatter, OpKind::Shard,
+                   OpKind::ReduceScatterBucket})
     EXPECT_TRUE(isCollective(k)) << opName(k).str();
+  // A reduce-scatter's result is smaller than its operand: never in place, bucketed or not.
+  EXPECT_FALSE(mayOverwriteOperand(OpKind::ReduceScatter) || mayOverwriteOperand(OpKind::ReduceScatterBucket));
+  EXPECT_TRUE(hasResultPerOperand(OpKind::ReduceScatterBucket));
   EXPECT_FALSE(isCollective(OpKind::Contract));
   EXPECT_TRUE(isExternal(OpKind::Param) && isExternal(OpKind::Input) && isExternal(OpKind::State));
   EXPECT_TRUE(aliasesOperand(OpKind::Reshape));

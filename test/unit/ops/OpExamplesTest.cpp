@@ -119,7 +119,7 @@ const std::map<std::string, std::function<double(const Node &)>> kFlops = {
     {"embedding_grad", [](const Node &n) { return numel(n.getOperand(2)); }},
     {"pick_grad", zero},      {"slice_grad", zero},     {"select_grad", zero},
     {"all_reduce", zero},     {"all_gather", zero},     {"reduce_scatter", zero},  {"shard", zero},
-    {"all_reduce_bucket", zero},
+    {"all_reduce_bucket", zero},      {"reduce_scatter_bucket", zero},
     {"state", zero},          {"lr_schedule", zero},
     {"sum_squares", [](const Node &n) { return 2 * numel(n.getOperand(0)); }},
     {"clip_scale", zero},

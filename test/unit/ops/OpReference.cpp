@@ -496,7 +496,8 @@ Outs refIdentity(const Node &n, const Ins &in, const Ctx &) {
   return {y};
 }
 
-// Each result is its own operand's value (all_reduce_bucket: the assembled operands are the reduced values).
+// Each result is its own operand's value (all_reduce_bucket, reduce_scatter_bucket: the assembled operands are the
+// reduced values, the assembled results their concatenated blocks).
 Outs refIdentityEach(const Node &n, const Ins &in, const Ctx &) {
   Outs out;
   for (unsigned i = 0; i < n.getNumResults(); ++i) {
@@ -695,6 +696,7 @@ const std::map<std::string, ReferenceFn> &meg::optest::referenceTable() {
       {"all_gather", &refIdentity},
       {"reduce_scatter", &refIdentity},
       {"all_reduce_bucket", &refIdentityEach},
+      {"reduce_scatter_bucket", &refIdentityEach},
       {"shard", &refIdentity},
       {"lr_schedule", &refLrSchedule},
       {"sum_squares", &refSumSquares},

@@ -4,7 +4,7 @@
 
 Copies SRC_DIR to DST_DIR, then edits rank RANK's plan through the schema (flatc: binary -> JSON -> binary), never
 by byte offsets. The collectives are numbered 0, 1, ... in step order (all_reduce, all_reduce_bucket, all_gather,
-reduce_scatter, and the pipeline's send and recv):
+reduce_scatter, reduce_scatter_bucket, and the pipeline's send and recv):
     swap I J     exchange collective steps I and J
     resize I     halve the last dim of collective I's first operand and result (its element count changes)
     drop I       remove collective step I
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-COLLECTIVES = ("all_reduce", "all_reduce_bucket", "all_gather", "reduce_scatter", "send", "recv")
+COLLECTIVES = ("all_reduce", "all_reduce_bucket", "all_gather", "reduce_scatter", "reduce_scatter_bucket", "send", "recv")
 
 
 def main():
