@@ -31,6 +31,7 @@ enum class OpTrait : uint8_t {
   InPlace = 1 << 1,
   Alias = 1 << 2,
   Collective = 1 << 3,
+  YieldsWritten = 1 << 4,
 };
 constexpr OpTrait operator|(OpTrait a, OpTrait b) { return OpTrait(uint8_t(a) | uint8_t(b)); }
 
@@ -67,6 +68,9 @@ inline bool isExternal(OpKind k) { return hasTrait(k, OpTrait::External); }
 inline bool mayOverwriteOperand(OpKind k) { return hasTrait(k, OpTrait::InPlace); }
 /// Alias: the result is its operand's storage (reshape).
 inline bool aliasesOperand(OpKind k) { return hasTrait(k, OpTrait::Alias); }
+/// YieldsWritten: the result is the written operand 0 after the op (accumulate): its storage when that is not an
+/// activation (optimizer state), so it takes no arena memory.
+inline bool yieldsWrittenOperand(OpKind k) { return hasTrait(k, OpTrait::YieldsWritten); }
 /// Collective: communication over the mesh axis of the `axis` attribute, inserted by partition (all_reduce,
 /// all_gather, reduce_scatter, and shard, which moves nothing).
 inline bool isCollective(OpKind k) { return hasTrait(k, OpTrait::Collective); }

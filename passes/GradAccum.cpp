@@ -9,6 +9,7 @@
 //
 //   %acc = state {name = "grad.acc:<param>"}              (f32, laid out and pending like the gradient)
 //   %sum = accumulate(%acc, %g) {micro_batches = m}       acc <- (micro-batch 0 ? 0 : acc) + g / m; %sum = acc
+//                                                         (the accumulator's own storage: no arena memory)
 //
 // and every former use of %g reads %sum. The loss output reads `accumulate` of the loss ("loss.acc"), so it is the
 // mean over the micro-batches, and each gradient is the gradient of that mean, summed in fp32. Because the

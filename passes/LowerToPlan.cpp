@@ -205,20 +205,22 @@ private:
   }
 
   fb::Offset<plan::TensorRef> tensorRef(const Value &v) {
-    const Node &def = *v.getDef();
+    // An accumulate's result (and an alias of it) is its accumulator's storage (passes/MemoryPlan.h storageRoot).
+    const Value &root = storageRoot(v);
+    const Node &def = *root.getDef();
     plan::Storage storage = plan::Storage::Arena;
     int64_t index = 0;
     if (def.getKind() == OpKind::Param) {
       storage = plan::Storage::Param;
-      index = storageIndex.lookup(&v);
+      index = storageIndex.lookup(&root);
     } else if (def.getKind() == OpKind::Input) {
       storage = plan::Storage::Input;
-      index = storageIndex.lookup(&v);
+      index = storageIndex.lookup(&root);
     } else if (def.getKind() == OpKind::State) {
       storage = plan::Storage::OptState;
-      index = storageIndex.lookup(&v);
+      index = storageIndex.lookup(&root);
     } else {
-      index = (*def.getAttrs().getInts("arena"))[v.getIndex()];
+      index = (*def.getAttrs().getInts("arena"))[root.getIndex()];
     }
     Shard s = shard(v.getType());
     std::vector<uint8_t> partial;

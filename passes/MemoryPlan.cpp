@@ -50,9 +50,22 @@ int64_t meg::passes::localBytes(const Value &v, const ir::Mesh &mesh) {
   return v.getType().localNumElements(mesh) * int64_t(ir::dtypeBytes(v.getType().dtype));
 }
 
+const Value &meg::passes::storageRoot(const Value &v) {
+  const Node *d = v.getDef();
+  OpKind k = d->getKind();
+  if (d->getNumOperands() == 0 || !(ir::yieldsWrittenOperand(k) || ir::aliasesOperand(k)))
+    return v;
+  const Value &op = *d->getOperand(0);
+  if (ir::yieldsWrittenOperand(k))
+    return isExternal(op.getDef()->getKind()) ? op : v;
+  // An alias of a value that shares outside storage shares it too (an alias of a parameter keeps its own buffer).
+  const Value &root = storageRoot(op);
+  return &root != &op ? root : v;
+}
+
 bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
   OpKind k = v.getDef()->getKind();
-  return !isExternal(k) && localBytes(v, mesh) > 0;
+  return !isExternal(k) && &storageRoot(v) == &v && localBytes(v, mesh) > 0;
 }
 
 Liveness meg::passes::computeLiveness(const ir::Graph &g) {

@@ -29,7 +29,10 @@ namespace meg::passes {
 
 /// Bytes one rank holds of `v`.
 int64_t localBytes(const ir::Value &v, const ir::Mesh &mesh);
-/// Whether `v` lives in the arena (not a param/input result, non-zero size).
+/// The value whose storage `v` is: `v`, or for the result of a YieldsWritten op (accumulate) on storage outside the
+/// arena, and an Alias (reshape, send) of such a result, the written value (the accumulator state).
+const ir::Value &storageRoot(const ir::Value &v);
+/// Whether `v` lives in the arena (not a param/input/state result or one sharing its storage, non-zero size).
 bool isArenaValue(const ir::Value &v, const ir::Mesh &mesh);
 
 /// Storage shared by values (an alias/in-place group), live over node positions [start, end] (end == the number

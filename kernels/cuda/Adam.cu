@@ -26,6 +26,15 @@ __global__ void adamwKernel(float *param, const float *grad, float *m, float *v,
   MEG_GRID_STRIDE(i, n) { adamwElement(param[i], m[i], v[i], grad[i] * gradScale, f); }
 }
 
+__global__ void accumulateKernel(float *acc, const float *x, int64_t n, float scale, bool first, float *out) {
+  MEG_GRID_STRIDE(i, n) {
+    float a = (first ? 0.0f : acc[i]) + scale * x[i];
+    acc[i] = a;
+    if (out)
+      out[i] = a;
+  }
+}
+
 __global__ void clipScaleKernel(const float *sumSq, float maxNorm, float *coeff, float *norm) {
   *coeff = clipCoefficient(*sumSq, maxNorm, norm);
 }
@@ -58,6 +67,14 @@ cudaError_t adamwStep(float *param, const float *grad, float *m, float *v, int64
     return cudaSuccess;
   AdamScalars c{config.beta1, config.beta2, config.eps, config.weightDecay, 0.0, 0.0};
   adamwKernel<<<blocksFor(n), kThreads, 0, stream>>>(param, grad, m, v, n, c, lr, gradScale, biasCorrections);
+  return launched();
+}
+
+cudaError_t accumulate(float *acc, const float *x, int64_t n, float scale, bool first, float *out,
+                       cudaStream_t stream) {
+  if (n == 0)
+    return cudaSuccess;
+  accumulateKernel<<<blocksFor(n), kThreads, 0, stream>>>(acc, x, n, scale, first, out == acc ? nullptr : out);
   return launched();
 }
 

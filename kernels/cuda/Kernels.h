@@ -165,6 +165,9 @@ cudaError_t adamwStep(float *param, const float *grad, float *m, float *v, int64
                       const float *lr, const float *gradScale, const double *biasCorrections, cudaStream_t stream);
 /// {1 - beta1^step, 1 - beta2^step} of 1-based `step`, as adamwStep computes them.
 void adamwBiasCorrections(const cpu::AdamConfig &config, int64_t step, double out[2]);
+/// acc <- (first ? 0 : acc) + scale * x; out (null, or acc itself, or a copy) <- acc (kernels/cpu/Adam.h accumulate).
+cudaError_t accumulate(float *acc, const float *x, int64_t n, float scale, bool first, float *out,
+                       cudaStream_t stream);
 /// coeff = min(1, maxNorm / (sqrt(*sumSq) + 1e-6)), norm = sqrt(*sumSq) (clip_scale).
 cudaError_t clipScale(const float *sumSq, float maxNorm, float *coeff, float *norm, cudaStream_t stream);
 

@@ -97,22 +97,9 @@ llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const LossScaleUpdateArgs 
 // acc = (first ? 0 : acc) + scale x from the elementwise kernels: scale x into the result, add it to the accumulator
 // (or copy it there at the first micro-batch), then the result is a copy of the accumulator.
 llvm::Expected<CudaKernel> meg::runtime::cuda::launch(const AccumulateArgs &a, CudaStep &s) {
+  // The result is the accumulator itself (accumulate yields its written operand) or, in older plans, a copy.
   return [a, &s](const CudaRunArgs &run) -> llvm::Error {
-    size_t bytes = size_t(a.n) * sizeof(float);
-    if (auto err = s.check(k::unary(kernels::UnaryOp::Scale, s.f(1), a.n, a.scale, s.fout(), run.stream)))
-      return err;
-    if (run.ctx.microBatch == 0) {
-      if (auto err = s.check(cudaMemcpyAsync(s.f(0), s.fout(), bytes, cudaMemcpyDeviceToDevice, run.stream),
-                             "accumulate copy"))
-        return err;
-      return llvm::Error::success();
-    }
-    const int64_t shape[1] = {a.n};
-    if (auto err = s.check(k::binary(kernels::BinaryOp::Add, s.f(0), shape, 1, s.fout(), shape, 1, s.f(0),
-                                     run.stream)))
-      return err;
-    return s.check(cudaMemcpyAsync(s.fout(), s.f(0), bytes, cudaMemcpyDeviceToDevice, run.stream),
-                   "accumulate copy");
+    return s.check(k::accumulate(s.f(0), s.f(1), a.n, a.scale, run.ctx.microBatch == 0, s.fout(), run.stream));
   };
 }
 

@@ -219,7 +219,8 @@ bool Decoder::checkStepMemory(const PlanStep &step, const std::string &label) {
         return fail(llvm::formatv("{0}: {1} {2}: arena offset {3} is not aligned to {4} bytes", label, what, k,
                                   slot.index, dtypeBytes(slot.dtype)));
     }
-  bool inPlace = ir::mayOverwriteOperand(step.kind) || ir::aliasesOperand(step.kind);
+  bool inPlace = ir::mayOverwriteOperand(step.kind) || ir::aliasesOperand(step.kind) ||
+                 ir::yieldsWrittenOperand(step.kind);
   for (size_t r = 0; r < step.results.size(); ++r)
     for (size_t k = 0; k < step.operands.size(); ++k) {
       const TensorSlot &res = step.results[r], &op = step.operands[k];
