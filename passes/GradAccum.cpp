@@ -18,7 +18,8 @@
 // lower-to-plan marks them Update (oncePerStepNodes); megrun runs the other steps once per micro-batch, each fed
 // its own rows. What the body computes from the parameters alone (their 16-bit copies, the distributed optimizer's
 // all-gathers: prologueNodes) runs once per step before the micro-batches (lower-to-plan marks it Prologue) and
-// stays in the arena through them. Activations live within one micro-batch.
+// stays in the arena through them; two prologue nodes computing the same value (recompute's clone of a weight's
+// 16-bit copy, and the copy) become one. Activations live within one micro-batch.
 // m = 1 leaves the graph untouched.
 //
 //===----------------------------------------------------------------------===//
@@ -26,6 +27,7 @@
 #include "passes/Pass.h"
 
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/Sequence.h"
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace meg;
@@ -127,7 +129,42 @@ public:
     for (auto &[grad, name] : grads)
       accumulate(g, grad, "grad.acc:" + name, nullptr);
     accumulate(g, lossOut->getOperand(0), "loss.acc", lossOut);
+    mergeDuplicatePrologue(g);
     return llvm::Error::success();
+  }
+
+  /// The prologue runs once for all micro-batches and its values live through them, so two prologue nodes that
+  /// compute the same value (recompute's clone of a weight's 16-bit copy, and the copy) are one: the later one's
+  /// uses read the first. Same kind, operands, result types and attributes (but `recompute`).
+  static void mergeDuplicatePrologue(Graph &g) {
+    llvm::DenseSet<const Node *> prologue = prologueNodes(g);
+    llvm::DenseMap<const Value *, llvm::SmallVector<Node *, 2>> byOperand;
+    auto attrsOf = [](const Node &n) {
+      AttrDict a = n.getAttrs();
+      a.erase("recompute");
+      return a;
+    };
+    for (Node *n : g.getNodes()) {
+      if (!prologue.contains(n))
+        continue;
+      llvm::SmallVector<Node *, 2> &same = byOperand[n->getOperand(0)];
+      Node *first = nullptr;
+      for (Node *k : same)
+        if (k->getKind() == n->getKind() && k->getOperands() == n->getOperands() &&
+            k->getNumResults() == n->getNumResults() && attrsOf(*k) == attrsOf(*n) &&
+            llvm::all_of(llvm::seq(0u, n->getNumResults()),
+                         [&](unsigned r) { return k->getResult(r)->getType() == n->getResult(r)->getType(); })) {
+          first = k;
+          break;
+        }
+      if (!first) {
+        same.push_back(n);
+        continue;
+      }
+      for (unsigned r = 0; r < n->getNumResults(); ++r)
+        g.replaceAllUsesWith(n->getResult(r), first->getResult(r));
+      g.erase(n);
+    }
   }
 
 private:

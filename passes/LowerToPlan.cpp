@@ -205,8 +205,16 @@ private:
   }
 
   fb::Offset<plan::TensorRef> tensorRef(const Value &v) {
-    // An accumulate's result (and an alias of it) is its accumulator's storage (passes/MemoryPlan.h storageRoot).
-    const Value &root = storageRoot(v);
+    // A value written in place into an operand's accumulator (arena offset -1 - k) is that operand's storage, and an
+    // accumulate's result (and an alias of it) is its accumulator's (passes/MemoryPlan.h storageRoot).
+    const Value *held = &v;
+    while (const std::vector<int64_t> *a = held->getDef()->getAttrs().getInts("arena")) {
+      int64_t off = held->getIndex() < a->size() ? (*a)[held->getIndex()] : 0;
+      if (off >= 0)
+        break;
+      held = held->getDef()->getOperand(unsigned(-1 - off));
+    }
+    const Value &root = storageRoot(*held);
     const Node &def = *root.getDef();
     plan::Storage storage = plan::Storage::Arena;
     int64_t index = 0;

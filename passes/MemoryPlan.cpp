@@ -14,6 +14,9 @@
 //    arena is within a few per cent of the liveness lower bound. The placement sweeps over time (placeBuffers, see
 //    Placer below): O(n log n) on transformer graphs, so compile time grows linearly with layers.
 // 3. Each node gets `arena = [offset per result]` (0 for a zero-size result); param/input/output nodes get none.
+//    In the update (after the micro-batches), an in-place op whose operand is held in an accumulator (accumulate's
+//    result) and dies there writes into the accumulator: offset -1 - k, k the operand's index (the dp all-reduce of
+//    an accumulated gradient reduces it where it was accumulated, as Megatron-LM's main_grad buffer).
 // Pipeline stages: every stage has its own arena, planned on its own execution order, so a stage's arena holds
 // only its layers. A value several stages compute (the learning rate) has one offset: those values sit at the
 // bottom of every stage's arena for the whole step. Above them come the buffers live at the stage's hand-over
@@ -135,6 +138,20 @@ Liveness meg::passes::computeLiveness(const ir::Graph &g, const ExecutionOrder &
             break;
           }
         }
+        // In the update, an operand held in an accumulator (accumulate's result, or a value already written there)
+        // that dies here takes the result in place: the dp all-reduce of an accumulated gradient reduces it in
+        // its accumulator, as Megatron-LM reduces its main_grad buffer, instead of into an arena copy.
+        if (!join && pos >= order.loopEnd)
+          for (const Value *o : candidates) {
+            bool held = &storageRoot(*o) != o || L.outside.count(o);
+            if (held && lastUse[o] == pos && localBytes(*o, mesh) == bytes &&
+                o->getType().dtype == v->getType().dtype) {
+              L.outside[v] = unsigned(llvm::find(n->getOperands(), o) - n->getOperands().begin());
+              break;
+            }
+          }
+        if (L.outside.count(v))
+          continue;
       }
       if (!join) {
         join = L.buffers.size();
@@ -408,6 +425,8 @@ private:
   void planRank(const ir::Graph &g, const ExecutionOrder &order, const llvm::DenseMap<const Value *, int64_t> &pinned,
                 llvm::DenseMap<const Value *, int64_t> &offsets) {
     Liveness L = computeLiveness(g, order);
+    for (const auto &[v, k] : L.outside)
+      offsets[v] = -1 - int64_t(k);
     int64_t pinnedTop = 0;
     for (const auto &[v, off] : pinned)
       pinnedTop = std::max(pinnedTop, off + localBytes(*v, g.getMesh()));
@@ -522,15 +541,26 @@ llvm::Expected<MemoryPlanStats> meg::passes::computeMemoryPlanStats(const ir::Gr
     for (unsigned r = 0; r < n->getNumResults(); ++r) {
       const Value *v = n->getResult(r);
       auto it = L.bufferOf.find(v);
-      if (it == L.bufferOf.end())
-        continue;
+      auto held = L.outside.find(v);
       const std::vector<int64_t> *attr = n->getAttrs().getInts("arena");
       unsigned index = order[n];
+      if (it == L.bufferOf.end() && held == L.outside.end()) {
+        if (attr && r < attr->size() && (*attr)[r] < 0)
+          return fail(nodeWhere(*n, index) + " has a negative arena offset");
+        continue;
+      }
       if (!attr)
         return fail(nodeWhere(*n, index) + " has no 'arena' attribute (run memory-plan first)");
       if (attr->size() != n->getNumResults())
         return fail(nodeWhere(*n, index) + " has " + llvm::Twine(attr->size()) + " arena offsets for " +
                     llvm::Twine(n->getNumResults()) + " results");
+      if (held != L.outside.end()) {
+        if ((*attr)[r] != -1 - int64_t(held->second))
+          return fail(nodeWhere(*n, index) + " must be written in place into operand " +
+                      llvm::Twine(held->second) + "'s accumulator (arena offset " +
+                      llvm::Twine(-1 - int64_t(held->second)) + "), has " + llvm::Twine((*attr)[r]));
+        continue;
+      }
       int64_t off = (*attr)[r];
       if (off < 0)
         return fail(nodeWhere(*n, index) + " has a negative arena offset");

@@ -50,6 +50,9 @@ struct ArenaBuffer {
 struct Liveness {
   std::vector<ArenaBuffer> buffers;
   llvm::DenseMap<const ir::Value *, unsigned> bufferOf;
+  /// Values written in place into an operand's storage outside the arena (an accumulator): value -> the operand's
+  /// index. Not in any buffer; their `arena` attribute is -1 - that index.
+  llvm::DenseMap<const ir::Value *, unsigned> outside;
   /// Max over node positions of the bytes of the buffers live there (each buffer counted once).
   int64_t lowerBound = 0;
   /// Sum of all buffer sizes.
