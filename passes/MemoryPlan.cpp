@@ -71,10 +71,6 @@ bool meg::passes::isArenaValue(const Value &v, const ir::Mesh &mesh) {
   return !isExternal(k) && &storageRoot(v) == &v && localBytes(v, mesh) > 0;
 }
 
-Liveness meg::passes::computeLiveness(const ir::Graph &g) {
-  return computeLiveness(g, executionOrder(g, 0, PhaseRule(g)));
-}
-
 Liveness meg::passes::computeLiveness(const ir::Graph &g, const ExecutionOrder &order) {
   const ir::Mesh &mesh = g.getMesh();
   const unsigned numNodes = order.nodes.size();

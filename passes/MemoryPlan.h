@@ -59,8 +59,6 @@ struct Liveness {
   int64_t totalBytes = 0;
 };
 Liveness computeLiveness(const ir::Graph &g, const ExecutionOrder &order);
-/// The buffers of pipeline stage 0 (of the whole graph, in program order, without stages).
-Liveness computeLiveness(const ir::Graph &g);
 
 /// Greedy best-fit placement of `buffers` in `order` (what memory-plan runs for each of its two orders): each buffer
 /// goes to the smallest gap, the lowest on a tie, between the buffers placed before it that are live at an

@@ -95,6 +95,14 @@ void splitArenaPeak(const ir::Graph &g, const ExecutionOrder &order, PlanReport 
   }
 }
 
+/// The bytes one rank holds of all operands of `n` (a bucket's).
+int64_t operandBytes(const Node &n, const ir::Mesh &mesh) {
+  int64_t bytes = 0;
+  for (const ir::Value *v : n.getOperands())
+    bytes += localBytes(*v, mesh);
+  return bytes;
+}
+
 /// Korthikanti et al. 2022's activation bytes per transformer layer (16-bit activations, 1-byte dropout masks, no
 /// sequence parallelism) and the formula's text.
 std::pair<double, std::string> korthikanti(const LayerProbe &m, int64_t t, llvm::StringRef recompute,
@@ -129,7 +137,8 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   if (!stats)
     return stats.takeError();
   r.memory = *stats;
-  ExecutionOrder order = executionOrder(g, stage, PhaseRule(g));
+  PhaseRule phases(g);
+  ExecutionOrder order = executionOrder(g, stage, phases);
   splitArenaPeak(g, order, r);
   for (unsigned a = 0; a < ir::kNumMeshAxes; ++a)
     r.traffic[a].groupSize = r.mesh.size[a];
@@ -143,9 +152,10 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
     int64_t stages = pipelineStagesOf(g);
     r.stage = stage;
     auto schedule = runtime::oneFOneB(int(stages), int(stage), int(r.microBatches));
-    r.stashSlots = runtime::maxInFlight(schedule) > 1 ? runtime::activationSlots(int(stages), int(stage), int(r.microBatches)) : 0;
+    r.stashSlots = runtime::maxInFlight(schedule) > 1
+                       ? runtime::activationSlots(int(stages), int(stage), int(r.microBatches))
+                       : 0;
   }
-  llvm::DenseSet<const Node *> oncePerStep = oncePerStepNodes(g), prologue = prologueNodes(g);
   llvm::DenseSet<const ir::Value *> accumulators;
   for (const Node *n : g.nodesOfKind(OpKind::Accumulate))
     accumulators.insert(n->getOperand(0));
@@ -154,7 +164,8 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
   std::array<std::array<int64_t, AxisTraffic::kKinds>, ir::kNumMeshAxes> ringNumerator{};
   for (const Node *node : order.nodes) {
     const Node &n = *node;
-    int64_t times = oncePerStep.contains(&n) || prologue.contains(&n) ? 1 : r.microBatches;
+    StepPhase phase = phases.of(n);
+    int64_t times = phase == StepPhase::Update || phase == StepPhase::Prologue ? 1 : r.microBatches;
     r.flopsGlobal += double(times) * ir::countFlops(n);
     r.flopsPerRank += double(times) * flopsPerRank(n, r.mesh);
     switch (n.getKind()) {
@@ -193,9 +204,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
       break;
     case OpKind::AllReduceBucket: {
       t.buckets += times;
-      int64_t bucketBytes = 0;
-      for (const ir::Value *v : n.getOperands())
-        bucketBytes += localBytes(*v, r.mesh);
+      int64_t bucketBytes = operandBytes(n, r.mesh);
       t.allReduces += times * n.getNumOperands();
       t.bucketedAllReduces += times * n.getNumOperands();
       t.largestBucketBytes = std::max(t.largestBucketBytes, bucketBytes);
@@ -212,9 +221,7 @@ llvm::Expected<PlanReport> meg::passes::computePlanReport(const ir::Graph &g, Re
       break;
     case OpKind::ReduceScatterBucket: {
       t.scatterBuckets += times;
-      int64_t bucketBytes = 0;
-      for (const ir::Value *v : n.getOperands())
-        bucketBytes += localBytes(*v, r.mesh);
+      int64_t bucketBytes = operandBytes(n, r.mesh);
       t.reduceScatters += times * n.getNumOperands();
       t.bucketedReduceScatters += times * n.getNumOperands();
       t.largestScatterBucketBytes = std::max(t.largestScatterBucketBytes, bucketBytes);

@@ -52,35 +52,40 @@ void blocksOf(llvm::ArrayRef<int64_t> local, int dim, int64_t &outer, int64_t &c
     (d < dim ? outer : chunk) *= local[d];
 }
 
+/// The axis and reduction of a reducing collective (all_reduce, reduce_scatter and their buckets) on f32 values.
+llvm::Expected<std::pair<CommAxis, CommReduce>> reductionOf(const StepBinder &s) {
+  auto axis = axisAttr(s);
+  if (!axis)
+    return axis.takeError();
+  auto op = reduceAttr(s);
+  if (!op)
+    return op.takeError();
+  if (auto err = s.expectDTypes(DType::F32))
+    return err;
+  return std::make_pair(*axis, *op);
+}
+
 } // namespace
 
 llvm::Expected<AllReduceArgs> meg::runtime::bindAllReduce(const StepBinder &s) {
-  auto axis = axisAttr(s);
-  if (!axis)
-    return axis.takeError();
-  auto op = reduceAttr(s);
-  if (!op)
-    return op.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
-    return err;
+  auto red = reductionOf(s);
+  if (!red)
+    return red.takeError();
+  auto [axis, op] = *red;
   if (auto err = s.expectResultShape(s.operand(0).shape))
     return err;
-  return AllReduceArgs{*axis, *op, s.result().numel(), axisSize(s, *axis)};
+  return AllReduceArgs{axis, op, s.result().numel(), axisSize(s, axis)};
 }
 
 llvm::Expected<AllReduceBucketArgs> meg::runtime::bindAllReduceBucket(const StepBinder &s) {
-  auto axis = axisAttr(s);
-  if (!axis)
-    return axis.takeError();
-  auto op = reduceAttr(s);
-  if (!op)
-    return op.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
-    return err;
+  auto red = reductionOf(s);
+  if (!red)
+    return red.takeError();
+  auto [axis, op] = *red;
   AllReduceBucketArgs a;
-  a.axis = *axis;
-  a.reduce = *op;
-  a.members = axisSize(s, *axis);
+  a.axis = axis;
+  a.reduce = op;
+  a.members = axisSize(s, axis);
   for (size_t i = 0; i < s.numOperands(); ++i) {
     if (s.result(i).shape != s.operand(i).shape)
       return s.error(llvm::formatv("result {0} shape {1} does not match operand {0}'s {2}", i,
@@ -143,40 +148,32 @@ llvm::Expected<ReduceScatterArgs> scatterOf(const StepBinder &s, size_t i, int64
 } // namespace
 
 llvm::Expected<ReduceScatterArgs> meg::runtime::bindReduceScatter(const StepBinder &s) {
-  auto axis = axisAttr(s);
-  if (!axis)
-    return axis.takeError();
-  auto op = reduceAttr(s);
-  if (!op)
-    return op.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
-    return err;
+  auto red = reductionOf(s);
+  if (!red)
+    return red.takeError();
+  auto [axis, op] = *red;
   auto dim = s.intAttr("dim");
   if (!dim)
     return dim.takeError();
-  return scatterOf(s, 0, *dim, *axis, *op);
+  return scatterOf(s, 0, *dim, axis, op);
 }
 
 llvm::Expected<ReduceScatterBucketArgs> meg::runtime::bindReduceScatterBucket(const StepBinder &s) {
-  auto axis = axisAttr(s);
-  if (!axis)
-    return axis.takeError();
-  auto op = reduceAttr(s);
-  if (!op)
-    return op.takeError();
-  if (auto err = s.expectDTypes(DType::F32))
-    return err;
+  auto red = reductionOf(s);
+  if (!red)
+    return red.takeError();
+  auto [axis, op] = *red;
   auto dims = s.intsAttr("dims");
   if (!dims)
     return dims.takeError();
   if (dims->size() != s.numOperands())
     return s.error(llvm::formatv("attribute 'dims' has {0} entries for {1} operands", dims->size(), s.numOperands()));
   ReduceScatterBucketArgs a;
-  a.axis = *axis;
-  a.reduce = *op;
-  a.members = axisSize(s, *axis);
+  a.axis = axis;
+  a.reduce = op;
+  a.members = axisSize(s, axis);
   for (size_t i = 0; i < s.numOperands(); ++i) {
-    auto part = scatterOf(s, i, (*dims)[i], *axis, *op);
+    auto part = scatterOf(s, i, (*dims)[i], axis, op);
     if (!part)
       return part.takeError();
     a.parts.push_back(*part);
